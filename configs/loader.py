@@ -1,0 +1,285 @@
+"""YAML <-> typed dataclass configs, with dotted `key=value` command-line overrides.
+
+Every CLI in the project builds its config the same way:
+
+    cfg = parse_cli(MakeVideosConfig, argv, flags={"--out": "out", "--takes": "takes"})
+
+which reads an optional `--config FILE`, applies the convenience flags, then positional
+`key=value` overrides (`world.frames=8`), and type-checks the result against the dataclass.
+Unknown keys and wrong types raise `ConfigError` naming the offending key (and file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the key and the source."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check/convert one value against a type hint; raises ConfigError naming `key`."""
+    origin = get_origin(tp)
+    where = f"'{key}'" + (f" in {source}" if source else "")
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+    if origin is typing.Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, source=source, prefix=key + ".")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            # `actions=push,pull` on the command line reads as a list
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+        item_tp = args[0] if args else Any
+        out = [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = get_args(tp) or (Any, Any)
+        return {_coerce(k, kt, key, source): _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is Path:
+        return Path(value)
+    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
+
+
+def from_dict(cls: type[T], data: dict, source: str = "", prefix: str = "") -> T:
+    """Build dataclass `cls` from a nested dict; unknown keys are an error naming the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source or 'config'}: expected a mapping at '{prefix or '<top>'}', got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        where = f" in {source}" if source else ""
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'{where}; valid keys under "
+            f"'{prefix or '<top>'}': {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as e:  # missing required field
+        raise ConfigError(f"{source or 'config'}: {cls.__name__} at '{prefix or '<top>'}': {e}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as e:
+            raise ConfigError(f"{source or 'config'}: {e}") from None
+    return obj
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config dataclass (tuples -> lists, Paths -> str) for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return plain(cfg)
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """`set_dotted(d, "world.frames", 8)` creates intermediate mappings as needed."""
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a mapping")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"world.frames=8"` -> ("world.frames", 8); values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
+    """Dataclass defaults <- YAML file <- `key=value` overrides, type-checked."""
+    data = read_yaml(path) if path else {}
+    for ov in overrides:
+        set_dotted(data, *parse_override(ov))
+    return from_dict(cls, data, source=str(path) if path else "overrides")
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML, atomically."""
+    from configs.runs import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def parse_cli(
+    cls: type[T],
+    argv: list[str] | None = None,
+    *,
+    description: str = "",
+    flags: dict[str, tuple[str, str]] | None = None,
+    positional: dict[str, tuple[str, str]] | None = None,
+    prog: str | None = None,
+) -> T:
+    """Argparse front end shared by every CLI.
+
+    flags: `{"--takes": ("takes", "number of takes")}` maps a flag onto a dotted config key.
+    positional: the same for positional arguments (e.g. a dataset directory).
+    Everything else on the line of the form key=value is an override.
+    """
+    flags = flags or {}
+    positional = positional or {}
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Any config key can be set as key=value (dotted for nested keys), e.g. world.frames=8.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML config file (keys as in configs/)")
+    for name, (key, help_) in positional.items():
+        p.add_argument(name, help=f"{help_} (config key '{key}')")
+    for flag, (key, help_) in flags.items():
+        default_value = _default_of(cls, key)
+        if isinstance(default_value, bool):
+            p.add_argument(flag, action="store_true", default=None, help=f"{help_} (config key '{key}')")
+        else:
+            p.add_argument(flag, default=None, help=f"{help_} (config key '{key}', default {default_value!r})")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = p.parse_args(argv)
+    data = read_yaml(args.config) if args.config else {}
+    for name, (key, _) in {**positional, **flags}.items():
+        v = getattr(args, name.lstrip("-").replace("-", "_"))
+        if v is None:
+            continue
+        if isinstance(v, str):
+            v = parse_override(f"x={v}")[1]
+            if isinstance(_default_of(cls, key), str) or _is_path_key(cls, key):
+                v = getattr(args, name.lstrip("-").replace("-", "_"))
+        set_dotted(data, key, v)
+    try:
+        for ov in args.overrides:
+            set_dotted(data, *parse_override(ov))
+        return from_dict(cls, data, source=args.config or "command line")
+    except ConfigError as e:
+        p.error(str(e))
+        raise  # unreachable: p.error exits
+
+
+def _field_type(cls: Any, dotted: str) -> Any:
+    tp: Any = cls
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        tp = get_type_hints(tp).get(part)
+    return tp
+
+
+def _is_path_key(cls: Any, dotted: str) -> bool:
+    tp = _field_type(cls, dotted)
+    return tp is str or tp is Path or (get_origin(tp) in (Union, types.UnionType) and str in get_args(tp))
+
+
+def _default_of(cls: Any, dotted: str) -> Any:
+    node: Any = cls
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None
+        f = {f.name: f for f in dataclasses.fields(node)}.get(part)
+        if f is None:
+            raise ConfigError(f"flag maps to unknown config key '{dotted}'")
+        if f.default is not dataclasses.MISSING:
+            node = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            node = f.default_factory()  # type: ignore[misc]
+        else:
+            node = _field_type(cls, dotted)
+    return node

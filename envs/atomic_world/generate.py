@@ -212,7 +212,8 @@ def _simulate(plan: TakePlan, scene: SceneSpec, cfg: WorldConfig, rng: np.random
 def generate_take(cfg: WorldConfig, seed: int, take_id: int, scenes: dict[str, SceneSpec]):
     """Simulate (re-sampling until every clip's label is true) and render one take.
 
-    Returns (plan, attempts, clips) with clips = [(action, checks.measured, {view: (T, H, W, 3) uint8})].
+    Returns (plan, failures, clips): the reasons earlier attempts were rejected, and
+    clips = [(action, check.measured, {view: (T, H, W, 3) uint8})].
     """
     import mujoco
 
@@ -239,7 +240,7 @@ def generate_take(cfg: WorldConfig, seed: int, take_id: int, scenes: dict[str, S
             clips.append((action, check.measured, frames))
     finally:
         renderer.close()
-    return plan, attempt + 1, clips
+    return plan, failures, clips
 
 
 def take_rows(plan: TakePlan, cfg: WorldConfig, split: str, clip_paths: dict[tuple[int, str], str]) -> list[dict]:
@@ -291,7 +292,7 @@ def _scenes(cfg: WorldConfig, seed: int) -> dict[str, SceneSpec]:
 def _make_and_write(take_id: int) -> dict:
     cfg, seed, out = _WORKER["cfg"], _WORKER["seed"], _WORKER["out"]
     t0 = time.perf_counter()
-    plan, attempts, clips = generate_take(cfg, seed, take_id, _WORKER["scenes"])
+    plan, failures, clips = generate_take(cfg, seed, take_id, _WORKER["scenes"])
     paths = {}
     for k, (_, _, frames) in enumerate(clips):
         for view, arr in frames.items():
@@ -301,7 +302,8 @@ def _make_and_write(take_id: int) -> dict:
     rows = take_rows(plan, cfg, _WORKER["splits"][plan.scene], paths)
     record = {
         "take_id": take_id,
-        "attempts": attempts,
+        "attempts": len(failures) + 1,
+        "rejected": failures,
         "checks": [m for _, m, _ in clips],
         "seconds": time.perf_counter() - t0,
         "rows": rows,

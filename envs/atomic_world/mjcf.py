@@ -25,6 +25,7 @@ FINGER_OPEN = 0.041  # inner face of an open finger, |x| in the effector frame
 FINGER_TRAVEL = 0.036  # fingertip z in the effector frame
 PALM_BOTTOM = -0.012
 PUSHER_Z = -0.052
+PUSHER_HALF = (0.035, 0.008)  # a flat paddle across the effector's x axis: pushes without spinning the object
 ARM_SHOULDER = (0.0, -0.52, 0.22)
 ARM_LINK = 0.40
 HUMAN_FOREARM = 0.34
@@ -96,7 +97,7 @@ def _effector(subject: str) -> str:
     cam_pos, cam_target = EGO_CAMERA[subject]
     cam = f'<camera name="ego" pos="{_v(cam_pos)}" xyaxes="{xyaxes(cam_pos, cam_target)}" fovy="75"/>'
     pusher = (
-        f'<geom name="pusher" type="sphere" size=".018" pos="0 0 {PUSHER_Z}" rgba="0 0 0 0" group="3" '
+        f'<geom name="pusher" type="box" size="{PUSHER_HALF[0]} {PUSHER_HALF[1]} .014" pos="0 0 {PUSHER_Z}" rgba="0 0 0 0" group="3" '
         'contype="0" conaffinity="0" friction=".3 .005 .0001"/>'
     )
     vis = 'contype="0" conaffinity="0"'

@@ -119,14 +119,16 @@ def put_down(sim: AtomicSim, ctx: TakeContext, action: str) -> Check:
 
 
 def push_like(sim: AtomicSim, ctx: TakeContext, action: str) -> Check:
-    """push / pull / slide left / slide right: the invisible pusher sphere shoves the object."""
+    """push / pull / slide left / slide right: an invisible flat paddle between the fingers shoves the object."""
     d = np.asarray(DIRECTIONS[action])
     c0 = sim.obj_pos
     dist = ctx.rng.uniform(0.06, 0.1)
-    gap = ctx.spec.radius + 0.018 + 0.02
+    gap = ctx.spec.radius + mjcf.PUSHER_HALF[1] + 0.02
     start = c0[:2] - d * gap
-    z = max(float(c0[2]), 0.02) - mjcf.PUSHER_Z
-    sim.move(_t(ctx, 0.5), pos=(start[0], start[1], z + 0.06), grip=mjcf.FINGER_TRAVEL * 0.8)
+    # paddle face perpendicular to the push direction; low on the object so tall ones do not tip
+    yaw = 0.0 if d[0] == 0 else np.pi / 2
+    z = max(0.6 * float(c0[2]), 0.016) - mjcf.PUSHER_Z
+    sim.move(_t(ctx, 0.5), pos=(start[0], start[1], z + 0.06), yaw=yaw, grip=mjcf.FINGER_TRAVEL * 0.8)
     sim.move(_t(ctx, 0.3), pos=(start[0], start[1], z))
     sim.set_pusher(True)
     end = start + d * (dist + 0.02)

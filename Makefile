@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(PY) scripts/make_atomic_videos.py --config configs/world/default.yaml --out $(DEMO)/atomic_world --resume
 	$(PY) scripts/preview_dataset.py $(DEMO)/atomic_world --out $(DEMO)/atomic_world_sheet.png
+	$(PY) encoders/train.py --config configs/encoder/invact.yaml data=$(DEMO)/atomic_world out=$(DEMO)/invact --resume
+	$(PY) encoders/evaluate.py --data $(DEMO)/atomic_world --split val --out $(DEMO)/retrieval.json \
+		--compare $(DEMO)/invact/encoder backbone_mean flow_mean random
 	@echo "demo outputs in $(DEMO)/"
 
 test: setup

@@ -173,7 +173,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def read_yaml(path: str | Path) -> dict:
+INHERIT_KEY = "inherit"
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML mapping; `inherit: other.yaml` (relative to this file) deep-merges this file over another."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -183,6 +194,12 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    parent = data.pop(INHERIT_KEY, None)
+    if parent is not None:
+        parent_path = (path.parent / str(parent)).resolve()
+        if parent_path in _seen:
+            raise ConfigError(f"{path}: '{INHERIT_KEY}' forms a cycle through {parent_path}")
+        data = _deep_merge(read_yaml(parent_path, (*_seen, path.resolve())), data)
     return data
 
 

@@ -93,3 +93,15 @@ def test_every_shipped_world_yaml_loads():
     assert files, "no world configs shipped"
     for f in files:
         load_config(MakeVideosConfig, f)
+
+
+def test_inherit_deep_merges_and_detects_cycles(tmp_path):
+    (tmp_path / "base.yaml").write_text("seed: 1\ninner:\n  frames: 8\n  lr: 0.5\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("inherit: ../base.yaml\ninner:\n  lr: 0.25\n")
+    cfg = load_config(Outer, tmp_path / "sub" / "child.yaml")
+    assert cfg.seed == 1 and cfg.inner.frames == 8 and cfg.inner.lr == 0.25
+    (tmp_path / "a.yaml").write_text("inherit: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("inherit: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(Outer, tmp_path / "a.yaml")

@@ -1,0 +1,177 @@
+"""Baseline action encoders available from day one: `backbone_mean`, `flow_mean`, `random`.
+
+They need no training; they bound what a learned action encoder should beat on the retrieval
+benchmark (frozen appearance features, raw motion statistics, chance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from encoders.backbones import build_backbone
+from encoders.base import ActionEncoder, register_encoder
+from encoders.flow import FLOW_METHODS, compute_flow_batch
+
+
+@dataclasses.dataclass
+class BackboneMeanConfig:
+    """Mean over frames of a frozen backbone's pooled frame features."""
+
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 0  # 0: the backbone's default input size
+    frame_batch: int = 64  # frames per backbone forward pass
+
+    def validate(self) -> None:
+        if self.image_size < 0 or self.frame_batch < 1:
+            raise ValueError(f"backbone_mean: image_size must be >= 0 and frame_batch >= 1, got {self}")
+
+
+@register_encoder("backbone_mean")
+class BackboneMeanEncoder(ActionEncoder):
+    """`(B, T, C, H, W) uint8` -> backbone pooled features `(B, T, C')` -> mean over T -> `(B, C')`."""
+
+    config_cls = BackboneMeanConfig
+
+    def __init__(self, cfg: BackboneMeanConfig):
+        super().__init__(cfg)
+        self.backbone = build_backbone(cfg.backbone, image_size=cfg.image_size or None)
+        self.dim = self.backbone.dim
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        _, pooled = self.backbone.extract(video, batch_size=self.cfg.frame_batch, tokens=False)
+        return pooled.mean(1)
+
+    def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
+        # reuse the frozen-feature cache: the backbone runs once per dataset, not once per evaluation
+        from encoders.features import backbone_features
+
+        res = backbone_features(self.backbone, root, split, views, cache_root=cache_root, batch_size=batch_size,
+                                frame_batch=self.cfg.frame_batch)
+        return res.index, np.asarray(res.arrays["pooled"], dtype=np.float32).mean(1)
+
+
+@dataclasses.dataclass
+class FlowMeanConfig:
+    """Time statistics of grid-pooled optical flow."""
+
+    method: str = "dis"
+    size: int = 64  # frames are resized to size x size before flow
+    grid: int = 4  # flow maps are average-pooled to grid x grid cells
+
+    def validate(self) -> None:
+        if self.method not in FLOW_METHODS:
+            raise ValueError(f"flow_mean: method must be one of {FLOW_METHODS}, got {self.method!r}")
+        if self.size < 8 or self.grid < 1 or self.grid > self.size:
+            raise ValueError(f"flow_mean: need size >= 8 and 1 <= grid <= size, got size={self.size} grid={self.grid}")
+
+
+@register_encoder("flow_mean")
+class FlowMeanEncoder(ActionEncoder):
+    """Flow `(B, T-1, S, S, 3)` -> pooled to `(B, T-1, 3*g*g)` -> [mean over time, std over time] -> `(B, 6*g*g)`.
+
+    The std half keeps back-and-forth motions (whose mean displacement cancels) distinguishable.
+    """
+
+    config_cls = FlowMeanConfig
+
+    def __init__(self, cfg: FlowMeanConfig):
+        super().__init__(cfg)
+        self.dim = 6 * cfg.grid * cfg.grid
+
+    def _from_flow(self, flow: torch.Tensor) -> torch.Tensor:
+        """`flow (B, T-1, S, S, 3)` -> `(B, 6*g*g)`."""
+        b, t1 = flow.shape[:2]
+        x = flow.float().permute(0, 1, 4, 2, 3).reshape(b * t1, 3, *flow.shape[2:4])
+        cells = F.adaptive_avg_pool2d(x, self.cfg.grid).reshape(b, t1, -1)
+        std = cells.std(1, unbiased=False)
+        return torch.cat([cells.mean(1), std], dim=1)
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        if video.shape[1] < 2:
+            raise ValueError(f"flow_mean: needs T >= 2 frames, got video shape {tuple(video.shape)}")
+        flow = compute_flow_batch(video, self.cfg.method, self.cfg.size)
+        return self._from_flow(torch.from_numpy(flow))
+
+    def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
+        from encoders.features import flow_maps
+
+        res = flow_maps(root, split, views, method=self.cfg.method, size=self.cfg.size, cache_root=cache_root)
+        flow = res.arrays["flow"]
+        out = [self._from_flow(torch.from_numpy(np.array(flow[i : i + 64], dtype=np.float32))) for i in range(0, len(flow), 64)]
+        return res.index, torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+
+
+@dataclasses.dataclass
+class RandomConfig:
+    """`hash`: content-independent random vectors (chance level, like the paper's Random row);
+    `projection`: a fixed random linear map of downsampled pixels (a random-init network)."""
+
+    dim: int = 128
+    seed: int = 0
+    mode: Literal["hash", "projection"] = "hash"
+    image_size: int = 16  # projection mode: frames are resized to this before projecting
+
+    def validate(self) -> None:
+        if self.dim < 1 or self.image_size < 1:
+            raise ValueError(f"random: dim and image_size must be >= 1, got dim={self.dim} image_size={self.image_size}")
+
+
+@register_encoder("random")
+class RandomEncoder(ActionEncoder):
+    config_cls = RandomConfig
+
+    def __init__(self, cfg: RandomConfig):
+        super().__init__(cfg)
+        self.dim = cfg.dim
+        g = torch.Generator().manual_seed(cfg.seed)
+        n_in = 3 * cfg.image_size * cfg.image_size
+        # a buffer, not a parameter: it is saved with the encoder but never trained
+        self.register_buffer("proj", torch.randn(n_in, cfg.dim, generator=g) / n_in**0.5)
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        if self.cfg.mode == "hash":
+            # seeded by the clip's bytes: identical clips get identical vectors, anything else is unrelated
+            rows = []
+            for v in video:
+                h = hashlib.sha1(v.contiguous().numpy().tobytes()).digest()
+                seed = int.from_bytes(h[:8], "little") ^ self.cfg.seed
+                rows.append(torch.randn(self.dim, generator=torch.Generator().manual_seed(seed % 2**63)))
+            return torch.stack(rows)
+        b, t = video.shape[:2]
+        s = self.cfg.image_size
+        x = F.interpolate(video.reshape(b * t, *video.shape[2:]).float() / 255.0, size=(s, s), mode="area")
+        return x.reshape(b, t, -1).mean(1) @ self.proj
+
+
+def embed_dataset_generic(
+    encoder: ActionEncoder, root: str | Path, split: str | None, views, batch_size: int = 8
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Any encoder: run `encode` over every clip of the split; returns (index, embeddings (M, D))."""
+    from encoders.features import iter_clip_batches
+    from envs.atomic_world.dataset import read_index
+
+    index = read_index(root, split, views)
+    out = np.zeros((len(index), encoder.dim), np.float32)
+    with torch.inference_mode():
+        for start, video in iter_clip_batches(root, index, batch_size, desc=f"encode {encoder.registry_name}"):
+            out[start : start + len(video)] = encoder.encode(video).numpy()
+    return index, out
+
+
+def embed_dataset(
+    encoder: ActionEncoder, root: str | Path, split: str | None = None, views=None, batch_size: int = 8,
+    cache_root: str | Path | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(index, embeddings `(M, D)` float32) for every clip of `split`, through the encoder's caches if it has any."""
+    fn = getattr(encoder, "embed_dataset", None)
+    if callable(fn):
+        return fn(root, split, views, batch_size=batch_size, cache_root=cache_root)
+    return embed_dataset_generic(encoder, root, split, views, batch_size)

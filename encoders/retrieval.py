@@ -1,0 +1,197 @@
+"""Video->video retrieval metrics (InvAct protocol, Sec. 4.3 / Table 1 / Fig. 14), pure numpy.
+
+Given embeddings `(M, D)` and per-clip labels, every query ranks a gallery by cosine similarity.
+
+Pairs (query view -> gallery view): g2g (ego->ego), x2x (exo->exo), g2x (ego->exo), x2g (exo->ego).
+Settings, i.e. what the gallery of one query excludes:
+  - cross_scene  (g2g, x2x): every clip from the query's scene (so also the query and its twins)
+  - cross_view   (g2x, x2g): the query's time-synchronised twins (same take and clip, other view)
+  - all_scenes   (all four pairs): only the query itself and its twins
+A query hits at k if any of its k nearest gallery items has the query's verb; hit@k is reported in
+percent over the queries whose gallery is non-empty. "avg" is the mean over the setting's pairs.
+
+Same-scene fraction@k: share of the top-k (all_scenes setting) that come from the query's scene,
+in [0, 1], averaged over queries then over the four pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAIRS = {"g2g": (True, True), "x2x": (False, False), "g2x": (True, False), "x2g": (False, True)}
+SETTINGS = {"cross_scene": ("g2g", "x2x"), "cross_view": ("g2x", "x2g"), "all_scenes": ("g2g", "x2x", "g2x", "x2g")}
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def ranked_gallery(
+    q: np.ndarray, g: np.ndarray, exclude: np.ndarray, kmax: int, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`kmax` gallery indices per query by cosine similarity, ignoring `exclude (Q, G)` True cells.
+
+    Returns `order (Q, k)` and `valid (Q, k)`; valid is False where fewer than k items were allowed.
+    Ties are broken by gallery position, so results are deterministic. Queries are processed in
+    chunks so memory stays O(chunk x G) for large galleries.
+    """
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"embeddings must be (Q, D) and (G, D) with equal D, got {q.shape} and {g.shape}")
+    if exclude.shape != (len(q), len(g)):
+        raise ValueError(f"exclude mask must be {(len(q), len(g))}, got {exclude.shape}")
+    qn, gn = l2_normalize(q), l2_normalize(g)
+    k = min(kmax, len(g))
+    order = np.zeros((len(q), k), dtype=np.int64)
+    valid = np.zeros((len(q), k), dtype=bool)
+    for s in range(0, len(q), chunk):
+        sim = np.where(exclude[s : s + chunk], -np.inf, qn[s : s + chunk] @ gn.T)
+        if k < sim.shape[1]:  # partial selection first: O(G) per query instead of a full sort
+            cand = np.sort(np.argpartition(-sim, k - 1, axis=1)[:, :k], axis=1)
+        else:
+            cand = np.broadcast_to(np.arange(sim.shape[1]), sim.shape)
+        csim = np.take_along_axis(sim, cand, axis=1)
+        # stable sort on -similarity of candidates already in gallery order -> ties keep gallery order
+        o = np.argsort(-csim, axis=1, kind="stable")
+        order[s : s + chunk] = np.take_along_axis(cand, o, axis=1)
+        valid[s : s + chunk] = np.isfinite(np.take_along_axis(csim, o, axis=1))
+    return order, valid
+
+
+def hit_rates(
+    order: np.ndarray, valid: np.ndarray, q_labels: np.ndarray, g_labels: np.ndarray, ks: Sequence[int]
+) -> tuple[dict[str, float], int]:
+    """hit@k in percent over queries with at least one valid gallery item; also returns that count."""
+    has = valid[:, 0] if valid.shape[1] else np.zeros(len(order), bool)
+    match = (g_labels[order] == q_labels[:, None]) & valid
+    out = {}
+    for k in ks:
+        hits = match[:, :k].any(1)[has]
+        out[f"hit@{k}"] = float(100.0 * hits.mean()) if len(hits) else float("nan")
+    return out, int(has.sum())
+
+
+def same_scene_curve(order: np.ndarray, valid: np.ndarray, q_scene: np.ndarray, g_scene: np.ndarray) -> np.ndarray:
+    """`(K,)`: mean over queries of the share of valid top-k items from the query's scene, k = 1..K."""
+    same = ((g_scene[order] == q_scene[:, None]) & valid).cumsum(1)
+    n = valid.cumsum(1)
+    has = valid[:, 0] if valid.shape[1] else np.zeros(len(order), bool)
+    frac = np.where(n > 0, same / np.maximum(n, 1), np.nan)[has]
+    return np.nanmean(frac, axis=0) if len(frac) else np.full(order.shape[1], np.nan)
+
+
+def evaluate_retrieval(
+    emb: np.ndarray,
+    verbs: Sequence[Any],
+    scenes: Sequence[Any],
+    is_ego: Sequence[bool],
+    twins: Sequence[Any],
+    ks: Sequence[int] = (1, 5, 10),
+    curve_k: int = 50,
+) -> dict[str, Any]:
+    """All settings/pairs for one set of items (clips or keysteps).
+
+    emb `(M, D)`; verbs/scenes/twins: one label per item (twins: items sharing a value are
+    time-synchronised views of the same moment); is_ego: ego vs exo view.
+    Returns `{setting: {pair|"avg": {"hit@k": %, "n_queries": n}}, "same_scene_fraction": {...}}`.
+    """
+    emb = np.asarray(emb, dtype=np.float32)
+    m = len(emb)
+    for name, arr in (("verbs", verbs), ("scenes", scenes), ("is_ego", is_ego), ("twins", twins)):
+        if len(arr) != m:
+            raise ValueError(f"{name} has {len(arr)} entries but there are {m} embeddings")
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must be (M, D), got shape {emb.shape}")
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings contain NaN or inf")
+    verb = pd.factorize(np.asarray(verbs, dtype=object))[0]
+    scene = pd.factorize(np.asarray(scenes, dtype=object))[0]
+    twin = pd.factorize(np.asarray(twins, dtype=object))[0]
+    ego = np.asarray(is_ego, dtype=bool)
+    kmax = max(max(ks), curve_k)
+    ks = sorted(set(int(k) for k in ks))
+
+    results: dict[str, Any] = {}
+    curves = {}
+    for setting, pairs in SETTINGS.items():
+        res: dict[str, Any] = {}
+        for pair in pairs:
+            qv, gv = PAIRS[pair]
+            qi, gi = np.flatnonzero(ego == qv), np.flatnonzero(ego == gv)
+            if setting == "cross_scene":
+                excl = scene[qi][:, None] == scene[gi][None, :]
+            else:  # twins include the query itself (same moment, same view)
+                excl = twin[qi][:, None] == twin[gi][None, :]
+            excl |= qi[:, None] == gi[None, :]
+            if len(qi) == 0 or len(gi) == 0:
+                res[pair] = {**{f"hit@{k}": float("nan") for k in ks}, "n_queries": 0}
+                continue
+            order, valid = ranked_gallery(emb[qi], emb[gi], excl, kmax)
+            hits, n = hit_rates(order, valid, verb[qi], verb[gi], ks)
+            res[pair] = {**hits, "n_queries": n}
+            if setting == "all_scenes":
+                curves[pair] = same_scene_curve(order, valid, scene[qi], scene[gi])
+        res["avg"] = {f"hit@{k}": _nanmean([res[p][f"hit@{k}"] for p in pairs]) for k in ks}
+        res["avg"]["n_queries"] = int(sum(res[p]["n_queries"] for p in pairs))
+        results[setting] = res
+
+    ssf: dict[str, Any] = {}
+    if curves:
+        klen = min(len(c) for c in curves.values())
+        curve = np.nanmean(np.stack([c[:klen] for c in curves.values()]), axis=0) if klen else np.zeros(0)
+        # a gallery smaller than k: top-k is the whole gallery, so the last value applies
+        for k in ks:
+            ssf[f"@{k}"] = float(curve[min(k, klen) - 1]) if klen else float("nan")
+        ssf["curve"] = [float(v) for v in curve]
+        ssf["pairs"] = {p: {f"@{k}": float(c[min(k, len(c)) - 1]) if len(c) else float("nan") for k in ks}
+                        for p, c in curves.items()}
+    results["same_scene_fraction"] = ssf
+    return results
+
+
+def _nanmean(vals: list[float]) -> float:
+    a = np.asarray(vals, dtype=float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
+
+
+def keystep_embeddings(index: pd.DataFrame, emb: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Keystep instances = clips of one (take, keystep_id >= 0, view); embedding = mean of its clips' unit vectors.
+
+    Returns a frame with columns take_id, keystep_id, view, scene, keystep and embeddings `(K, D)`.
+    """
+    if len(index) != len(emb):
+        raise ValueError(f"index has {len(index)} rows but there are {len(emb)} embeddings")
+    mask = (index["keystep_id"].to_numpy() >= 0)
+    sub = index[mask].reset_index(drop=True)
+    e = l2_normalize(np.asarray(emb)[mask])
+    cols = ["take_id", "keystep_id", "view"]
+    if sub.empty:
+        return pd.DataFrame(columns=[*cols, "scene", "keystep"]), np.zeros((0, emb.shape[1]), np.float32)
+    groups = sub.groupby(cols, sort=True, observed=True).indices
+    rows, out = [], []
+    for key, idx in groups.items():
+        first = sub.iloc[idx[0]]
+        rows.append({"take_id": key[0], "keystep_id": key[1], "view": key[2], "scene": first["scene"],
+                     "keystep": first["keystep"], "n_clips": len(idx)})
+        out.append(e[idx].mean(0))
+    return pd.DataFrame(rows), np.stack(out).astype(np.float32)
+
+
+def evaluate_index(index: pd.DataFrame, emb: np.ndarray, is_ego_fn, ks: Sequence[int] = (1, 5, 10),
+                   curve_k: int = 50) -> dict[str, Any]:
+    """Atomic + keystep retrieval for a clip index (columns as envs.atomic_world.dataset) and its embeddings."""
+    ego = index["view"].map(is_ego_fn).to_numpy(bool)
+    twins = (index["take_id"].astype(str) + "/" + index["clip_id"].astype(str)).to_numpy()
+    atomic = evaluate_retrieval(emb, index["action"].to_numpy(), index["scene"].to_numpy(), ego, twins, ks, curve_k)
+    kidx, kemb = keystep_embeddings(index, emb)
+    if len(kidx):
+        kego = kidx["view"].map(is_ego_fn).to_numpy(bool)
+        ktw = (kidx["take_id"].astype(str) + "/" + kidx["keystep_id"].astype(str)).to_numpy()
+        keystep = evaluate_retrieval(kemb, kidx["keystep"].to_numpy(), kidx["scene"].to_numpy(), kego, ktw, ks, curve_k)
+    else:
+        keystep = {}
+    return {"atomic": atomic, "keystep": keystep, "n_keysteps": len(kidx)}

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 
 # Modules imported on demand when a name is not registered yet (keeps `import encoders` light and
 # lets later packages add encoders without this file importing them eagerly).
-_BUILTIN_MODULES = ("encoders.baselines",)
+_BUILTIN_MODULES = ("encoders.baselines", "encoders.invact", "encoders.roboact")
 # config.json records the defining module; only project packages may be imported from it, so a
 # directory from elsewhere cannot make us import arbitrary code.
 _TRUSTED_PREFIXES = ("encoders.", "vla.", "policies.")

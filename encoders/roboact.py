@@ -1,0 +1,385 @@
+"""RoboAct-CLIP (roboact_clip.txt Sec. III-B, Eq. 1-27): spatiotemporal diff-transformer + subject /
+action / object disentanglement on top of frozen frame and text encoders.
+
+    video (B, T0, 3, H, W) uint8
+      -> n frames sampled uniformly (cfg.frames; paper n=16)                    -> frozen backbone (Eq. 5)
+      -> F_vi (B, n, C), standardised with training statistics, projected to d (linear, so the
+         differences below are the projections of the feature differences of Eq. 6)
+      -> dF_i = F_vi - F_v(i-1), i=2..n (Eq. 6) + sinusoidal positions -> Transformer (Eq. 7) -> Tem_vn
+      -> F_v = MLP([Tem_vn; F_vn - F_v1; F_v1; F_vn]) (B, d)                                  (Eq. 8)
+      -> F_v_attn = MultiHeadAttention(F_v, F_v, F_v)                                          (Eq. 9)
+      -> subject / object / action branches (B, b) each                                   (Eq. 10-12)
+      -> embedding = Concat(F_v_sub, F_v_obj, F_v_act) (B, 3b)                                (Eq. 24)
+    text (frozen, Eq. 1) -> subject / action / object MLPs (Eq. 2-4) -> Concat (Eq. 25)
+    auxiliary classifiers on F_v_attn (Eq. 22); feature banks + recombination MLP (Eq. 15-18).
+
+Choices the paper leaves open:
+- Eq. 9 attends over a single vector per clip; with one token self-attention degenerates to a
+  linear map, so F_v is split into `attn_tokens` chunks of d/attn_tokens that attend to each other
+  (Q = K = V = F_v as written), with a residual connection and LayerNorm.
+- MLPs are Linear-GELU-Linear with hidden width d; branch width b = `branch_dim`.
+- Feature banks (Eq. 15-17) are buffers (saved with the model) holding one vector per class; the
+  update rule is in `update_banks` (EMA of the per-class batch mean, every `loss.bank_every` steps).
+- Recombination MLP (Eq. 18): [B_sub[s]; B_act[a]; B_obj[o]] (3b) -> d -> 3b, i.e. it lands in the
+  Eq. 24/25 space, so a recombined triplet can be compared with `encode(video)` and `text_embed`.
+
+Ablations (Sec. IV-C): `temporal: endpoints` (A1: MLP on [F_v1; F_vn] only), `disentangle: false`
+(A2: F_v is projected straight to the 3b space, no attention/branches/banks), `frames: 2` (A5),
+`temporal: raw` + `disentangle: false` (A6: a linear map of the frame-averaged raw features).
+A3/A4 are loss weights (encoders/roboact_losses.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.base import ActionEncoder, register_encoder
+
+TEMPORAL = ("diff", "endpoints", "raw")
+FACTORS = ("subject", "action", "object")
+
+
+@dataclasses.dataclass
+class RoboActConfig:
+    frames: int = 16  # n uniformly sampled frames (paper 16; 2/8/16/32 configurable)
+    backbone: str = "efficientnet_lite0"  # frozen visual encoder (Eq. 5); CLIP: hf:/local/clip-vit dir
+    backbone_size: int = 96
+    feature_dim: int = 0  # C of the backbone's pooled features; 0: asked from the backbone
+    text_encoder: str = "minilm"  # frozen text encoder (Eq. 1); CLIP: hf_clip_text:/local/dir
+    text_dim: int = 384
+    dim: int = 64  # d: trunk width (CPU-sized; every trunk matmul scales with d^2)
+    depth: int = 2  # diff-transformer layers (Eq. 7)
+    heads: int = 4
+    attn_tokens: int = 4  # Eq. 9: F_v split into this many chunks that self-attend
+    branch_dim: int = 32  # b: width of each branch (embedding = 3b)
+    dropout: float = 0.1
+    temporal: str = "diff"  # "diff" (Eq. 6-8) | "endpoints" (A1) | "raw" (A6)
+    disentangle: bool = True  # False: A2
+    output: str = "concat"  # encode() returns "concat" (Eq. 24) or the "action" branch only
+    # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
+    # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)
+    subjects: list[str] = dataclasses.field(default_factory=lambda: ["robot", "human"])
+    actions: list[str] = dataclasses.field(default_factory=lambda: [
+        "pick up", "put down", "push", "pull", "slide left", "slide right", "rotate clockwise",
+        "rotate counterclockwise", "open", "close", "turn on", "turn off"])  # fmt: skip
+    objects: list[str] = dataclasses.field(default_factory=lambda: [
+        "red cube", "blue cylinder", "green ball", "yellow block", "purple bottle", "orange mug", "white carton",
+        "drawer", "knob"])  # fmt: skip
+    n_triplets: int = 0  # size of the valid-triplet set M (a buffer, filled by training)
+
+    def validate(self) -> None:
+        if self.temporal not in TEMPORAL:
+            raise ValueError(f"roboact_clip.temporal: {self.temporal!r} is not one of {TEMPORAL}")
+        if self.output not in ("concat", "action"):
+            raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
+        if self.frames < 2:
+            raise ValueError(f"roboact_clip.frames must be >= 2, got {self.frames}")
+        if self.dim % self.heads or self.dim % self.attn_tokens or (self.dim // self.attn_tokens) % self.heads:
+            raise ValueError(f"roboact_clip.dim ({self.dim}) must be divisible by heads ({self.heads}) and by "
+                             f"attn_tokens*heads ({self.attn_tokens}*{self.heads})")
+        if min(self.depth, self.branch_dim, self.text_dim) < 1:
+            raise ValueError("roboact_clip.depth, branch_dim and text_dim must be >= 1")
+        if not self.subjects or not self.actions or not self.objects:
+            raise ValueError("roboact_clip.subjects/actions/objects: every factor needs a non-empty class list")
+        for name in FACTORS:
+            vals = getattr(self, name + "s")
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"roboact_clip.{name}s has duplicate class names: {vals}")
+
+
+def mlp(i: int, h: int, o: int, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, o))
+
+
+def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
+    """`(n, d)` fixed sinusoidal encoding (Vaswani et al., the paper's [23])."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(n, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    return pe
+
+
+def frame_indices(t0: int, n: int) -> np.ndarray:
+    """Indices of `n` uniformly spaced frames (first and last included) out of `t0`."""
+    if n > t0:
+        raise ValueError(f"roboact_clip: asked for {n} uniformly sampled frames but clips have only {t0}")
+    return np.round(np.linspace(0, t0 - 1, n)).astype(np.int64)
+
+
+@register_encoder("roboact_clip")
+class RoboActEncoder(ActionEncoder):
+    """`encode(video (B, T, 3, H, W) uint8) -> (B, 3b)` (or `(B, b)` with output=action)."""
+
+    config_cls = RoboActConfig
+
+    def __init__(self, cfg: RoboActConfig):
+        super().__init__(cfg)
+        d, b = cfg.dim, cfg.branch_dim
+        self._backbone = None
+        self._text = None
+        c = cfg.feature_dim or self.backbone().dim
+        self.feature_dim = c
+        self.k = {"subject": len(cfg.subjects), "action": len(cfg.actions), "object": len(cfg.objects)}
+        self.dim = 3 * b if cfg.output == "concat" else b
+        # feature standardisation (training-set statistics; buffers so export keeps them)
+        self.register_buffer("feat_mean", torch.zeros(c))
+        self.register_buffer("feat_std", torch.ones(c))
+        self.in_proj = nn.Linear(c, d)
+        if cfg.temporal == "diff":
+            layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, activation="gelu",
+                                               batch_first=True, norm_first=True)  # fmt: skip
+            self.diff_transformer = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+            self.register_buffer("pos", sinusoidal_positions(max(cfg.frames - 1, 1), d), persistent=False)
+            self.fuse = mlp(4 * d, d, d, cfg.dropout)  # Eq. 8
+        elif cfg.temporal == "endpoints":
+            self.fuse = mlp(2 * d, d, d, cfg.dropout)  # A1
+        if cfg.disentangle:
+            self.attn = nn.MultiheadAttention(d // cfg.attn_tokens, cfg.heads, batch_first=True)  # Eq. 9
+            self.attn_norm = nn.LayerNorm(d)
+            self.v_branch = nn.ModuleDict({f: mlp(d, d, b) for f in FACTORS})  # Eq. 10-12
+            self.recomb = mlp(3 * b, d, 3 * b)  # Eq. 18
+            for f in FACTORS:  # Eq. 15-17: one vector per class, `filled` marks classes seen so far
+                self.register_buffer(f"bank_{f}", torch.zeros(self.k[f], b))
+                self.register_buffer(f"bank_{f}_filled", torch.zeros(self.k[f], dtype=torch.bool))
+        else:
+            self.v_proj = nn.Linear(d, 3 * b)  # A2/A6: F_v straight into the Eq. 24 space
+        self.t_branch = nn.ModuleDict({f: mlp(cfg.text_dim, d, b) for f in FACTORS})  # Eq. 2-4
+        self.classifier = nn.ModuleDict({f: mlp(d, d, self.k[f]) for f in FACTORS})  # Eq. 22
+        # valid (subject, action, object) triplets M of Eq. 18-20, as class ids
+        self.register_buffer("triplets", torch.zeros(cfg.n_triplets, 3, dtype=torch.long))
+
+    # -- frozen parts, kept outside the registered submodules (not saved, never trained) ---------
+    def backbone(self):
+        if self._backbone is None:
+            from encoders.backbones import build_backbone
+
+            object.__setattr__(self, "_backbone", build_backbone(self.cfg.backbone, image_size=self.cfg.backbone_size).freeze())
+        return self._backbone
+
+    def text_encoder(self):
+        if self._text is None:
+            from encoders.text import build_text_encoder
+
+            object.__setattr__(self, "_text", build_text_encoder(self.cfg.text_encoder))
+        return self._text
+
+    # -- visual path --------------------------------------------------------------------------
+    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
+        """`video (B, T0, 3, H, W) uint8` -> frozen per-frame features F_vi `(B, n, C)` (Eq. 5)."""
+        idx = torch.from_numpy(frame_indices(video.shape[1], self.cfg.frames))
+        _, pooled = self.backbone().extract(video[:, idx], tokens=False)
+        return pooled
+
+    def trunk(self, feats: torch.Tensor) -> torch.Tensor:
+        """`feats (B, n, C)` raw frame features -> F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants)."""
+        if feats.shape[-1] != self.feature_dim:
+            raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected {self.feature_dim}")
+        x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)  # (B, n, d)
+        if self.cfg.temporal == "raw":
+            return x.mean(1)  # A6: linear map of frame-averaged raw features
+        first, last = x[:, 0], x[:, -1]
+        if self.cfg.temporal == "endpoints":
+            return self.fuse(torch.cat([first, last], dim=-1))  # A1
+        diff = x[:, 1:] - x[:, :-1]  # Eq. 6: (B, n-1, d)
+        pos = self.pos if self.pos.shape[0] == diff.shape[1] else sinusoidal_positions(diff.shape[1], x.shape[-1]).to(x)
+        tem = self.diff_transformer(diff + pos)  # Eq. 7
+        return self.fuse(torch.cat([tem[:, -1], last - first, first, last], dim=-1))  # Eq. 8
+
+    def attend(self, fv: torch.Tensor) -> torch.Tensor:
+        """Eq. 9: `(B, d)` -> `(B, d)`; F_v as `attn_tokens` chunks attending to each other (+ residual, LN)."""
+        if not self.cfg.disentangle:
+            return fv
+        tok = fv.view(fv.shape[0], self.cfg.attn_tokens, -1)
+        a, _ = self.attn(tok, tok, tok, need_weights=False)
+        return self.attn_norm(fv + a.reshape_as(fv))
+
+    def forward_features(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`feats (B, n, C)` -> {fv (B, d), attn (B, d), subject/action/object (B, b) (A2: None),
+        embedding (B, 3b) (Eq. 24 order: sub, obj, act), logits_subject/action/object (B, K_f)}."""
+        fv = self.trunk(feats)
+        at = self.attend(fv)
+        out: dict[str, Any] = {"fv": fv, "attn": at}
+        if self.cfg.disentangle:
+            for f in FACTORS:
+                out[f] = self.v_branch[f](at)
+            out["embedding"] = torch.cat([out["subject"], out["object"], out["action"]], dim=-1)  # Eq. 24
+        else:
+            out.update(subject=None, action=None, object=None)
+            out["embedding"] = self.v_proj(at)
+        for f in FACTORS:
+            out[f"logits_{f}"] = self.classifier[f](at)
+        return out
+
+    def output_of(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cfg.output == "action":
+            if out["action"] is None:
+                b = self.cfg.branch_dim
+                return out["embedding"][:, 2 * b :]
+            return out["action"]
+        return out["embedding"]
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        return self.output_of(self.forward_features(self.frame_features(video)))
+
+    # -- the pieces the policy heads and the real-arm executor use ------------------------------
+    def branches(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`video (B, T, 3, H, W) uint8` -> {"subject", "action", "object"}: `(B, b)` each (Eq. 10-12)."""
+        from encoders.base import check_video
+
+        check_video(video, name="roboact_clip.branches(video)")
+        out = self.forward_features(self.frame_features(video))
+        if out["subject"] is None:  # A2: the 3b embedding is split in the Eq. 24 order
+            b = self.cfg.branch_dim
+            e = out["embedding"]
+            return {"subject": e[:, :b], "object": e[:, b : 2 * b], "action": e[:, 2 * b :]}
+        return {f: out[f] for f in FACTORS}
+
+    def classify(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`video (B, T, 3, H, W) uint8` -> {factor: probabilities `(B, K_f)`} (Eq. 22); class names are
+        `cfg.subjects / cfg.actions / cfg.objects`."""
+        from encoders.base import check_video
+
+        check_video(video, name="roboact_clip.classify(video)")
+        return self.classify_features(self.frame_features(video))
+
+    def classify_features(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.forward_features(feats)
+        return {f: out[f"logits_{f}"].softmax(-1) for f in FACTORS}
+
+    def class_ids(self, factor: str, values: Any) -> torch.Tensor:
+        """Names (str or list of str) or ids -> LongTensor `(B,)` of class ids for `factor`."""
+        names = getattr(self.cfg, factor + "s")
+        if isinstance(values, torch.Tensor):
+            ids = values.long().reshape(-1)
+        else:
+            vals = [values] if isinstance(values, (str, int)) else list(values)
+            ids_l = []
+            for v in vals:
+                if isinstance(v, str):
+                    if v not in names:
+                        raise KeyError(f"roboact_clip.recombine: unknown {factor} {v!r}; known: {names}")
+                    ids_l.append(names.index(v))
+                else:
+                    ids_l.append(int(v))
+            ids = torch.tensor(ids_l, dtype=torch.long)
+        if ids.numel() and (ids.min() < 0 or ids.max() >= len(names)):
+            raise IndexError(f"roboact_clip.recombine: {factor} id out of range 0..{len(names) - 1}: {ids.tolist()}")
+        return ids.to(self.in_proj.weight.device)
+
+    def recombine(self, subject: Any, action: Any, object: Any) -> torch.Tensor:  # noqa: A002 - the paper's name
+        """Eq. 18 -> `(B, 3b)` in the space of `encode` / `text_embed`.
+
+        Each argument is either branch features `(B, b)` float, or class names / ids (str, int, list,
+        LongTensor (B,)) looked up in the feature banks. Gradients flow through float inputs."""
+        if not self.cfg.disentangle:
+            raise RuntimeError("roboact_clip.recombine: this model was trained without disentanglement (A2)")
+        parts = []
+        for f, v in (("subject", subject), ("action", action), ("object", object)):
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                if v.ndim != 2 or v.shape[1] != self.cfg.branch_dim:
+                    raise ValueError(f"roboact_clip.recombine: {f} features must be (B, {self.cfg.branch_dim}), "
+                                     f"got {tuple(v.shape)}")
+                parts.append(v)
+            else:
+                ids = self.class_ids(f, v)
+                filled = getattr(self, f"bank_{f}_filled")[ids]
+                if not bool(filled.all()):
+                    names = getattr(self.cfg, f + "s")
+                    raise ValueError(f"roboact_clip.recombine: the {f} bank has no entry for "
+                                     f"{[names[i] for i in ids[~filled].tolist()]} (class never seen in training)")
+                parts.append(getattr(self, f"bank_{f}")[ids])
+        n = {p.shape[0] for p in parts}
+        if len(n) > 1:
+            if 1 not in n or len(n) > 2:
+                raise ValueError(f"roboact_clip.recombine: batch sizes differ: {[p.shape[0] for p in parts]}")
+            m = max(n)
+            parts = [p.expand(m, -1) if p.shape[0] == 1 else p for p in parts]
+        return self.recomb(torch.cat(parts, dim=-1))
+
+    def triplet_scores(self, video: torch.Tensor, subject: Any, action: Any, object: Any) -> dict[str, torch.Tensor]:  # noqa: A002
+        """How well each clip shows the (subject, action, object) step, for an executor's "step done?" check.
+
+        `video (B, T, 3, H, W) uint8` -> {"prob": P(s) P(a) P(o) from the classifiers `(B,)`,
+        "recomb_cos": cosine between encode(video) (Eq. 24) and recombine(s, a, o) `(B,)` (needs banks)}."""
+        from encoders.base import check_video
+
+        check_video(video, name="roboact_clip.triplet_scores(video)")
+        out = self.forward_features(self.frame_features(video))
+        prob = torch.ones(video.shape[0], device=out["fv"].device)
+        for f, v in (("subject", subject), ("action", action), ("object", object)):
+            ids = self.class_ids(f, v)
+            p = out[f"logits_{f}"].softmax(-1)
+            prob = prob * p.gather(1, ids.expand(video.shape[0]).reshape(-1, 1) if ids.numel() == 1 else ids[:, None]).squeeze(1)
+        res = {"prob": prob}
+        if self.cfg.disentangle:
+            r = self.recombine(subject, action, object)
+            res["recomb_cos"] = F.cosine_similarity(out["embedding"], r.expand_as(out["embedding"]), dim=-1)
+        return res
+
+    def text_branches(self, ft: torch.Tensor) -> torch.Tensor:
+        """Frozen text features `(B, text_dim)` -> Concat(F_t_sub, F_t_obj, F_t_act) `(B, 3b)` (Eq. 2-4, 25)."""
+        ft = ft.to(self.in_proj.weight)
+        return torch.cat([self.t_branch["subject"](ft), self.t_branch["object"](ft), self.t_branch["action"](ft)], dim=-1)
+
+    def text_embed(self, texts: list[str]) -> torch.Tensor:
+        """Texts (N strings) -> `(N, 3b)` through the frozen text encoder and the Eq. 2-4 MLPs."""
+        return self.text_branches(self.text_encoder().encode(list(texts)))
+
+    # -- banks ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_banks(self, feats: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], momentum: float) -> None:
+        """Bank update rule (Eq. 15-17): for every class c present in the batch, with m_c the mean of its
+        branch features, B[c] <- m_c if B[c] was never filled, else momentum * B[c] + (1 - momentum) * m_c.
+        Classes absent from the batch keep their entry. `feats[f] (N, b)`, `labels[f] (N,)`."""
+        for f in FACTORS:
+            bank, filled = getattr(self, f"bank_{f}"), getattr(self, f"bank_{f}_filled")
+            x, y = feats[f].detach().float(), labels[f]
+            sums = torch.zeros_like(bank).index_add_(0, y, x)
+            counts = torch.zeros(bank.shape[0], device=bank.device).index_add_(0, y, torch.ones_like(y, dtype=torch.float))
+            present = counts > 0
+            mean = sums[present] / counts[present, None]
+            old = bank[present]
+            was = filled[present]
+            bank[present] = torch.where(was[:, None], momentum * old + (1 - momentum) * mean, mean)
+            filled |= present
+
+    def bank_or_batch(self, f: str, feats: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Class vectors for `ids (M,)`: the live batch class mean where the class is in the batch
+        (gradient reaches the branches), the stored bank entry otherwise (no gradient). `(M, b)`."""
+        bank = getattr(self, f"bank_{f}")
+        k = bank.shape[0]
+        sums = torch.zeros(k, feats.shape[1], device=feats.device, dtype=feats.dtype).index_add(0, labels, feats)
+        counts = torch.zeros(k, device=feats.device, dtype=feats.dtype).index_add(0, labels, torch.ones_like(labels, dtype=feats.dtype))
+        live = sums / counts.clamp(min=1)[:, None]
+        table = torch.where((counts > 0)[:, None], live, bank.to(feats.dtype))
+        return table[ids]
+
+    # -- dataset embedding through the frozen-feature cache --------------------------------------
+    def embed_dataset(self, root, split=None, views=None, batch_size=32, cache_root=None):
+        """(index, embeddings `(M, dim)`) using the cached frozen frame features (backbone runs once)."""
+        index, feats = self.dataset_features(root, split, views, cache_root)
+        out = np.zeros((len(index), self.dim), np.float32)
+        with torch.inference_mode():
+            step = max(batch_size, 64)
+            for s in range(0, len(index), step):
+                x = torch.from_numpy(np.asarray(feats[s : s + step], dtype=np.float32))
+                out[s : s + step] = self.output_of(self.forward_features(x)).float().numpy()
+        return index, out
+
+    def dataset_features(self, root, split=None, views=None, cache_root=None):
+        """(index, `(M, n, C)` float32 frame features at this model's n uniformly sampled frames)."""
+        from encoders.features import backbone_features
+
+        res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root)
+        pooled = res.arrays["pooled"]
+        idx = frame_indices(pooled.shape[1], self.cfg.frames)
+        return res.index, np.asarray(pooled[:, idx], dtype=np.float32)

@@ -1,0 +1,323 @@
+"""RoboAct-CLIP: each loss on hand-built inputs, model shapes, bank update semantics, recombination
+shapes and gradient flow, and a tiny end-to-end train -> resume -> export -> use run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from configs.loader import ConfigError, from_dict
+from encoders.roboact import RoboActConfig, RoboActEncoder, frame_indices, sinusoidal_positions
+from encoders.roboact_losses import (
+    aux_classification_loss,
+    clip_loss,
+    disentanglement_loss,
+    l2_loss,
+    orthogonality_loss,
+    recombination_loss,
+    total_loss,
+)
+
+ACTIONS = ["push", "pull", "lift", "lower"]
+OBJECTS = ["red cube", "blue ball"]
+SUBJECTS = ["robot", "human"]
+MOVES = {"push": (1, 0), "pull": (-1, 0), "lift": (0, -1), "lower": (0, 1)}
+
+
+def tiny_cfg(**kw) -> RoboActConfig:
+    base = {"dim": 16, "heads": 2, "attn_tokens": 2, "branch_dim": 8, "depth": 1, "frames": 4, "dropout": 0.0,
+            "backbone": "pixels", "backbone_size": 16, "subjects": SUBJECTS, "actions": ACTIONS, "objects": OBJECTS}  # fmt: skip
+    return from_dict(RoboActConfig, {**base, **kw}, source="test")
+
+
+# ------------------------------------------------------------------------------------- losses
+def test_orthogonality_loss_hand_built():
+    e = torch.eye(3)
+    # orthogonal branches -> 0
+    assert orthogonality_loss(e[[0]], e[[1]], e[[2]]).item() == pytest.approx(0.0)
+    # all three identical -> each cosine 1 -> (1 + 1 + 1) / 3 = 1
+    v = torch.tensor([[1.0, 2.0, 0.0]])
+    assert orthogonality_loss(v, v, v).item() == pytest.approx(1.0)
+    # sub = act, obj orthogonal: (1 + 0 + 0) / 3; two rows averaged with the orthogonal row -> 1/6
+    sub = torch.stack([e[0], e[0]])
+    act = torch.stack([e[0], e[1]])
+    obj = torch.stack([e[2], e[2]])
+    assert orthogonality_loss(sub, act, obj).item() == pytest.approx(1 / 6)
+    # signed (literal Eq. 13) vs absolute: anti-parallel gives -1 vs +1 per pair
+    assert orthogonality_loss(v, -v, e[[2]], absolute=False).item() == pytest.approx(-1 / 3)
+    assert orthogonality_loss(v, -v, e[[2]], absolute=True).item() == pytest.approx(1 / 3)
+
+
+def test_l2_loss_hand_built():
+    sub, act, obj = torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert l2_loss(sub, act, obj).item() == pytest.approx(0.01 * (25 + 1 + 4))
+    # averaged over rows
+    two = l2_loss(torch.cat([sub, 0 * sub]), torch.cat([act, 0 * act]), torch.cat([obj, 0 * obj]), weight=1.0)
+    assert two.item() == pytest.approx(30 / 2)
+
+
+def test_clip_loss_hand_built():
+    fv = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    ft = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # scale must not matter (cosine)
+    tau = 0.5
+    # logits: diag 1/tau, off-diag 0 -> loss = -log(e^2 / (e^2 + 1))
+    want = -math.log(math.exp(2) / (math.exp(2) + 1))
+    assert clip_loss(fv, ft, torch.tensor([0, 1]), tau).item() == pytest.approx(want, rel=1e-5)
+    # swapped targets -> the loss grows
+    assert clip_loss(fv, ft, torch.tensor([1, 0]), tau).item() > want + 1
+    # duplicates: two clips sharing text 0 -> one text row, no false negative
+    fv3 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert clip_loss(fv3, ft, torch.tensor([0, 0, 1]), tau).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_recombination_loss_hand_built():
+    t_all = torch.eye(3)
+    f = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    tau = 1.0
+    want = -math.log(math.e / (math.e + 2))
+    assert recombination_loss(f, t_all, torch.tensor([0, 2]), tau).item() == pytest.approx(want, rel=1e-5)
+    assert recombination_loss(f, t_all, torch.tensor([1, 1]), tau).item() == pytest.approx(-math.log(1 / (math.e + 2)), rel=1e-5)
+
+
+def test_aux_disent_and_total_compose_as_the_equations_say():
+    logits = {"subject": torch.tensor([[0.0, 0.0]]), "action": torch.tensor([[10.0, 0.0, 0.0]]),
+              "object": torch.tensor([[0.0, 0.0, 0.0, 0.0]])}  # fmt: skip
+    y = {"subject": torch.tensor([0]), "action": torch.tensor([0]), "object": torch.tensor([3])}
+    ce_a = -F.log_softmax(logits["action"], -1)[0, 0].item()
+    aux = aux_classification_loss(logits, y, {"subject": 2.0, "action": 1.0, "object": 0.5})
+    assert aux.item() == pytest.approx(2 * math.log(2) + ce_a + 0.5 * math.log(4), rel=1e-5)
+    one = torch.tensor(1.0)
+    assert disentanglement_loss(one, 2 * one, 3 * one, 0.5, 2.0).item() == pytest.approx(0.5 * 3 + 6)  # Eq. 21
+    assert total_loss(one, 2 * one, 3 * one, 0.5, 0.1).item() == pytest.approx(1 + 1 + 0.3)  # Eq. 27
+
+
+# -------------------------------------------------------------------------------------- model
+def test_shapes_through_the_model_and_ablation_variants():
+    video = torch.randint(0, 255, (3, 6, 3, 32, 32), dtype=torch.uint8)
+    m = RoboActEncoder(tiny_cfg())
+    out = m.forward_features(m.frame_features(video))
+    assert out["fv"].shape == (3, 16) and out["attn"].shape == (3, 16)
+    for f in ("subject", "action", "object"):
+        assert out[f].shape == (3, 8)
+    assert out["logits_action"].shape == (3, 4) and out["logits_subject"].shape == (3, 2)
+    assert m.encode(video).shape == (3, 24) and m.dim == 24
+    # Eq. 24 order: sub, obj, act
+    assert torch.equal(out["embedding"], torch.cat([out["subject"], out["object"], out["action"]], -1))
+    probs = m.classify(video)
+    assert probs["object"].shape == (3, 2) and torch.allclose(probs["action"].sum(-1), torch.ones(3))
+    for kw in ({"temporal": "endpoints"}, {"disentangle": False}, {"temporal": "raw", "disentangle": False},
+               {"frames": 2}, {"output": "action"}):  # fmt: skip
+        e = RoboActEncoder(tiny_cfg(**kw))
+        assert e.encode(video).shape == (3, e.dim)
+        assert {k: v.shape for k, v in e.branches(video).items()} == {f: (3, 8) for f in ("subject", "object", "action")}
+    with pytest.raises(ValueError, match="only 6"):
+        RoboActEncoder(tiny_cfg(frames=32)).encode(video)
+    with pytest.raises(ConfigError, match="temporal"):
+        tiny_cfg(temporal="lstm")
+
+
+def test_frozen_backbone_is_not_saved_or_trained():
+    m = RoboActEncoder(tiny_cfg())
+    m.backbone()
+    assert not any(k.startswith("_backbone") for k in m.state_dict())
+    assert all(not k.startswith(("_backbone", "_text")) for k, _ in m.named_parameters())
+    assert "bank_action" in m.state_dict() and "triplets" in m.state_dict()
+
+
+def test_diff_transformer_sees_frame_differences_only():
+    """Eq. 6-8: adding a constant to every frame changes F_v only through F_v1 / F_vn, not Tem_vn."""
+    torch.manual_seed(0)
+    m = RoboActEncoder(tiny_cfg(feature_dim=5)).eval()
+    x = torch.randn(2, 4, 5)
+    p1 = m.in_proj(x)
+    p2 = m.in_proj(x + 3.0)
+    d1, d2 = p1[:, 1:] - p1[:, :-1], p2[:, 1:] - p2[:, :-1]
+    assert torch.allclose(d1, d2, atol=1e-5)
+    pe = sinusoidal_positions(3, 16)
+    assert pe.shape == (3, 16) and torch.allclose(pe[0, 1::2], torch.ones(8))
+    assert frame_indices(16, 8).tolist() == [0, 2, 4, 6, 9, 11, 13, 15]
+
+
+def test_bank_update_semantics():
+    m = RoboActEncoder(tiny_cfg(branch_dim=2))
+    feats = {"subject": torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 4.0]]),
+             "action": torch.zeros(3, 2), "object": torch.ones(3, 2)}  # fmt: skip
+    y = {"subject": torch.tensor([0, 0, 1]), "action": torch.tensor([2, 2, 2]), "object": torch.tensor([1, 1, 1])}
+    m.update_banks(feats, y, momentum=0.9)
+    # first fill copies the class mean
+    assert m.bank_subject[0].tolist() == [2.0, 0.0] and m.bank_subject[1].tolist() == [0.0, 4.0]
+    assert m.bank_action_filled.tolist() == [False, False, True, False]
+    assert m.bank_object_filled.tolist() == [False, True]
+    # second update: EMA for present classes, absent classes untouched
+    feats2 = {"subject": torch.tensor([[12.0, 0.0]]), "action": torch.ones(1, 2), "object": torch.ones(1, 2)}
+    y2 = {"subject": torch.tensor([0]), "action": torch.tensor([0]), "object": torch.tensor([1])}
+    m.update_banks(feats2, y2, momentum=0.9)
+    assert m.bank_subject[0].tolist() == pytest.approx([0.9 * 2 + 0.1 * 12, 0.0])
+    assert m.bank_subject[1].tolist() == [0.0, 4.0]
+    assert m.bank_action[0].tolist() == [1.0, 1.0]  # newly filled: copied, not blended with zeros
+    assert m.bank_action_filled.tolist() == [True, False, True, False]
+    # banks never build a graph
+    feats3 = {k: v.clone().requires_grad_(True) for k, v in feats.items()}
+    m.update_banks(feats3, y, 0.5)
+    assert not m.bank_subject.requires_grad
+
+
+def test_recombination_shapes_and_gradient_flow():
+    m = RoboActEncoder(tiny_cfg())
+    with pytest.raises(ValueError, match="never seen"):
+        m.recombine("robot", "push", "red cube")
+    sub, act, obj = (torch.randn(2, 8, requires_grad=True) for _ in range(3))
+    out = m.recombine(sub, act, obj)
+    assert out.shape == (2, 24)
+    out.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (sub, act, obj))
+    assert all(p.grad is not None for p in m.recomb.parameters())
+    # bank lookups by name / id / broadcast of a single class
+    m.update_banks({f: torch.randn(4, 8) for f in ("subject", "action", "object")},
+                   {"subject": torch.tensor([0, 1, 0, 1]), "action": torch.tensor([0, 1, 2, 3]),
+                    "object": torch.tensor([0, 1, 1, 0])}, 0.9)  # fmt: skip
+    r = m.recombine("robot", ["push", "pull", "lift"], torch.tensor([0, 1, 1]))
+    assert r.shape == (3, 24) and not r.requires_grad or r.grad_fn is not None
+    with pytest.raises(KeyError, match="unknown action"):
+        m.recombine("robot", "juggle", "red cube")
+    # the executor's per-step score: classifier product and cosine to the recombined triplet
+    video = torch.randint(0, 255, (2, 6, 3, 32, 32), dtype=torch.uint8)
+    sc = m.triplet_scores(video, "robot", "push", "red cube")
+    probs = m.classify(video)
+    assert torch.allclose(sc["prob"], probs["subject"][:, 0] * probs["action"][:, 0] * probs["object"][:, 0])
+    assert sc["recomb_cos"].shape == (2,) and sc["recomb_cos"].abs().max() <= 1 + 1e-5
+    # live batch means carry gradient into the branch features; absent classes come from the bank
+    feats = torch.randn(3, 8, requires_grad=True)
+    table = m.bank_or_batch("action", feats, torch.tensor([0, 0, 1]), torch.tensor([0, 1, 3]))
+    assert torch.allclose(table[0], feats[:2].mean(0)) and torch.allclose(table[2], m.bank_action[3])
+    table.sum().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="disentanglement"):
+        RoboActEncoder(tiny_cfg(disentangle=False)).recombine("robot", "push", "red cube")
+
+
+# ------------------------------------------------------------------------ end to end (tiny)
+def _render(rng, bg, subject, action, obj, t, size):
+    frames = np.empty((t, size, size, 3), np.uint8)
+    dx, dy = MOVES[action]
+    s = size // 4
+    col = np.array([220, 30, 30] if obj == "red cube" else [30, 60, 230], np.uint8)
+    arm = np.array([128, 128, 128] if subject == "robot" else [230, 180, 140], np.uint8)
+    x0, y0 = size // 2 - s // 2 + int(rng.integers(-1, 2)), size // 2 - s // 2 + int(rng.integers(-1, 2))
+    for i in range(t):
+        f = bg.copy()
+        x, y = int(np.clip(x0 + 2 * dx * i, 0, size - s)), int(np.clip(y0 + 2 * dy * i, 0, size - s))
+        f[y : y + s, x : x + s] = col
+        f[:, :3] = arm  # the "subject" strip
+        frames[i] = f
+    return frames
+
+
+@pytest.fixture(scope="module")
+def factor_world(tmp_path_factory):
+    """4 scenes (val: scene3), 2 subjects x 4 actions x 2 objects, 6 frames x 32 px, one ego view.
+    (robot, lower, blue ball) never occurs in train."""
+    from configs.runs import atomic_write_json
+    from envs.atomic_world.dataset import save_clip, write_index
+
+    root = tmp_path_factory.mktemp("roboact") / "fw"
+    rng = np.random.default_rng(0)
+    rows, take = [], 0
+    for sc in range(4):
+        bg = rng.integers(0, 90, (32, 32, 3)).astype(np.uint8)
+        for s in SUBJECTS:
+            for a in ACTIONS:
+                for o in OBJECTS:
+                    split = "val" if sc == 3 else "train"
+                    if split == "train" and (s, a, o) == ("robot", "lower", "blue ball"):
+                        continue
+                    path = f"clips/t{take:03d}/c0_ego.npz"
+                    save_clip(root / path, _render(rng, bg, s, a, o, 6, 32))
+                    rows.append({"take_id": take, "clip_id": f"t{take:03d}_c0", "view": "ego", "split": split,
+                                 "scene": f"scene{sc}", "subject": s, "action": a, "object": o,
+                                 "caption": f"the {s} {a}es the {o}", "keystep_id": -1, "keystep": "",
+                                 "segment_index": 0, "start_frame": 0, "end_frame": 6, "path": path})  # fmt: skip
+                    take += 1
+    write_index(root, rows)
+    atomic_write_json(root / "meta.json", {"vocab": {"subject": SUBJECTS, "action": ACTIONS, "object": OBJECTS,
+                                                      "scene": [f"scene{i}" for i in range(4)]}})  # fmt: skip
+    return root
+
+
+def _train_cfg(root, out, steps, **kw):
+    from encoders.train import TrainConfig
+
+    d = {"method": "roboact_clip", "data": str(root), "out": str(out), "steps": steps, "lr": 3e-3, "batch_quads": 2,
+         "ckpt_every": 10, "log_every": 10, "threads": 1, "cache_dir": str(root.parent / "cache"),
+         "model": {"dim": 32, "heads": 2, "attn_tokens": 2, "branch_dim": 16, "depth": 1, "frames": 4, "dropout": 0.0,
+                   "backbone": "pixels", "backbone_size": 16},
+         "loss": {"bank_every": 2}}  # fmt: skip
+    for k, v in kw.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) else v
+    return from_dict(TrainConfig, d, source="test")
+
+
+def test_train_resume_export_and_use(factor_world, tmp_path):
+    from encoders.base import build_encoder
+    from encoders.train import train
+
+    out = train(_train_cfg(factor_world, tmp_path / "run", 60), progress=False)
+    enc = build_encoder(str(out / "encoder"))
+    assert type(enc).__name__ == "RoboActEncoder" and enc.dim == 48
+    assert not any(p.requires_grad for p in enc.parameters())
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    import json
+
+    first, last = json.loads(lines[0]), json.loads(lines[-1])
+    assert last["loss"] < first["loss"] and {"clip", "recomb", "sim", "l2", "aux"} <= set(last)
+
+    # held-out scene: the action head (motion direction) must be well above chance (25%)
+    index, feats = enc.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
+    probs = enc.classify_features(torch.from_numpy(feats))
+    y = np.array([ACTIONS.index(a) for a in index["action"]])
+    assert (probs["action"].argmax(-1).numpy() == y).mean() >= 0.6
+
+    # the API the executor uses, on raw video
+    from envs.atomic_world.dataset import load_clip
+
+    video = torch.from_numpy(np.stack([load_clip(factor_world / p) for p in index["path"][:2]])).permute(0, 1, 4, 2, 3)
+    br = enc.branches(video)
+    assert {k: v.shape for k, v in br.items()} == {"subject": (2, 16), "action": (2, 16), "object": (2, 16)}
+    r = enc.recombine("robot", "lower", "blue ball")  # a triplet never seen together in training
+    assert r.shape == (1, 48) and enc.bank_object_filled.all()
+    assert enc.triplets.shape == (15, 3)
+
+    # resume from the step-30... checkpoint reproduces the uninterrupted run
+    out2 = tmp_path / "run2"
+    train(_train_cfg(factor_world, out2, 30), progress=False)
+    train(_train_cfg(factor_world, out2, 60, resume=True), progress=False)
+    a = build_encoder(str(out / "encoder")).state_dict()
+    b = build_encoder(str(out2 / "encoder")).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
+def test_method_errors_name_the_field(factor_world, tmp_path):
+    from encoders.roboact_train import RoboActMethod
+
+    with pytest.raises(ConfigError, match="lambda"):
+        RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, loss={"lambda_aux": -1.0}))
+    with pytest.raises(ConfigError, match="width"):
+        RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, model={"width": 3}))
+
+
+def test_batches_depend_on_seed_and_step_and_scene_swap_keeps_differences(factor_world, tmp_path):
+    from encoders.roboact_train import RoboActMethod
+
+    m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, loss={"scene_swap": 1.0}))
+    assert np.array_equal(m.batch(3), m.batch(3)) and not np.array_equal(m.batch(3), m.batch(4))
+    rows, x = m.batch_inputs(3)
+    raw = m.feats[rows]
+    assert not torch.allclose(x, raw)  # every clip moved to another scene's prototype
+    assert torch.allclose(x[:, 1:] - x[:, :-1], raw[:, 1:] - raw[:, :-1], atol=1e-4)  # Eq. 6 inputs unchanged
+    assert m.model.triplets.shape == (15, 3) and m.desc_text.shape == (15, 384)

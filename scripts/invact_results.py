@@ -34,17 +34,18 @@ class ResultsConfig:
     runs_root: str = "runs/encoder/invact_results"
     main_run: str = ""  # run folder of the main model; empty: <runs_root>/invact (reused if finished)
     steps: int = 0  # 0: the base config's steps for the main model
-    ablation_steps: int = 400  # shorter runs for the ablations (the paper trains ablations shorter too)
+    ablation_steps: int = 200  # shorter runs for the ablations (the paper trains ablations shorter too)
+    ablation_batch_quads: int = 2  # and smaller batches, so all eleven fit a CPU budget
     ablations: bool = True
     split: str = "val"
     seed: int = 0
     threads: int = 2
 
 
-def _train(yaml_path: str, data: str, out: Path, steps: int, seed: int) -> Path:
+def _train(yaml_path: str, data: str, out: Path, steps: int, seed: int, extra: tuple[str, ...] = ()) -> Path:
     from encoders.train import TrainConfig, _latest_checkpoint, train
 
-    overrides = [f"data={data}", f"out={out}", f"seed={seed}"] + ([f"steps={steps}"] if steps else [])
+    overrides = [f"data={data}", f"out={out}", f"seed={seed}", *extra] + ([f"steps={steps}"] if steps else [])
     cfg = load_config(TrainConfig, yaml_path, overrides)
     if (out / "encoder" / "model.safetensors").is_file() and _latest_checkpoint(out) is not None:
         done = int(_latest_checkpoint(out).name.split("_")[1])
@@ -100,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     main_dir = _train(cfg.base, cfg.data, Path(cfg.main_run) if cfg.main_run else runs / "invact", cfg.steps, cfg.seed)
     ablations: dict[str, Path] = {}
     if cfg.ablations:
-        for y in sorted(Path(cfg.ablation_dir).glob("*.yaml")):
-            ablations[y.stem] = _train(str(y), cfg.data, runs / y.stem, cfg.ablation_steps, cfg.seed)
+        short = (f"batch_quads={cfg.ablation_batch_quads}",)
         ablations["full (all losses, backbone+flow)"] = _train(cfg.base, cfg.data, runs / "full_short",
-                                                               cfg.ablation_steps, cfg.seed)
+                                                               cfg.ablation_steps, cfg.seed, short)
+        for y in sorted(Path(cfg.ablation_dir).glob("*.yaml")):
+            ablations[y.stem] = _train(str(y), cfg.data, runs / y.stem, cfg.ablation_steps, cfg.seed, short)
     ecfg = EvalConfig(data=cfg.data, split=cfg.split, seed=cfg.seed, plots=False)
     results = {}
     for label, spec in [("invact", str(main_dir)), *[(b, b) for b in BASELINES], *[(k, str(v)) for k, v in ablations.items()]]:
@@ -111,26 +113,40 @@ def main(argv: list[str] | None = None) -> int:
         results[label] = res
     main_rows = [_row(results[k]) for k in ("invact", *BASELINES)]
     abl_rows = [_row(results[k]) for k in ablations]
-    inv, bb = main_rows[0], main_rows[1]
-    claims = {
-        "cross_scene_avg_hit10_ratio_vs_backbone_mean": (inv["cross_scene"]["avg"] / bb["cross_scene"]["avg"])
-        if bb["cross_scene"]["avg"] else None,
-        "cross_view_avg_hit10_above_backbone_mean": inv["cross_view"]["avg"] > bb["cross_view"]["avg"],
-        "same_scene_fraction10_below_backbone_mean": inv["same_scene@10"] < bb["same_scene@10"],
-    }
+    claims = {}
+    for k in (10, 1):
+        inv, bb = _row(results["invact"], k), _row(results["backbone_mean"], k)
+        ss = f"@{k}"
+        claims[f"hit@{k}"] = {
+            "cross_scene_avg_ratio_vs_backbone_mean": inv["cross_scene"]["avg"] / bb["cross_scene"]["avg"]
+            if bb["cross_scene"]["avg"] else None,
+            # a ratio cannot exceed 100 / backbone_mean's score: with 12 verbs, hit@10 saturates
+            "max_possible_cross_scene_ratio": 100.0 / bb["cross_scene"]["avg"] if bb["cross_scene"]["avg"] else None,
+            "cross_view_avg_above_backbone_mean": inv["cross_view"]["avg"] > bb["cross_view"]["avg"],
+            f"same_scene_fraction{ss}_below_backbone_mean": results["invact"]["same_scene_fraction"][ss]
+            < results["backbone_mean"]["same_scene_fraction"][ss],
+        }
     command = "python scripts/invact_results.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     payload = {"command": command, "config": dataclasses.asdict(cfg), "claims": claims, "main": main_rows,
                "ablations": abl_rows, "raw": results, "seconds": round(time.time() - t0, 1)}
     atomic_write_json(out.with_suffix(".json"), payload)
     n_q = results["invact"]["n_queries"]
+    def claim_line(k: int) -> str:
+        c = claims[f"hit@{k}"]
+        return (f"hit@{k}: cross-scene avg ratio InvAct / backbone_mean = {c['cross_scene_avg_ratio_vs_backbone_mean']:.2f} "
+                f"(largest possible: {c['max_possible_cross_scene_ratio']:.2f}); cross-view avg above backbone_mean: "
+                f"{c['cross_view_avg_above_backbone_mean']}; same-scene fraction@{k} below backbone_mean: "
+                f"{c[f'same_scene_fraction@{k}_below_backbone_mean']}")
+
     md = [f"# InvAct on the atomic world ({cfg.split} split: held-out scenes, {n_q} clip-views)", "",
-          f"Produced by `{command}` ({payload['seconds']:.0f} s). hit@10 in %, same-scene fraction@10 in [0, 1].", "",
-          "## InvAct vs baselines", "", _table(main_rows), "",
-          f"cross-scene avg hit@10 ratio InvAct / backbone_mean: {claims['cross_scene_avg_hit10_ratio_vs_backbone_mean']:.2f}; "
-          f"cross-view avg above backbone_mean: {claims['cross_view_avg_hit10_above_backbone_mean']}; "
-          f"same-scene@10 below backbone_mean: {claims['same_scene_fraction10_below_backbone_mean']}"]
+          f"Produced by `{command}` ({payload['seconds']:.0f} s). hit@k in %, same-scene fraction in [0, 1] "
+          "(@10 in the tables).", "",
+          "## InvAct vs baselines, hit@10", "", _table(main_rows), "",
+          "## InvAct vs baselines, hit@1", "", _table([_row(results[k], 1) for k in ("invact", *BASELINES)]), "",
+          "- " + claim_line(10), "- " + claim_line(1)]
     if abl_rows:
-        md += ["", f"## Table 3 ablations ({cfg.ablation_steps} steps each)", "", _table(abl_rows)]
+        md += ["", f"## Table 3 ablations ({cfg.ablation_steps} steps x {4 * cfg.ablation_batch_quads} pairs each, "
+               "so compare rows with each other, not with the main model)", "", _table(abl_rows)]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0

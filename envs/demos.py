@@ -1,0 +1,226 @@
+"""Demonstrations in the robomimic/LIBERO hdf5 layout, plus per-step atomic-skill labels.
+
+File layout (what LIBERO's own datasets use; extras marked +):
+
+    data                      attrs: env_args (json), problem_info (json), bddl_file_name, num_demos,
+                                     total, + image_convention ("flipped180" = upright, as policies see
+                                     it; official files are raw OpenGL, flipped by the reader),
+                                     + skill_vocab (json list)
+    data/demo_i               attrs: num_samples, init_state, + language_instruction
+    data/demo_i/actions       (T, 7) float64 env actions (gripper -1 open / +1 close)
+    data/demo_i/obs/agentview_rgb, eye_in_hand_rgb   (T, H, W, 3) uint8
+    data/demo_i/obs/ee_pos (T, 3), ee_ori (T, 3) axis-angle, ee_states (T, 6), gripper_states (T, 2),
+                    joint_states (T, 7)
+    data/demo_i/states        (T, S) flattened MuJoCo states
+    data/demo_i/rewards, dones (T,)
+  + data/demo_i/skills        (T,) int16 index into skill_vocab (the atomic action of each step)
+
+`DemoWriter` writes atomically (a copy is extended and renamed into place) and resumes from an
+existing file; `DemoReader` reads both these files and official LIBERO ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_KEYS = ("agentview_rgb", "eye_in_hand_rgb")
+LOW_DIM_KEYS = ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
+SKILL_VOCAB = ("idle", "reach", "grasp", "lift", "place", "push", "open", "close", "turn")
+
+
+@dataclass
+class Demo:
+    """One demonstration. actions (T, 7); obs[key] (T, ...); states (T, S); skills: T labels or None."""
+
+    actions: np.ndarray
+    obs: dict[str, np.ndarray]
+    states: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    instruction: str = ""
+    skills: list[str] | None = None
+    init_state: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    def validate(self) -> None:
+        T = len(self)
+        for name, arr in [("states", self.states), ("rewards", self.rewards), ("dones", self.dones),
+                          *[(f"obs/{k}", v) for k, v in self.obs.items()]]:
+            if arr.shape[0] != T:
+                raise ValueError(f"demo field {name} has {arr.shape[0]} steps, actions have {T}")
+        if self.skills is not None and len(self.skills) != T:
+            raise ValueError(f"demo has {len(self.skills)} skill labels for {T} steps")
+        for s in self.skills or []:
+            if s not in SKILL_VOCAB:
+                raise ValueError(f"unknown skill label {s!r}; vocabulary: {SKILL_VOCAB}")
+
+
+class DemoWriter:
+    """Append demos to `path` (created or resumed). Every `flush()` is atomic: the current file is
+    copied to a temp name, extended, and `os.replace`d, so a killed run leaves the last good file."""
+
+    def __init__(self, path: str | Path, env_args: dict | None = None, problem_info: dict | None = None,
+                 bddl_file_name: str = "", compress: bool = True) -> None:
+        self.path = Path(path)
+        self.env_args = env_args or {}
+        self.problem_info = problem_info or {}
+        self.bddl_file_name = bddl_file_name
+        self.compress = compress
+        self.pending: list[Demo] = []
+
+    def num_demos(self) -> int:
+        """Demos already on disk (resume point)."""
+        if not self.path.is_file():
+            return 0
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return len([k for k in f.get("data", {}) if k.startswith("demo_")])
+
+    def add(self, demo: Demo) -> None:
+        demo.validate()
+        self.pending.append(demo)
+
+    def flush(self) -> int:
+        """Write pending demos; returns the number of demos in the file."""
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.hdf5", dir=self.path.parent)
+        os.close(fd)
+        try:
+            if self.path.is_file():
+                shutil.copyfile(self.path, tmp)
+                mode = "a"
+            else:
+                mode = "w"
+            with h5py.File(tmp, mode) as f:
+                data = f.require_group("data")
+                n = len([k for k in data if k.startswith("demo_")])
+                for demo in self.pending:
+                    self._write_demo(data.create_group(f"demo_{n}"), demo)
+                    n += 1
+                data.attrs["env_args"] = json.dumps(self.env_args)
+                data.attrs["problem_info"] = json.dumps(self.problem_info)
+                data.attrs["bddl_file_name"] = self.bddl_file_name
+                data.attrs["num_demos"] = n
+                data.attrs["total"] = int(sum(data[k].attrs["num_samples"] for k in data if k.startswith("demo_")))
+                data.attrs["image_convention"] = "flipped180"
+                data.attrs["skill_vocab"] = json.dumps(list(SKILL_VOCAB))
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a dataset is meant to be shared
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.pending = []
+        return n
+
+    def _write_demo(self, g: Any, demo: Demo) -> None:
+        kw = {"compression": "gzip", "compression_opts": 4} if self.compress else {}
+        g.attrs["num_samples"] = len(demo)
+        g.attrs["language_instruction"] = demo.instruction
+        if demo.init_state is not None:
+            g.attrs["init_state"] = np.asarray(demo.init_state)
+        for k, v in demo.attrs.items():
+            g.attrs[k] = v
+        g.create_dataset("actions", data=np.asarray(demo.actions, dtype=np.float64))
+        g.create_dataset("states", data=np.asarray(demo.states, dtype=np.float64))
+        g.create_dataset("rewards", data=np.asarray(demo.rewards, dtype=np.uint8))
+        g.create_dataset("dones", data=np.asarray(demo.dones, dtype=np.uint8))
+        obs = g.create_group("obs")
+        for k, v in demo.obs.items():
+            v = np.asarray(v)
+            obs.create_dataset(k, data=v, **(kw if v.ndim == 4 else {}))
+        if demo.skills is not None:
+            g.create_dataset("skills", data=np.array([SKILL_VOCAB.index(s) for s in demo.skills], dtype=np.int16))
+
+
+class DemoReader:
+    """Read demos from a project or official LIBERO hdf5 file.
+
+    Images come back upright ((H, W, 3) uint8, as LiberoEnv observations); official files store the
+    raw OpenGL frame and are flipped here. `skills` is None for files without labels."""
+
+    def __init__(self, path: str | Path) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"demo file not found: {self.path}")
+        self._f = h5py.File(self.path, "r")
+        if "data" not in self._f:
+            raise ValueError(f"{self.path}: not a robomimic/LIBERO demo file (no 'data' group)")
+        data = self._f["data"]
+        self.keys = sorted((k for k in data if k.startswith("demo_")), key=lambda k: int(k.split("_")[1]))
+        self.env_args = _json_attr(data.attrs, "env_args")
+        self.problem_info = _json_attr(data.attrs, "problem_info")
+        self.flip = data.attrs.get("image_convention", "raw") != "flipped180"
+        vocab = data.attrs.get("skill_vocab")
+        self.skill_vocab = json.loads(vocab) if vocab is not None else None
+
+    @property
+    def instruction(self) -> str:
+        return str(self.problem_info.get("language_instruction", ""))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> Demo:
+        g = self._f["data"][self.keys[i]]
+        obs = {}
+        for k in g["obs"]:
+            v = np.asarray(g["obs"][k])
+            if k.endswith("_rgb") and self.flip and v.ndim == 4:
+                v = np.ascontiguousarray(v[:, ::-1, ::-1])
+            obs[k] = v
+        skills = None
+        if "skills" in g and self.skill_vocab is not None:
+            skills = [self.skill_vocab[j] for j in np.asarray(g["skills"])]
+        T = g["actions"].shape[0]
+        instr = g.attrs.get("language_instruction", self.instruction)
+        return Demo(
+            actions=np.asarray(g["actions"]),
+            obs=obs,
+            states=np.asarray(g["states"]) if "states" in g else np.zeros((T, 0)),
+            rewards=np.asarray(g["rewards"]) if "rewards" in g else np.zeros(T),
+            dones=np.asarray(g["dones"]) if "dones" in g else np.zeros(T),
+            instruction=str(instr.decode() if isinstance(instr, bytes) else instr),
+            skills=skills,
+            init_state=np.asarray(g.attrs["init_state"]) if "init_state" in g.attrs else None,
+        )
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> DemoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _json_attr(attrs: Any, key: str) -> dict:
+    v = attrs.get(key)
+    if v is None:
+        return {}
+    if isinstance(v, bytes):
+        v = v.decode()
+    try:
+        return json.loads(v)
+    except (TypeError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,402 @@
+"""Atomic skills for LIBERO scenes, each with a success predicate on privileged state.
+
+Labels (the per-step atomic action written into demos): reach, grasp, lift, place, push, open,
+close, turn. Heights are world z; the table top of LIBERO scenes is at z ~0.90.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.skills.core import CLOSE, OPEN, Phase, Scene, Skill, wrap_yaw
+
+CARRY_Z = 0.12  # clearance above the highest point of an object when moving with it
+
+
+HORIZONTAL_FINGER_SIGN = 1.0
+
+
+def horizontal_grasp(approach: np.ndarray) -> np.ndarray:
+    """(3, 3) hand rotation pointing along horizontal `approach` with fingers closing vertically."""
+    z = np.array([approach[0], approach[1], 0.0])
+    z /= np.linalg.norm(z)
+    # the fingers open along the hand's local x; x = +z vs -z: one of them drives the Panda's wrist
+    # joint into its limit
+    x = np.array([0.0, 0.0, HORIZONTAL_FINGER_SIGN])
+    y = np.cross(z, x)
+    return np.stack([x, y, z], axis=1)
+
+
+def _jitter(rng: np.random.Generator, sigma: float, z: bool = False) -> np.ndarray:
+    j = rng.normal(0.0, sigma, 3)
+    if not z:
+        j[2] = 0.0
+    return j
+
+
+class Reach(Skill):
+    """Move the hand to a point above `obj` (or a site) keeping the gripper as it is."""
+
+    label = "reach"
+
+    def __init__(self, obj: str, height: float = 0.10, grip: float = OPEN, site: bool = False) -> None:
+        self.obj, self.height, self.grip, self.site = obj, height, grip, site
+
+    def _goal(self, s: Scene) -> np.ndarray:
+        p = s.site(self.obj) if self.site else s.pos(self.obj)
+        return p + np.array([0.0, 0.0, self.height])
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        j = _jitter(rng, 0.01)
+        return [Phase(lambda sc: self._goal(sc) + j, self.grip, tol=0.01, timeout=120)]
+
+    def success(self, s: Scene) -> bool:
+        return bool(np.linalg.norm(s.ee_pos()[:2] - self._goal(s)[:2]) < 0.04)
+
+
+class Grasp(Skill):
+    """Descend onto `obj` from above with yaw aligned to it and close the fingers.
+
+    grasp_dz: grasp point above the object's lowest point (m); yaw_offset: added to the object's yaw
+    so the fingers (closing along world y at yaw 0) close across its narrow side."""
+
+    label = "grasp"
+
+    def __init__(self, obj: str, grasp_dz: float = 0.02, yaw_offset: float = 0.0, xy_offset: tuple = (0.0, 0.0),
+                 align: bool = True) -> None:
+        self.obj, self.grasp_dz, self.yaw_offset, self.xy_offset, self.align = obj, grasp_dz, yaw_offset, xy_offset, align
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        lo, hi = s.bbox_z(self.obj)
+        yaw = wrap_yaw(s.yaw(self.obj) + self.yaw_offset) if self.align else self.yaw_offset
+        R = s.mat(self.obj)
+        off = R[:2, :2] @ np.asarray(self.xy_offset) if self.align else np.asarray(self.xy_offset)
+        j = _jitter(rng, 0.003)
+
+        def above(sc: Scene) -> np.ndarray:
+            p = sc.pos(self.obj)
+            return np.array([p[0] + off[0], p[1] + off[1], hi + 0.08]) + j
+
+        def at(sc: Scene) -> np.ndarray:
+            p = sc.pos(self.obj)
+            return np.array([p[0] + off[0], p[1] + off[1], lo + self.grasp_dz]) + j
+
+        return [
+            Phase(above, OPEN, yaw=yaw, tol=0.01, timeout=120, label="reach"),
+            Phase(at, OPEN, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
+            Phase(at, CLOSE, yaw=yaw, tol=1.0, hold=12, timeout=13),
+        ]
+
+    def success(self, s: Scene) -> bool:
+        return s.is_grasping(self.obj)
+
+
+class GraspRim(Grasp):
+    """Pinch the rim of a bowl-like object at the point furthest along `direction(scene)` (unit xy),
+    fingers spread radially so the hand's long axis points outwards (clear of what is behind)."""
+
+    def __init__(self, obj: str, direction, radius: float = 0.055, grasp_dz: float = 0.03) -> None:
+        super().__init__(obj, grasp_dz=grasp_dz)
+        self.direction, self.radius = direction, radius
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        u = np.asarray(self.direction(s), dtype=np.float64)[:2]
+        u = u / np.linalg.norm(u)
+        self.xy_offset = tuple(u * self.radius)
+        # fingers spread along world y at yaw 0; spread along u
+        self.yaw_offset = wrap_yaw(float(np.arctan2(u[1], u[0])) - np.pi / 2)
+        self.align = False
+        return super().phases(s, rng)
+
+
+class Lift(Skill):
+    """Raise the grasped object by `height` (m) from where it was grasped."""
+
+    label = "lift"
+
+    def __init__(self, obj: str, height: float = 0.12, direction=None, slide: float = 0.0) -> None:
+        self.obj, self.height = obj, height
+        self.direction, self.slide = direction, slide  # optional horizontal slide (e.g. out of a drawer)
+        self._z0: float | None = None
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        self._z0 = float(s.pos(self.obj)[2])
+        h = self.height + rng.uniform(-0.02, 0.02)
+
+        start = s.ee_pos()
+        z_goal = float(start[2]) + h
+        phases = []
+        if self.direction is not None and self.slide > 0:
+            u = np.asarray(self.direction(s), dtype=np.float64)
+            u = np.array([u[0], u[1], 0.0]) / np.linalg.norm(u[:2])
+            out = start + self.slide * u + np.array([0.0, 0.0, 0.015])
+            phases.append(Phase(lambda sc: out, CLOSE, yaw=_current_yaw(s), tol=0.01, timeout=40, speed=0.5))
+            start = out
+
+        def up(sc: Scene) -> np.ndarray:
+            return np.array([start[0], start[1], z_goal])
+
+        phases.append(Phase(up, CLOSE, yaw=_current_yaw(s), tol=0.01, timeout=60))
+        return phases
+
+    def success(self, s: Scene) -> bool:
+        return s.is_grasping(self.obj) and self._z0 is not None and s.pos(self.obj)[2] > self._z0 + 0.05
+
+
+def _current_yaw(s: Scene) -> float:
+    R = s.ee_mat()
+    # ee x-axis is world +y at yaw 0 (R_DOWN); recover yaw from it
+    return float(np.arctan2(-R[0, 0], R[1, 0]))
+
+
+class PlaceInRegion(Skill):
+    """Carry the grasped `obj` above `target` (object or site), lower it and open the gripper.
+
+    predicate: 'on' | 'in' (LIBERO's check_ontop / check_contain against `target`) or a callable."""
+
+    label = "place"
+
+    def __init__(self, obj: str, target: str, site: bool = False, release_dz: float = 0.04,
+                 predicate: str = "on", xy_offset: tuple = (0.0, 0.0), region: str | None = None) -> None:
+        self.obj, self.target, self.site, self.release_dz = obj, target, site, release_dz
+        self.predicate, self.xy_offset = predicate, xy_offset
+        self.region = region  # LIBERO state the predicate checks against (default: target)
+
+    def _tpos(self, s: Scene) -> np.ndarray:
+        return (s.site(self.target) if self.site else s.pos(self.target)) + np.array([*self.xy_offset, 0.0])
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        j = _jitter(rng, 0.004)
+        # the hand-object offset: keep the object (not the hand) centred over the target
+        grip_off = s.ee_pos() - s.pos(self.obj)
+        tlo, thi = (s.bbox_z(self.target) if not self.site else (s.site(self.target)[2], s.site(self.target)[2]))
+        carry = max(thi, s.pos(self.obj)[2]) + CARRY_Z
+        olo, _ = s.bbox_z(self.obj)
+        obj_bottom_to_ee = s.ee_pos()[2] - olo
+
+        def above(sc: Scene) -> np.ndarray:
+            t = self._tpos(sc)
+            return np.array([t[0] + grip_off[0], t[1] + grip_off[1], carry]) + j
+
+        def down(sc: Scene) -> np.ndarray:
+            t = self._tpos(sc)
+            return np.array([t[0] + grip_off[0], t[1] + grip_off[1], thi + obj_bottom_to_ee + self.release_dz]) + j
+
+        def retreat(sc: Scene) -> np.ndarray:
+            return sc.ee_pos() + np.array([0.0, 0.0, 0.10])
+
+        yaw = _current_yaw(s)
+        return [
+            Phase(above, CLOSE, yaw=yaw, tol=0.02, timeout=150),
+            Phase(down, CLOSE, yaw=yaw, tol=0.008, timeout=60, speed=0.6),
+            Phase(down, OPEN, yaw=yaw, tol=1.0, hold=8, timeout=9),
+            Phase(retreat, OPEN, yaw=yaw, tol=0.02, timeout=30),
+        ]
+
+    def success(self, s: Scene) -> bool:
+        if callable(self.predicate):
+            return bool(self.predicate(s))
+        st, tgt = s.state(self.obj), s.state(self.region or self.target)
+        # LIBERO's own predicates: In(a, b) = b.contact(a) and b.contain(a); On(a, b) = b.ontop(a)
+        if self.predicate == "in":
+            return bool(tgt.check_contact(st) and tgt.check_contain(st))
+        return bool(tgt.check_ontop(st))
+
+
+class Push(Skill):
+    """Push `obj` along the table until its centre reaches `goal` (xy of a site/object).
+
+    The closed hand is lowered behind the object (opposite the push direction) `push_z` above its
+    lowest point and slid towards the goal. `inside=True` is for plates: the fingers go down inside
+    the rim, slightly behind the centre, and catch the far rim (`reach` = centre-to-rim distance),
+    which needs no free space behind the object."""
+
+    label = "push"
+
+    def __init__(self, obj: str, goal: str, radius: float = 0.06, push_z: float = 0.015, tol: float = 0.03,
+                 inside: bool = False, reach: float = 0.045, rim: float = 0.0) -> None:
+        self.obj, self.goal, self.radius, self.push_z, self.tol = obj, goal, radius, push_z, tol
+        self.inside, self.reach, self.rim = inside, reach, rim
+
+    def _goal(self, s: Scene) -> np.ndarray:
+        if self.goal in s.raw.object_sites_dict or self.goal.startswith("main_table"):
+            return s.site(self.goal)
+        return s.pos(self.goal)
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        p = s.pos(self.obj)
+        g = self._goal(s) + _jitter(rng, 0.005)
+        d = g[:2] - p[:2]
+        u = d / max(float(np.linalg.norm(d)), 1e-6)
+        lo, _ = s.bbox_z(self.obj)
+        z = lo + self.push_z
+        if self.rim > 0:
+            # pinch the leading rim (fingers spread along u) and slide the object: robust when
+            # whatever lies ahead would make a bare fingertip ride over a low rim
+            yaw = wrap_yaw(float(np.arctan2(u[1], u[0])) - np.pi / 2)
+            grasp = np.array([*(p[:2] + u * self.rim), z])
+            end = np.array([*(g[:2] + u * self.rim), z + 0.005])
+            return [
+                Phase(lambda sc: grasp + np.array([0, 0, 0.10]), OPEN, yaw=yaw, tol=0.01, timeout=120, label="reach"),
+                Phase(lambda sc: grasp, OPEN, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
+                Phase(lambda sc: grasp, CLOSE, yaw=yaw, tol=1.0, hold=10, timeout=11),
+                Phase(lambda sc: end, CLOSE, yaw=yaw, tol=0.008, timeout=150, speed=0.5),
+                Phase(lambda sc: sc.ee_pos(), OPEN, yaw=yaw, tol=1.0, hold=6, timeout=7),
+                Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), OPEN, yaw=yaw, tol=0.02, timeout=30),
+            ]
+        if self.inside:
+            start = np.array([*(p[:2] - u * 0.01), z])
+            end = np.array([*(g[:2] + u * self.reach), z])
+        else:
+            start = np.array([*(p[:2] - u * (self.radius + 0.03)), z])
+            end = np.array([*(g[:2] - u * self.radius), z])
+        # fingers spread across the push direction (at yaw 0 they spread along world y)
+        yaw = wrap_yaw(float(np.arctan2(u[1], u[0])))
+        return [
+            Phase(lambda sc: start + np.array([0, 0, 0.10]), CLOSE, yaw=yaw, tol=0.01, timeout=120, label="reach"),
+            Phase(lambda sc: start, CLOSE, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
+            Phase(lambda sc: end, CLOSE, yaw=yaw, tol=0.008, timeout=150, speed=0.5),
+            Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), CLOSE, yaw=yaw, tol=0.02, timeout=30),
+        ]
+
+    def success(self, s: Scene) -> bool:
+        return bool(np.linalg.norm(s.pos(self.obj)[:2] - self._goal(s)[:2]) < self.tol)
+
+
+class _Drawer(Skill):
+    """Shared geometry: the drawer body of `cabinet` level (top|middle|bottom), its slide joint and
+    its handle (the drawer geom furthest along the opening direction)."""
+
+    def __init__(self, cabinet: str, level: str) -> None:
+        self.cabinet, self.level = cabinet, level
+
+    @property
+    def region(self) -> str:
+        return f"{self.cabinet}_{self.level}_region"
+
+    def joint(self) -> str:
+        return f"{self.cabinet}_{self.level}_level"
+
+    def open_dir(self, s: Scene) -> np.ndarray:
+        """World unit vector the drawer moves when opening (qpos decreases when opening)."""
+        j = s.sim.model.joint_name2id(self.joint())
+        axis = np.array(s.sim.data.xaxis[j])
+        return -axis / np.linalg.norm(axis)
+
+    def handle(self, s: Scene) -> np.ndarray:
+        geoms = s.body_geoms(f"{self.cabinet}_cabinet_{self.level}")
+        u = self.open_dir(s)
+        xs = np.array([s.sim.data.geom_xpos[g] for g in geoms])
+        return xs[int(np.argmax(xs @ u))]
+
+
+class OpenDrawer(_Drawer):
+    """Grasp the drawer handle and pull it out along the slide axis."""
+
+    label = "open"
+
+    def __init__(self, cabinet: str, level: str = "middle", pull: float = 0.17) -> None:
+        super().__init__(cabinet, level)
+        self.pull = pull
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        u = self.open_dir(s)
+        h = self.handle(s) + _jitter(rng, 0.002)
+        # A hand pointing down is ~20 cm wide along the finger axis and hits the cabinet top above the
+        # lower drawers, so the handle is taken from the front: hand horizontal, pointing against u,
+        # fingers closing vertically on the bar.
+        R = horizontal_grasp(-u)
+        pull = self.pull + rng.uniform(0.0, 0.02)
+        return [
+            Phase(lambda sc: h + 0.12 * u + np.array([0, 0, 0.03]), OPEN, yaw=R, tol=0.012, timeout=120, label="reach"),
+            Phase(lambda sc: h + 0.10 * u, OPEN, yaw=R, tol=0.01, timeout=40, label="reach"),
+            Phase(lambda sc: h - 0.012 * u, OPEN, yaw=R, tol=0.006, timeout=60, speed=0.5),
+            Phase(lambda sc: h - 0.012 * u, CLOSE, yaw=R, tol=1.0, hold=10, timeout=11),
+            Phase(lambda sc: h + pull * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.5),
+            Phase(lambda sc: sc.ee_pos(), OPEN, yaw=R, tol=1.0, hold=6, timeout=7),
+            Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.04]), OPEN, yaw=R, tol=0.02, timeout=30),
+        ]
+
+    def success(self, s: Scene) -> bool:
+        return bool(s.state(self.region).is_open())
+
+
+class CloseDrawer(_Drawer):
+    """Push the open drawer back in: closed hand held horizontally (as for opening), fingertips on
+    the handle, driven against the opening direction."""
+
+    label = "close"
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        u = self.open_dir(s)
+        h = self.handle(s) + _jitter(rng, 0.002)
+        depth = -s.joint_qpos(self.joint())  # how far the drawer is out
+        R = horizontal_grasp(-u)
+        start = h + 0.05 * u
+        return [
+            Phase(lambda sc: start + np.array([0, 0, 0.03]), CLOSE, yaw=R, tol=0.012, timeout=120, label="reach"),
+            Phase(lambda sc: start, CLOSE, yaw=R, tol=0.008, timeout=40, speed=0.6, label="reach"),
+            Phase(lambda sc: h - (depth + 0.01) * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.6),
+            Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.03]), CLOSE, yaw=R, tol=0.02, timeout=30),
+        ]
+
+    def success(self, s: Scene) -> bool:
+        return bool(s.state(self.region).is_close())
+
+
+class TurnKnob(Skill):
+    """Turn a stove knob: grasp its grip ridge from above and rotate the hand about the hinge.
+
+    The knob is a hinge about world z; a counter-clockwise (positive) turn switches it on, and a
+    positive hand-yaw action turns the hand counter-clockwise too."""
+
+    label = "turn"
+
+    def __init__(self, stove: str, on: bool = True, angle: float = 1.1, grasp_dz: float = 0.03) -> None:
+        self.stove, self.on, self.angle, self.grasp_dz = stove, on, angle, grasp_dz
+
+    def joint(self) -> str:
+        return f"{self.stove}_button"
+
+    def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
+        j = s.sim.model.joint_name2id(self.joint())
+        c = np.array(s.sim.data.xanchor[j])
+        sign = 1.0 if self.on else -1.0
+        z = c[2] + self.grasp_dz + rng.uniform(-0.003, 0.003)
+        # the ridge runs along the knob's local x; grasp across it (fingers close along hand y at yaw 0)
+        yaw0 = _knob_yaw(s, self.stove)
+        grasp = np.array([c[0], c[1], z])
+        angle = self.angle + rng.uniform(-0.1, 0.1)
+        phases = [
+            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, yaw=yaw0, tol=0.01, timeout=120, label="reach"),
+            Phase(lambda sc: grasp, OPEN, yaw=yaw0, tol=0.006, timeout=60, speed=0.6),
+            Phase(lambda sc: grasp, CLOSE, yaw=yaw0, tol=1.0, hold=10, timeout=11),
+        ]
+        for f in (0.35, 0.7, 1.0):
+            phases.append(Phase(lambda sc: grasp, CLOSE, yaw=yaw0 + sign * f * angle, tol=1.0, hold=12, timeout=13))
+        phases += [
+            Phase(lambda sc: grasp, OPEN, yaw=yaw0 + sign * angle, tol=1.0, hold=6, timeout=7),
+            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, yaw=yaw0 + sign * angle, tol=0.02, timeout=30),
+        ]
+        return phases
+
+    def success(self, s: Scene) -> bool:
+        st = s.state(self.stove)
+        return bool(st.turn_on() if self.on else st.turn_off())
+
+
+def _knob_yaw(s: Scene, stove: str) -> float:
+    """Yaw of the knob's grip ridge: principal xy axis of the knob geoms standing above its disc."""
+    j = s.sim.model.joint_name2id(f"{stove}_button")
+    z0 = s.sim.data.xanchor[j][2]
+    pts = np.array([s.sim.data.geom_xpos[g] for g in s.body_geoms(f"{stove}_button")])
+    top = pts[pts[:, 2] > z0 + 0.015][:, :2]
+    if len(top) < 2:
+        return wrap_yaw(s.yaw(f"{stove}_button"))
+    d = top - top.mean(axis=0)
+    w, v = np.linalg.eigh(d.T @ d)
+    ax = v[:, np.argmax(w)]
+    return wrap_yaw(float(np.arctan2(ax[1], ax[0])))
+
+
+SKILLS = {c.label: c for c in (Reach, Grasp, Lift, PlaceInRegion, Push, OpenDrawer, CloseDrawer, TurnKnob)}

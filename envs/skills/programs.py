@@ -1,0 +1,130 @@
+"""Task programs (skill sequences) for LIBERO tasks, and the scripted-expert Policy that runs them.
+
+    policy = ScriptedPolicy(seed=0)
+    policy.bind_env(env)          # picks the program for env.suite/env.task_id; needs privileged state
+    a = policy.act(obs, instr)    # (7,) env action; policy.label is the current atomic skill
+
+Perturbations (for demo diversity, also active when evaluating so the measured success is that of
+the demo generator): waypoint jitter of a few mm, random lift/pull lengths, optional action noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from envs.skills.core import Scene, Skill, SkillRunner
+from envs.skills.library import Grasp, GraspRim, Lift, OpenDrawer, PlaceInRegion, Push, TurnKnob
+
+
+def _pick_place(obj: str, target: str, predicate: str = "on", region: str | None = None,
+                **grasp_kw: object) -> list[Skill]:
+    return [Grasp(obj, **grasp_kw), Lift(obj), PlaceInRegion(obj, target, predicate=predicate, region=region)]
+
+
+def _top_drawer_out(scene: Scene) -> np.ndarray:
+    return OpenDrawer("wooden_cabinet_1", "top").open_dir(scene)
+
+
+def _towards_robot(scene: Scene) -> np.ndarray:
+    return np.array([-1.0, 0.0, 0.0])
+
+
+def _drawer_side(scene: Scene) -> np.ndarray:
+    """Horizontal direction along the drawer front, on the robot's side (x < 0 is towards the robot)."""
+    u = _top_drawer_out(scene)
+    w = np.array([-u[1], u[0], 0.0])
+    return w if w[0] < 0 else -w
+
+
+# (suite, task id) -> program factory. Names follow the task's bddl objects.
+PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
+    # RoboAct-CLIP T1-T4 (libero_goal)
+    ("libero_goal", 0): lambda: [OpenDrawer("wooden_cabinet_1", "middle")],
+    ("libero_goal", 5): lambda: [Push("plate_1", "main_table_stove_front_region", rim=0.05, push_z=0.012)],
+    ("libero_goal", 6): lambda: _pick_place("cream_cheese_1", "akita_black_bowl_1", predicate="in", grasp_dz=0.015),
+    ("libero_goal", 7): lambda: [TurnKnob("flat_stove_1")],
+    # T6 (libero_spatial): the bowl sits in the open top drawer; take it by the rim nearest the robot
+    ("libero_spatial", 4): lambda: [
+        GraspRim("akita_black_bowl_1", _drawer_side, radius=0.035),
+        Lift("akita_black_bowl_1", height=0.10, direction=_top_drawer_out, slide=0.06),
+        PlaceInRegion("akita_black_bowl_1", "plate_1", predicate="on"),
+    ],
+    # libero_10 (LIVING_ROOM_SCENE1/2, KITCHEN_SCENE3)
+    ("libero_10", 0): lambda: [
+        *_pick_place("alphabet_soup_1", "basket_1", predicate="in", region="basket_1_contain_region"),
+        *_pick_place("tomato_sauce_1", "basket_1", predicate="in", region="basket_1_contain_region"),
+    ],
+    ("libero_10", 4): lambda: [
+        GraspRim("porcelain_mug_1", _towards_robot, radius=0.035, grasp_dz=0.07),
+        Lift("porcelain_mug_1"),
+        PlaceInRegion("porcelain_mug_1", "plate_1", predicate="on"),
+        GraspRim("white_yellow_mug_1", _towards_robot, radius=0.035, grasp_dz=0.07),
+        Lift("white_yellow_mug_1"),
+        PlaceInRegion("white_yellow_mug_1", "plate_2", predicate="on"),
+    ],
+    # T5 (libero_10): two pick-and-places into the basket
+    ("libero_10", 7): lambda: [
+        *_pick_place("alphabet_soup_1", "basket_1", predicate="in", region="basket_1_contain_region"),
+        *_pick_place("cream_cheese_1", "basket_1", predicate="in", region="basket_1_contain_region",
+                     grasp_dz=0.012),
+    ],
+}
+
+TASK_NAMES = {
+    ("libero_goal", 0): "T1 open the middle drawer",
+    ("libero_goal", 5): "T2 push the plate to the front of the stove",
+    ("libero_goal", 6): "T3 put the cream cheese in the bowl",
+    ("libero_goal", 7): "T4 turn on the stove",
+    ("libero_10", 7): "T5 alphabet soup + cream cheese in the basket",
+    ("libero_spatial", 4): "T6 bowl from the top drawer to the plate",
+}
+
+
+def supported_tasks(suite: str) -> list[int]:
+    return sorted(t for s, t in PROGRAMS if s == suite)
+
+
+def program_for(suite: str, task_id: int) -> list[Skill]:
+    if (suite, task_id) not in PROGRAMS:
+        raise KeyError(
+            f"no scripted program for {suite} task {task_id}; available: "
+            + ", ".join(f"{s}:{t}" for s, t in sorted(PROGRAMS))
+        )
+    return PROGRAMS[(suite, task_id)]()
+
+
+class ScriptedPolicy:
+    """Policy-protocol wrapper around SkillRunner; blind (needs_images=False) but privileged."""
+
+    needs_images = False
+    gripper_convention = "env"
+
+    def __init__(self, seed: int = 0, noise: float = 0.0) -> None:
+        self.seed = seed
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.runner: SkillRunner | None = None
+
+    def seed_episode(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.runner = None
+
+    def bind_env(self, env: object) -> None:
+        self._env = env
+        self._skills = program_for(env.suite, env.task_id)  # type: ignore[attr-defined]
+        self.runner = None  # phases are built from the first observation after the reset
+
+    @property
+    def label(self) -> str:
+        return self.runner.label if self.runner is not None else "idle"
+
+    def act(self, obs: dict, instruction: str) -> np.ndarray:
+        if self.runner is None:
+            if not hasattr(self, "_env"):
+                raise RuntimeError("ScriptedPolicy needs bind_env(env) before act(): it uses privileged state")
+            self.runner = SkillRunner(self._skills, Scene(self._env), self.rng, action_noise=self.noise)
+        return self.runner.act()

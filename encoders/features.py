@@ -87,7 +87,7 @@ def _split_name(split: str | None) -> str:
     return split if split is not None else "all"
 
 
-def _cached(
+def cached_arrays(
     cache_dir: Path,
     split: str | None,
     index: pd.DataFrame,
@@ -168,7 +168,7 @@ def backbone_features(
         return out
 
     info = {"backbone": backbone.spec, "dataset": str(root.resolve()), "image_size": backbone.image_size}
-    res = _cached(cache_dir, split, full, names, compute, info)
+    res = cached_arrays(cache_dir, split, full, names, compute, info)
     return _select_views(res, views)
 
 
@@ -194,7 +194,7 @@ def flow_maps(
         return {"flow": np.stack(out)}
 
     info = {"method": method, "dataset": str(root.resolve()), "size": size}
-    res = _cached(cache_dir, split, full, ("flow",), compute, info)
+    res = cached_arrays(cache_dir, split, full, ("flow",), compute, info)
     return _select_views(res, views)
 
 

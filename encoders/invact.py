@@ -248,7 +248,7 @@ class InvActEncoder(ActionEncoder):
         out = np.zeros((len(index), self.dim), np.float32)
         with torch.inference_mode():
             for s in range(0, len(index), batch_size):
-                batch = {k: torch.from_numpy(np.asarray(a[s : s + batch_size])) for k, a in arrays.items()}
+                batch = {k: torch.from_numpy(np.array(a[s : s + batch_size])) for k, a in arrays.items()}
                 out[s : s + batch_size] = self.forward_inputs(batch).numpy()
         return index, out
 

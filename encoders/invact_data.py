@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encoders.features import _cached, dataset_key, default_cache_root, iter_clip_batches
+from encoders.features import cached_arrays, dataset_key, default_cache_root, iter_clip_batches
 from envs.atomic_world.dataset import is_ego, read_index
 
 
@@ -46,7 +46,7 @@ def prepared_inputs(
                 parts[n].append(t.numpy())
         return {n: np.concatenate(v) for n, v in parts.items()}
 
-    res = _cached(cache_dir, split, full, names, compute, {"dataset": str(root.resolve()), "key": _inputs_key(cfg)})
+    res = cached_arrays(cache_dir, split, full, names, compute, {"dataset": str(root.resolve()), "key": _inputs_key(cfg)})
     index, arrays = res.index, res.arrays
     if views is not None:
         keep = np.flatnonzero(index["view"].isin(views).to_numpy())

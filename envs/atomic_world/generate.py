@@ -164,7 +164,7 @@ def plan_take(cfg: WorldConfig, seed: int, take_id: int) -> TakePlan:
 def _simulate(plan: TakePlan, scene: SceneSpec, cfg: WorldConfig, rng: np.random.Generator):
     """Run the take's skills; returns (sim, per-clip log ranges, checks) or raises LabelError-like info."""
     from envs.atomic_world.sim import AtomicSim
-    from envs.atomic_world.skills import SKILLS, TakeContext
+    from envs.atomic_world.skills import SKILLS, TakeContext, grip_closed
 
     spec = OBJECTS_BY_NAME[plan.object]
     # spawn in the workspace, clear of the fixtures; slides need room on both sides
@@ -187,8 +187,6 @@ def _simulate(plan: TakePlan, scene: SceneSpec, cfg: WorldConfig, rng: np.random
         lift = rng.uniform(0.08, 0.12)
         p = sim.obj_pos
         sim.set_object_pose((p[0], p[1], p[2] + lift), sim.obj_yaw)
-        from envs.atomic_world.skills import grip_closed
-
         z = p[2] + lift + spec.half_height - mjcf.PALM_BOTTOM + 0.002
         sim.place_effector((p[0], p[1], z), sim.obj_yaw + spec.grasp_yaw)
         sim.grip = grip_closed(min(spec.radius, 0.035))
@@ -275,9 +273,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(cfg_dict: dict, seed: int, out: str) -> None:
-    import torch  # noqa: F401  (imported here only to cap threads if present)
-
-    torch.set_num_threads(1)
     from configs.loader import from_dict
 
     cfg = from_dict(WorldConfig, cfg_dict)

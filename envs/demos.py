@@ -22,14 +22,14 @@ existing file; `DemoReader` reads both these files and official LIBERO ones.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from configs.runs import atomic_write
 
 IMAGE_KEYS = ("agentview_rgb", "eye_in_hand_rgb")
 LOW_DIM_KEYS = ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
@@ -96,15 +96,14 @@ class DemoWriter:
         """Write pending demos; returns the number of demos in the file."""
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.hdf5", dir=self.path.parent)
-        os.close(fd)
-        try:
+        counts: list[int] = []
+
+        def write(tmp: Path) -> None:
+            # extend a copy of the last good file, so a killed run leaves that file intact
+            mode = "w"
             if self.path.is_file():
                 shutil.copyfile(self.path, tmp)
                 mode = "a"
-            else:
-                mode = "w"
             with h5py.File(tmp, mode) as f:
                 data = f.require_group("data")
                 n = len([k for k in data if k.startswith("demo_")])
@@ -118,11 +117,10 @@ class DemoWriter:
                 data.attrs["total"] = int(sum(data[k].attrs["num_samples"] for k in data if k.startswith("demo_")))
                 data.attrs["image_convention"] = "flipped180"
                 data.attrs["skill_vocab"] = json.dumps(list(SKILL_VOCAB))
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a dataset is meant to be shared
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            counts.append(n)
+
+        atomic_write(self.path, write)
+        n = counts[0]
         self.pending = []
         return n
 

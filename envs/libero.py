@@ -19,13 +19,13 @@ Rendering dominates CPU cost (~100 ms per camera frame with llvmpipe, physics ~1
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from configs.runs import atomic_write_text
 from envs import protocol
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -69,11 +69,7 @@ def ensure_libero_config() -> Path:
             "datasets": str(root.parent / "datasets"),
             "assets": assets,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(paths, f)
-        os.replace(tmp, path)
+        atomic_write_text(path, yaml.safe_dump(paths))
     return Path(folder)
 
 

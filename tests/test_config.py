@@ -105,3 +105,18 @@ def test_inherit_deep_merges_and_detects_cycles(tmp_path):
     (tmp_path / "b.yaml").write_text("inherit: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(Outer, tmp_path / "a.yaml")
+
+
+def test_atomic_write_publishes_with_umask_mode_and_leaves_no_temp(tmp_path):
+    import os
+    import stat
+
+    from configs.runs import atomic_write, atomic_write_text
+
+    p = atomic_write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "b.txt", lambda t: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.txt"]

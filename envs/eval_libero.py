@@ -58,6 +58,7 @@ class EvalConfig:
     wrist_video: bool = False
     retry_errors: bool = False
     progress: bool = True
+    gifs: str = ""  # also write one small gif per task (trial 0's video) into this folder
 
     def validate(self) -> None:
         self.suite = protocol.canonical_suite(self.suite)
@@ -205,7 +206,10 @@ def run_episode(env: Any, policy: Any, trial: int, cfg: EvalConfig, video_path: 
     if want_video:
         grab(obs)
         write_video(video_path, frames, fps=max(1, 20 // cfg.video_stride))
-    return {"success": success, "steps": steps, "wall_s": round(time.time() - t0, 3)}
+    record = {"success": success, "steps": steps, "wall_s": round(time.time() - t0, 3)}
+    if hasattr(policy, "episode_info"):  # e.g. the scripted expert's skill outcomes, for diagnosis
+        record.update(policy.episode_info())
+    return record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,6 +504,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     t0 = time.time()
     res = evaluate(cfg)
+    if cfg.gifs:
+        for gif in export_gifs(cfg.out, cfg.gifs):
+            print(f"gif -> {gif}")
     o = res["overall"]
     print(results_markdown(res))
     print(

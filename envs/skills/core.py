@@ -98,14 +98,85 @@ class Scene:
         b = self.sim.model.body_name2id(body)
         return [g for g in range(m.body_geomadr[b], m.body_geomadr[b] + m.body_geomnum[b]) if m.geom_contype[g] or m.geom_conaffinity[g]]
 
+    def rim_circle(self, obj: str, band: float = 0.02) -> tuple[np.ndarray, float]:
+        """(centre xy (2,), radius) of a cup-like object's wall: a least-squares circle through the
+        xy centres of the collision geoms that reach within `band` of its top, dropping the worst
+        point while it is > 8 mm off (a handle). Mug body origins are not on the cup's axis."""
+        m = self.sim.model._model
+        pts = []
+        _, hi = self.bbox_z(obj)
+        for n in self.raw.get_object(obj).contact_geoms:
+            g = self.sim.model.geom_name2id(n)
+            c = np.array(self.sim.data.geom_xpos[g])
+            R = np.array(self.sim.data.geom_xmat[g]).reshape(3, 3)
+            top = c[2] + (np.abs(R) @ m.geom_size[g])[2]
+            if top > hi - band:
+                pts.append(c[:2])
+        p = np.array(pts)
+        while True:
+            # x^2 + y^2 = 2 a x + 2 b y + c  (Kasa fit)
+            A = np.column_stack([2 * p[:, 0], 2 * p[:, 1], np.ones(len(p))])
+            sol, *_ = np.linalg.lstsq(A, (p ** 2).sum(1), rcond=None)
+            centre = sol[:2]
+            r = float(np.sqrt(sol[2] + centre @ centre))
+            res = np.abs(np.linalg.norm(p - centre, axis=1) - r)
+            if res.max() <= 0.008 or len(p) <= 4:
+                return centre, r
+            p = np.delete(p, int(res.argmax()), axis=0)
+
+    def geom_points(self, obj: str) -> np.ndarray:
+        """World points (N, 3) covering an object's collision geoms: box geoms as a 3x3x3 lattice
+        over the box, meshes as their vertices."""
+        m = self.sim.model._model
+        pts = []
+        for n in self.raw.get_object(obj).contact_geoms:
+            g = self.sim.model.geom_name2id(n)
+            c = np.array(self.sim.data.geom_xpos[g])
+            R = np.array(self.sim.data.geom_xmat[g]).reshape(3, 3)
+            if m.geom_type[g] == 7:  # mesh
+                mid = m.geom_dataid[g]
+                local = m.mesh_vert[m.mesh_vertadr[mid]:m.mesh_vertadr[mid] + m.mesh_vertnum[mid]]
+            else:
+                size = m.geom_size[g] if m.geom_type[g] == 6 else np.full(3, m.geom_size[g][0])
+                grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+                local = grid * size
+            pts.append(local @ R.T + c)
+        return np.concatenate(pts) if pts else np.zeros((0, 3))
+
+    def footprint_radius(self, obj: str) -> float:
+        """Largest horizontal distance (m) of the object's collision geometry from its body origin."""
+        d = self.geom_points(obj)[:, :2] - self.pos(obj)[:2]
+        return float(np.linalg.norm(d, axis=1).max())
+
+    def obstacle_points(self, exclude: str, above_z: float) -> np.ndarray:
+        """xy points (N, 2) of the collision geoms of every object but `exclude` that reach above
+        `above_z` (see geom_points)."""
+        pts = []
+        for name in self.raw.obj_body_id:
+            if name == exclude:
+                continue
+            w = self.geom_points(name)
+            w = w[w[:, 2] > above_z]
+            if len(w):
+                pts.append(w[:, :2])
+        return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+    def finger_contact(self, obj: str) -> bool:
+        """Some finger (pad or finger body) touches `obj`."""
+        g = self.robot.gripper.important_geoms
+        model = self.raw.get_object(obj)
+        return bool(self.raw.check_contact(g["left_finger"] + g["right_finger"], model))
+
     def state(self, name: str) -> Any:
         """LIBERO's object-state object (is_open, turn_on, check_ontop, check_contain, ...)."""
         return self.raw.object_states_dict[name]
 
     def is_grasping(self, obj: str) -> bool:
-        """Both finger pads touch `obj` (robosuite's grasp check)."""
+        """Each finger (pad or finger body) touches `obj`. robosuite's own check wants both pads,
+        which a rim pinch (one finger inside a mug, one outside) rarely satisfies."""
+        g = self.robot.gripper.important_geoms
         model = self.raw.get_object(obj)
-        return bool(self.raw._check_grasp(gripper=self.robot.gripper, object_geoms=model))
+        return bool(self.raw._check_grasp(gripper=[g["left_finger"], g["right_finger"]], object_geoms=model))
 
     def bbox_z(self, obj: str) -> tuple[float, float]:
         """World z-range of an object's collision geoms (for grasp heights)."""
@@ -120,6 +191,30 @@ class Scene:
             half = np.abs(R) @ size if m.geom_type[g] == 6 else np.full(3, size.max())
             lo, hi = min(lo, c[2] - half[2]), max(hi, c[2] + half[2])
         return float(lo), float(hi)
+
+
+# Footprint of the open Panda hand (hand body + fingers) around the eef site, in the yaw-0 frame
+# (fingers closing along world y), measured from the gripper meshes in LIBERO scenes: the palm spans
+# +-10.5 cm along the finger axis and ~3.7 cm either side across it, from 3 cm above the fingertip
+# site upwards.
+HAND_HALF_ALONG, HAND_HALF_ACROSS, HAND_BOTTOM_ABOVE_EE = 0.105, 0.037, 0.03
+
+
+def hand_clearance(points_xy: np.ndarray, center_xy: np.ndarray, yaw: float) -> float:
+    """Smallest distance (m) from obstacle points (N, 2) to the hand footprint at `center_xy` and hand
+    yaw `yaw`; negative inside the footprint. inf without points."""
+    if len(points_xy) == 0:
+        return float("inf")
+    c, s = np.cos(yaw), np.sin(yaw)
+    d = np.asarray(points_xy, dtype=np.float64) - center_xy
+    # into the hand frame: u across the fingers (world x at yaw 0), v along them (world y at yaw 0)
+    u = c * d[:, 0] + s * d[:, 1]
+    v = -s * d[:, 0] + c * d[:, 1]
+    ou = np.abs(u) - HAND_HALF_ACROSS
+    ov = np.abs(v) - HAND_HALF_ALONG
+    outside = np.hypot(np.maximum(ou, 0.0), np.maximum(ov, 0.0))
+    inside = np.minimum(np.maximum(ou, ov), 0.0)
+    return float(np.min(outside + inside))
 
 
 def target_rotation(ori: float | np.ndarray) -> np.ndarray:

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.skills.core import CLOSE, OPEN, Phase, Scene, Skill, wrap_yaw
+from envs.skills.core import (
+    CLOSE,
+    HAND_BOTTOM_ABOVE_EE,
+    OPEN,
+    R_DOWN,
+    Phase,
+    Scene,
+    Skill,
+    hand_clearance,
+    rot_z,
+    wrap_yaw,
+)
 
 CARRY_Z = 0.12  # clearance above the highest point of an object when moving with it
 
@@ -58,19 +69,48 @@ class Grasp(Skill):
     """Descend onto `obj` from above with yaw aligned to it and close the fingers.
 
     grasp_dz: grasp point above the object's lowest point (m); yaw_offset: added to the object's yaw
-    so the fingers (closing along world y at yaw 0) close across its narrow side."""
+    so the fingers (closing along world y at yaw 0) close across its narrow side.
+
+    Clutter: the palm is ~21 cm long along the finger axis and comes down to 3 cm above the
+    fingertips, so a tall neighbour up to ~12 cm away blocks the descent. With `avoid_yaw` (rad) and
+    `avoid_shift` (m) > 0 the grasp turns by up to avoid_yaw and slides along the object's long axis
+    (across the fingers) by up to avoid_shift to the pose whose palm footprint is furthest from the
+    other objects (envs.skills.core.hand_clearance); a pose already `clear` metres clear is kept."""
 
     label = "grasp"
 
     def __init__(self, obj: str, grasp_dz: float = 0.02, yaw_offset: float = 0.0, xy_offset: tuple = (0.0, 0.0),
-                 align: bool = True) -> None:
+                 align: bool = True, avoid_yaw: float = 0.0, avoid_shift: float = 0.0, clear: float = 0.01) -> None:
         self.obj, self.grasp_dz, self.yaw_offset, self.xy_offset, self.align = obj, grasp_dz, yaw_offset, xy_offset, align
+        self.avoid_yaw, self.avoid_shift, self.clear = avoid_yaw, avoid_shift, clear
+        self.clearance: float | None = None  # of the chosen pose, for logs and tests
+
+    def _clear_pose(self, s: Scene, center: np.ndarray, yaw: float, z: float) -> tuple[float, np.ndarray]:
+        """(yaw, xy offset) of the candidate grasp pose with the most palm clearance."""
+        pts = s.obstacle_points(self.obj, z + HAND_BOTTOM_ABOVE_EE)
+        best = (hand_clearance(pts, center, yaw), 0.0, np.zeros(2))
+        if best[0] >= self.clear or (self.avoid_yaw <= 0 and self.avoid_shift <= 0):
+            self.clearance = best[0]
+            return yaw, np.zeros(2)
+        for dyaw in np.linspace(-self.avoid_yaw, self.avoid_yaw, 9):
+            across = np.array([np.cos(yaw + dyaw), np.sin(yaw + dyaw)])  # palm's short axis
+            for shift in np.linspace(-self.avoid_shift, self.avoid_shift, 5):
+                off = shift * across
+                c = hand_clearance(pts, center + off, yaw + dyaw)
+                # prefer the least deviation among poses that are clear enough
+                score = min(c, self.clear) - 0.01 * abs(dyaw) - 0.1 * abs(shift)
+                if score > min(best[0], self.clear) - 0.01 * abs(best[1]) - 0.1 * float(np.linalg.norm(best[2])):
+                    best = (c, float(dyaw), off)
+        self.clearance = best[0]
+        return wrap_yaw(yaw + best[1]), best[2]
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         lo, hi = s.bbox_z(self.obj)
         yaw = wrap_yaw(s.yaw(self.obj) + self.yaw_offset) if self.align else self.yaw_offset
         R = s.mat(self.obj)
         off = R[:2, :2] @ np.asarray(self.xy_offset) if self.align else np.asarray(self.xy_offset)
+        yaw, extra = self._clear_pose(s, s.pos(self.obj)[:2] + off, yaw, lo + self.grasp_dz)
+        off = off + extra
         j = _jitter(rng, 0.003)
 
         def above(sc: Scene) -> np.ndarray:
@@ -93,20 +133,32 @@ class Grasp(Skill):
 
 class GraspRim(Grasp):
     """Pinch the rim of a bowl-like object at the point furthest along `direction(scene)` (unit xy),
-    fingers spread radially so the hand's long axis points outwards (clear of what is behind)."""
+    fingers spread radially so the hand's long axis points outwards (clear of what is behind).
 
-    def __init__(self, obj: str, direction, radius: float = 0.055, grasp_dz: float = 0.03) -> None:
+    radius="fit" finds the wall from the geometry (Scene.rim_circle): needed for mugs, whose body
+    origin is off the cup's axis; a number is the rim radius around the body origin."""
+
+    def __init__(self, obj: str, direction, radius: float | str = 0.055, grasp_dz: float = 0.03) -> None:
         super().__init__(obj, grasp_dz=grasp_dz)
         self.direction, self.radius = direction, radius
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         u = np.asarray(self.direction(s), dtype=np.float64)[:2]
         u = u / np.linalg.norm(u)
-        self.xy_offset = tuple(u * self.radius)
+        if self.radius == "fit":
+            centre, r = s.rim_circle(self.obj)
+            self.xy_offset = tuple(centre - s.pos(self.obj)[:2] + u * r)
+        else:
+            self.xy_offset = tuple(u * self.radius)
         # fingers spread along world y at yaw 0; spread along u
         self.yaw_offset = wrap_yaw(float(np.arctan2(u[1], u[0])) - np.pi / 2)
         self.align = False
         return super().phases(s, rng)
+
+    def success(self, s: Scene) -> bool:
+        # a wall pinch closes on a few mm of ceramic and often only one finger registers contact
+        # while the cup is held: accept a finger on the object with the fingers not fully shut
+        return s.finger_contact(self.obj) and s.gripper_opening() > 0.003
 
 
 class Lift(Skill):
@@ -152,6 +204,8 @@ def _current_yaw(s: Scene) -> float:
 class PlaceInRegion(Skill):
     """Carry the grasped `obj` above `target` (object or site), lower it and open the gripper.
 
+    target: an object, a site (site=True) or a callable scene -> (3,) point on the supporting
+    surface (e.g. the exposed floor of an open drawer; `region` then names the LIBERO region).
     predicate: 'on' | 'in' (LIBERO's check_ontop / check_contain against `target`) or a callable."""
 
     label = "place"
@@ -163,13 +217,21 @@ class PlaceInRegion(Skill):
         self.region = region  # LIBERO state the predicate checks against (default: target)
 
     def _tpos(self, s: Scene) -> np.ndarray:
+        if callable(self.target):
+            return np.asarray(self.target(s), dtype=np.float64) + np.array([*self.xy_offset, 0.0])
         return (s.site(self.target) if self.site else s.pos(self.target)) + np.array([*self.xy_offset, 0.0])
+
+    def _support_z(self, s: Scene) -> float:
+        """Height of the surface the object is set down on (its top for an object or a site's z)."""
+        if callable(self.target):
+            return float(self._tpos(s)[2])
+        return float(s.site(self.target)[2] if self.site else s.bbox_z(self.target)[1])
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         j = _jitter(rng, 0.004)
         # the hand-object offset: keep the object (not the hand) centred over the target
         grip_off = s.ee_pos() - s.pos(self.obj)
-        tlo, thi = (s.bbox_z(self.target) if not self.site else (s.site(self.target)[2], s.site(self.target)[2]))
+        thi = self._support_z(s)
         carry = max(thi, s.pos(self.obj)[2]) + CARRY_Z
         olo, _ = s.bbox_z(self.obj)
         obj_bottom_to_ee = s.ee_pos()[2] - olo
@@ -283,6 +345,28 @@ class _Drawer(Skill):
         axis = np.array(s.sim.data.xaxis[j])
         return -axis / np.linalg.norm(axis)
 
+    def exposed_floor(self, s: Scene, fit: float | None = None) -> np.ndarray:
+        """(3,) point on the part of the drawer's floor that is pulled out of the cabinet, at floor
+        height: where an object can be set down from above. Its centre, or with `fit` (an object's
+        footprint radius plus a margin) that far behind the front wall, so the object stays clear of
+        the cabinet face the drawer slides under. Front wall = the widest drawer geom furthest along
+        the opening direction; floor = the geom with the lowest top."""
+        m = s.sim.model._model
+        u = self.open_dir(s)
+        side = np.array([-u[1], u[0], 0.0])
+        boxes = []
+        for g in s.body_geoms(f"{self.cabinet}_cabinet_{self.level}"):
+            c = np.array(s.sim.data.geom_xpos[g])
+            half = np.abs(np.array(s.sim.data.geom_xmat[g]).reshape(3, 3)) @ m.geom_size[g]
+            boxes.append((c, half))
+        wide = [(c, h) for c, h in boxes if abs(h @ np.abs(side)) > 0.07]
+        fc, fh = max(wide, key=lambda b: b[0] @ u)
+        inner = fc - u * (fh @ np.abs(u))  # inside face of the front wall
+        floor = min(c[2] + h[2] for c, h in boxes)
+        depth = -s.joint_qpos(self.joint())
+        p = inner - u * (depth / 2.0 if fit is None else fit)
+        return np.array([p[0], p[1], floor])
+
     def handle(self, s: Scene) -> np.ndarray:
         geoms = s.body_geoms(f"{self.cabinet}_cabinet_{self.level}")
         u = self.open_dir(s)
@@ -322,26 +406,69 @@ class OpenDrawer(_Drawer):
 
 
 class CloseDrawer(_Drawer):
-    """Push the open drawer back in: closed hand held horizontally (as for opening), fingertips on
-    the handle, driven against the opening direction."""
+    """Push the open drawer home (LIBERO's is_close wants the slide at its closed stop).
+
+    style="horizontal": closed hand held horizontally as for opening, fingertips on the handle,
+    driven against the opening direction; suits drawers the hand can face without reaching around.
+    style="tilted": closed fingers pointing down, spread along the drawer front and turned `tilt`
+    rad towards the push, so the palm trails behind the fingertips and clears the cabinet face
+    above the drawer when the handle reaches it; suits a low drawer facing away from the robot."""
 
     label = "close"
+
+    def __init__(self, cabinet: str, level: str, style: str = "horizontal", tilt: float = 0.45,
+                 overshoot: float = 0.012) -> None:
+        super().__init__(cabinet, level)
+        if style not in ("horizontal", "tilted"):
+            raise ValueError(f"CloseDrawer style must be 'horizontal' or 'tilted', got {style!r}")
+        self.style, self.tilt, self.overshoot = style, tilt, overshoot
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         u = self.open_dir(s)
         h = self.handle(s) + _jitter(rng, 0.002)
         depth = -s.joint_qpos(self.joint())  # how far the drawer is out
-        R = horizontal_grasp(-u)
-        start = h + 0.05 * u
+        if self.style == "horizontal":
+            R = horizontal_grasp(-u)
+            start = h + 0.05 * u
+            return [
+                Phase(lambda sc: start + np.array([0, 0, 0.03]), CLOSE, yaw=R, tol=0.012, timeout=120,
+                      label="reach"),
+                Phase(lambda sc: start, CLOSE, yaw=R, tol=0.008, timeout=40, speed=0.6, label="reach"),
+                Phase(lambda sc: h - (depth + 0.01) * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.6),
+                Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.03]), CLOSE, yaw=R, tol=0.02,
+                      timeout=30),
+            ]
+        push = -u  # into the cabinet
+        R = tilted_down(push, self.tilt, spread=np.array([-u[1], u[0], 0.0]))
+        contact = h - 0.018 * push + np.array([0.0, 0.0, 0.004])  # fingertips just in front of the bar
+        end = contact + (depth + self.overshoot) * push
         return [
-            Phase(lambda sc: start + np.array([0, 0, 0.03]), CLOSE, yaw=R, tol=0.012, timeout=120, label="reach"),
-            Phase(lambda sc: start, CLOSE, yaw=R, tol=0.008, timeout=40, speed=0.6, label="reach"),
-            Phase(lambda sc: h - (depth + 0.01) * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.6),
-            Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.03]), CLOSE, yaw=R, tol=0.02, timeout=30),
+            Phase(lambda sc: contact - 0.04 * push + np.array([0, 0, 0.08]), CLOSE, yaw=R, tol=0.012, timeout=120,
+                  label="reach"),
+            Phase(lambda sc: contact - 0.02 * push, CLOSE, yaw=R, tol=0.008, timeout=60, speed=0.6, label="reach"),
+            Phase(lambda sc: end, CLOSE, yaw=R, tol=0.008, timeout=90, speed=0.6),
+            Phase(lambda sc: sc.ee_pos() - 0.05 * push + np.array([0.0, 0.0, 0.06]), CLOSE, yaw=R, tol=0.02,
+                  timeout=30),
         ]
 
     def success(self, s: Scene) -> bool:
         return bool(s.state(self.region).is_close())
+
+
+def tilted_down(push: np.ndarray, tilt: float, spread: np.ndarray) -> np.ndarray:
+    """(3, 3) hand rotation: pointing down, fingers spreading along horizontal `spread`, then turned
+    by `tilt` rad so the fingertips lead along horizontal `push`."""
+    sp = np.array([spread[0], spread[1], 0.0]) / np.linalg.norm(spread[:2])
+    # at yaw 0 the fingers spread along world y; of the two equivalent yaws take the one in
+    # (-pi/2, pi/2], as every other skill does: the other one runs the Panda's wrist into its limit
+    yaw = wrap_yaw(float(np.arctan2(sp[1], sp[0])) - np.pi / 2)
+    R0 = rot_z(yaw) @ R_DOWN
+    d = np.array([push[0], push[1], 0.0]) / np.linalg.norm(push[:2])
+    axis = np.cross(np.array([0.0, 0.0, -1.0]), d)
+    axis /= np.linalg.norm(axis)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    Rt = np.eye(3) + np.sin(tilt) * K + (1 - np.cos(tilt)) * K @ K
+    return Rt @ R0
 
 
 class TurnKnob(Skill):

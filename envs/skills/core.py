@@ -102,15 +102,11 @@ class Scene:
         """(centre xy (2,), radius) of a cup-like object's wall: a least-squares circle through the
         xy centres of the collision geoms that reach within `band` of its top, dropping the worst
         point while it is > 8 mm off (a handle). Mug body origins are not on the cup's axis."""
-        m = self.sim.model._model
         pts = []
         _, hi = self.bbox_z(obj)
         for n in self.raw.get_object(obj).contact_geoms:
-            g = self.sim.model.geom_name2id(n)
-            c = np.array(self.sim.data.geom_xpos[g])
-            R = np.array(self.sim.data.geom_xmat[g]).reshape(3, 3)
-            top = c[2] + (np.abs(R) @ m.geom_size[g])[2]
-            if top > hi - band:
+            c, half = self.geom_aabb(self.sim.model.geom_name2id(n))
+            if c[2] + half[2] > hi - band:
                 pts.append(c[:2])
         p = np.array(pts)
         while True:
@@ -178,17 +174,20 @@ class Scene:
         model = self.raw.get_object(obj)
         return bool(self.raw._check_grasp(gripper=[g["left_finger"], g["right_finger"]], object_geoms=model))
 
+    def geom_aabb(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(centre (3,), half-extents (3,)) of geom `g`'s world axis-aligned box: exact for box
+        geoms, the largest size in every direction for other shapes."""
+        c = np.array(self.sim.data.geom_xpos[g])
+        size = self.sim.model._model.geom_size[g]
+        if self.sim.model._model.geom_type[g] == 6:
+            return c, np.abs(np.array(self.sim.data.geom_xmat[g]).reshape(3, 3)) @ size
+        return c, np.full(3, size.max())
+
     def bbox_z(self, obj: str) -> tuple[float, float]:
         """World z-range of an object's collision geoms (for grasp heights)."""
-        m = self.sim.model._model
-        names = [n for n in self.raw.get_object(obj).contact_geoms]
         lo, hi = np.inf, -np.inf
-        for n in names:
-            g = self.sim.model.geom_name2id(n)
-            c = self.sim.data.geom_xpos[g]
-            R = self.sim.data.geom_xmat[g].reshape(3, 3)
-            size = m.geom_size[g]
-            half = np.abs(R) @ size if m.geom_type[g] == 6 else np.full(3, size.max())
+        for n in self.raw.get_object(obj).contact_geoms:
+            c, half = self.geom_aabb(self.sim.model.geom_name2id(n))
             lo, hi = min(lo, c[2] - half[2]), max(hi, c[2] + half[2])
         return float(lo), float(hi)
 

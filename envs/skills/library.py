@@ -351,14 +351,9 @@ class _Drawer(Skill):
         footprint radius plus a margin) that far behind the front wall, so the object stays clear of
         the cabinet face the drawer slides under. Front wall = the widest drawer geom furthest along
         the opening direction; floor = the geom with the lowest top."""
-        m = s.sim.model._model
         u = self.open_dir(s)
         side = np.array([-u[1], u[0], 0.0])
-        boxes = []
-        for g in s.body_geoms(f"{self.cabinet}_cabinet_{self.level}"):
-            c = np.array(s.sim.data.geom_xpos[g])
-            half = np.abs(np.array(s.sim.data.geom_xmat[g]).reshape(3, 3)) @ m.geom_size[g]
-            boxes.append((c, half))
+        boxes = [s.geom_aabb(g) for g in s.body_geoms(f"{self.cabinet}_cabinet_{self.level}")]
         wide = [(c, h) for c, h in boxes if abs(h @ np.abs(side)) > 0.07]
         fc, fh = max(wide, key=lambda b: b[0] @ u)
         inner = fc - u * (fh @ np.abs(u))  # inside face of the front wall

@@ -22,32 +22,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from configs.registry import Registry
 from encoders.base import check_video
 
-_BACKBONES: dict[str, Callable[..., Backbone]] = {}
-
-
-def register_backbone(name: str):
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        _BACKBONES[name] = fn
-        return fn
-
-    return deco
+# name -> class taking (image_size=...); a spec "name:arg" passes `arg` as the first argument
+# (e.g. "hf:/path/to/dinov2" -> HFVisionBackbone("/path/to/dinov2", image_size=...)).
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", hint="specs take the form NAME or NAME:ARG")
+register_backbone = BACKBONES.register
 
 
 def available_backbones() -> list[str]:
-    return sorted(_BACKBONES) + ["hf:<local dir>"]
+    return [n if n != "hf" else "hf:<local dir>" for n in BACKBONES.names()]
 
 
 def build_backbone(spec: str = "efficientnet_lite0", image_size: int | None = None) -> Backbone:
     """Build a frozen backbone; `image_size` (square resize target) None means the backbone default."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"backbone spec must be a non-empty string, got {spec!r}")
-    if spec.startswith("hf:"):
-        return HFVisionBackbone(spec[3:], image_size=image_size).freeze()
-    if spec not in _BACKBONES:
-        raise KeyError(f"unknown backbone {spec!r}; available: {', '.join(available_backbones())}")
-    return _BACKBONES[spec](image_size=image_size).freeze()
+    name, sep, arg = spec.partition(":")
+    factory = BACKBONES.get(name)
+    return (factory(arg, image_size=image_size) if sep else factory(image_size=image_size)).freeze()
 
 
 class Backbone(nn.Module):
@@ -188,6 +182,7 @@ _HF_NORM = {
 }
 
 
+@register_backbone("hf")
 class HFVisionBackbone(Backbone):
     """A transformers vision model from a local directory: tokens = patch tokens of the last layer.
 

@@ -17,16 +17,18 @@ so swapping encoders anywhere is a config change. On disk an encoder is `DIR/con
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from configs.loader import ConfigError, from_dict, to_dict
+from configs.registry import Registry
 from configs.runs import atomic_write, atomic_write_json
 
 CONFIG_NAME = "config.json"
@@ -34,13 +36,12 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 
 # Modules imported on demand when a name is not registered yet (keeps `import encoders` light and
-# lets later packages add encoders without this file importing them eagerly).
-_BUILTIN_MODULES = ("encoders.baselines", "encoders.invact", "encoders.roboact")
-# config.json records the defining module; only project packages may be imported from it, so a
-# directory from elsewhere cannot make us import arbitrary code.
-_TRUSTED_PREFIXES = ("encoders.", "vla.", "policies.")
-
-_REGISTRY: dict[str, type[ActionEncoder]] = {}
+# lets later packages add encoders without this file importing them eagerly). config.json records
+# the defining module; only project packages may be imported from it (Registry.import_trusted), so
+# a directory from elsewhere cannot make us import arbitrary code.
+ENCODERS: Registry[type[ActionEncoder]] = Registry(
+    "encoder", modules=("encoders.baselines", "encoders.invact", "encoders.roboact"),
+    hint="or pass a directory written by save_pretrained")
 
 
 @dataclasses.dataclass
@@ -60,36 +61,39 @@ def register_encoder(name: str):
     def deco(cls: type[ActionEncoder]) -> type[ActionEncoder]:
         if not dataclasses.is_dataclass(getattr(cls, "config_cls", None)):
             raise TypeError(f"encoder {cls.__name__} must set `config_cls` to a dataclass")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"encoder name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+        ENCODERS.add(name, cls)
         cls.registry_name = name
-        _REGISTRY[name] = cls
         return cls
 
     return deco
 
 
-def _load_builtins() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
-
-
 def available_encoders() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return ENCODERS.names()
 
 
 def get_encoder_class(name: str) -> type[ActionEncoder]:
-    """Registered class for `name`; by convention encoder "foo" may live in module `encoders.foo`,
-    which is imported on first use (so `build_encoder("invact")` works without importing it first)."""
-    if name not in _REGISTRY:
-        _load_builtins()
-    if name not in _REGISTRY and name.isidentifier() and importlib.util.find_spec(f"encoders.{name}") is not None:
-        importlib.import_module(f"encoders.{name}")
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown encoder {name!r}; registered encoders: {', '.join(sorted(_REGISTRY))} "
-                       "(or pass a directory written by save_pretrained)")
-    return _REGISTRY[name]
+    """Registered class for `name`; by convention encoder "foo" may live in package `encoders.foo`,
+    which is imported on first use (so a new method package needs no edit here)."""
+    if name not in ENCODERS and name.isidentifier() and importlib.util.find_spec(f"encoders.{name}") is not None:
+        ENCODERS.import_trusted(f"encoders.{name}")
+    return ENCODERS.get(name)
+
+
+def frame_indices(t0: int, n: int) -> np.ndarray:
+    """Indices of `n` uniformly spaced frames (first and last included) out of a clip of `t0`.
+
+    The one frame sampler of every encoder. A clip shorter than `n` repeats frames (nearest
+    neighbour in time) rather than failing: real datasets hold short clips, and a repeated frame
+    is a zero-motion step, which flow and difference features read correctly."""
+    if t0 < 1 or n < 1:
+        raise ValueError(f"frame_indices: need t0 >= 1 and n >= 1, got t0={t0}, n={n}")
+    return np.round(np.linspace(0, t0 - 1, n)).astype(np.int64)
+
+
+def sample_frames(video: torch.Tensor, n: int) -> torch.Tensor:
+    """`(B, T0, ...)` -> `(B, n, ...)` with `frame_indices(T0, n)`."""
+    return video[:, torch.from_numpy(frame_indices(video.shape[1], n))]
 
 
 class ActionEncoder(nn.Module):
@@ -131,6 +135,52 @@ class ActionEncoder(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         return self.eval()
+
+    # -- frozen helpers (backbone, text encoder) ----------------------------------------------------
+    # Frozen tools are rebuilt from their spec, never stored in the encoder's weights: they are fixed
+    # inputs, a saved encoder stays small, and the optimiser never sees them. They live in the
+    # instance __dict__, outside nn.Module's registration, so state_dict(), parameters() and DDP
+    # ignore them.
+    def frozen(self, name: str, factory: Callable[[], Any]) -> Any:
+        """The frozen helper `name`, built by `factory()` on first use and kept outside the state dict."""
+        parts = self.__dict__.setdefault("_frozen_parts", {})
+        if name not in parts:
+            parts[name] = factory()
+        return parts[name]
+
+    def hold_frozen(self, name: str, obj: Any) -> Any:
+        """Share an already built frozen helper (e.g. a trainer reuses one backbone for two models)."""
+        self.__dict__.setdefault("_frozen_parts", {})[name] = obj
+        return obj
+
+    def backbone(self) -> Any:
+        """The frozen image backbone named by `cfg.backbone` at `cfg.backbone_size` (if the config has them)."""
+        spec = getattr(self.cfg, "backbone", None)
+        if not spec:
+            raise AttributeError(f"{type(self).__name__} has no `backbone` in its config")
+
+        def build() -> Any:
+            from encoders.backbones import build_backbone
+
+            return build_backbone(spec, image_size=getattr(self.cfg, "backbone_size", None) or None).freeze()
+
+        return self.frozen("backbone", build)
+
+    # -- datasets -------------------------------------------------------------------------------
+    def embed_dataset(self, root: str | Path, split: str | None = None, views: Any = None,
+                      batch_size: int = 8, cache_root: str | Path | None = None) -> tuple[Any, np.ndarray]:
+        """(index, embeddings `(M, D)` float32) for every clip of `split` of a clip index.
+
+        Default: `encode` over every clip. Encoders with cacheable frozen inputs override this."""
+        from encoders.features import iter_clip_batches
+        from envs.atomic_world.dataset import read_index
+
+        index = read_index(root, split, views)
+        out = np.zeros((len(index), self.dim), np.float32)
+        with torch.inference_mode():
+            for start, video in iter_clip_batches(root, index, batch_size, desc=f"encode {self.registry_name}"):
+                out[start : start + len(video)] = self.encode(video).numpy()
+        return index, out
 
     # -- persistence ----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -177,10 +227,8 @@ class ActionEncoder(nn.Module):
             if key not in meta:
                 raise ValueError(f"{cfg_path}: missing field {key!r}")
         name = meta["encoder"]
-        if name not in _REGISTRY:
-            mod = str(meta.get("module", ""))
-            if mod.startswith(_TRUSTED_PREFIXES):
-                importlib.import_module(mod)
+        if name not in ENCODERS:
+            ENCODERS.import_trusted(str(meta.get("module", "")), source=str(cfg_path))
         enc_cls = get_encoder_class(name)
         if cls is not ActionEncoder and not issubclass(enc_cls, cls):
             raise TypeError(f"{d} holds a {enc_cls.__name__} ({name!r}), not a {cls.__name__}")
@@ -237,8 +285,7 @@ def build_encoder(spec: Any, **overrides: Any) -> ActionEncoder:
             raise ValueError(str(e)) from None
         return enc_cls(cfg).freeze()
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
-        _load_builtins()
-        for enc_cls in _REGISTRY.values():
+        for _, enc_cls in ENCODERS.items():
             if type(spec) is enc_cls.config_cls:
                 cfg = dataclasses.replace(spec, **overrides) if overrides else spec
                 validate = getattr(cfg, "validate", None)
@@ -253,7 +300,4 @@ def _is_directory_spec(s: str) -> bool:
     # anything path-shaped is a directory; a bare word is a registry name unless only a folder matches it
     if "/" in s or "\\" in s or s.startswith("."):
         return True
-    if s in _REGISTRY:
-        return False
-    _load_builtins()
-    return s not in _REGISTRY and Path(s).is_dir()
+    return s not in ENCODERS and Path(s).is_dir()

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -42,18 +40,21 @@ class BackboneMeanEncoder(ActionEncoder):
 
     def __init__(self, cfg: BackboneMeanConfig):
         super().__init__(cfg)
-        self.backbone = build_backbone(cfg.backbone, image_size=cfg.image_size or None)
-        self.dim = self.backbone.dim
+        self.dim = self.backbone().dim
+
+    def backbone(self):
+        # frozen, outside the state dict (ActionEncoder.frozen): a saved backbone_mean holds no weights
+        return self.frozen("backbone", lambda: build_backbone(self.cfg.backbone, image_size=self.cfg.image_size or None))
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
-        _, pooled = self.backbone.extract(video, batch_size=self.cfg.frame_batch, tokens=False)
+        _, pooled = self.backbone().extract(video, batch_size=self.cfg.frame_batch, tokens=False)
         return pooled.mean(1)
 
     def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
         # reuse the frozen-feature cache: the backbone runs once per dataset, not once per evaluation
         from encoders.features import backbone_features
 
-        res = backbone_features(self.backbone, root, split, views, cache_root=cache_root, batch_size=batch_size,
+        res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root, batch_size=batch_size,
                                 frame_batch=self.cfg.frame_batch)
         return res.index, np.asarray(res.arrays["pooled"], dtype=np.float32).mean(1)
 
@@ -149,29 +150,3 @@ class RandomEncoder(ActionEncoder):
         s = self.cfg.image_size
         x = F.interpolate(video.reshape(b * t, *video.shape[2:]).float() / 255.0, size=(s, s), mode="area")
         return x.reshape(b, t, -1).mean(1) @ self.proj
-
-
-def embed_dataset_generic(
-    encoder: ActionEncoder, root: str | Path, split: str | None, views, batch_size: int = 8
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Any encoder: run `encode` over every clip of the split; returns (index, embeddings (M, D))."""
-    from encoders.features import iter_clip_batches
-    from envs.atomic_world.dataset import read_index
-
-    index = read_index(root, split, views)
-    out = np.zeros((len(index), encoder.dim), np.float32)
-    with torch.inference_mode():
-        for start, video in iter_clip_batches(root, index, batch_size, desc=f"encode {encoder.registry_name}"):
-            out[start : start + len(video)] = encoder.encode(video).numpy()
-    return index, out
-
-
-def embed_dataset(
-    encoder: ActionEncoder, root: str | Path, split: str | None = None, views=None, batch_size: int = 8,
-    cache_root: str | Path | None = None,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """(index, embeddings `(M, D)` float32) for every clip of `split`, through the encoder's caches if it has any."""
-    fn = getattr(encoder, "embed_dataset", None)
-    if callable(fn):
-        return fn(root, split, views, batch_size=batch_size, cache_root=cache_root)
-    return embed_dataset_generic(encoder, root, split, views, batch_size)

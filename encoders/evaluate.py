@@ -11,7 +11,6 @@ hit@k values are percentages, same-scene fractions are in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,12 @@ import numpy as np
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything
+from configs.threads import apply_threads
+from encoders.benchmark.tables import markdown_table
 
 
 @dataclasses.dataclass
-class EvalConfig:
+class RetrievalEvalConfig:
     encoder: str = "backbone_mean"  # registry name or directory written by save_pretrained
     data: str = ""  # dataset folder (index.parquet + meta.json)
     split: str = "val"  # "all": every split
@@ -41,15 +42,15 @@ class EvalConfig:
     cache_dir: str = ""  # feature/flow cache root; empty: $ATOMVLA_CACHE or .cache/atomvla
     plots: bool = True
     tsne_max: int = 1000  # t-SNE on at most this many clips (random subset, seeded)
-    threads: int = 2
+    threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
 
     def validate(self) -> None:
         if not self.data:
             raise ValueError("'data' is required (--data DIR)")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"'ks' must be positive integers, got {self.ks}")
-        if self.batch_size < 1 or self.threads < 1:
-            raise ValueError("'batch_size' and 'threads' must be >= 1")
+        if self.batch_size < 1 or self.threads < 0:
+            raise ValueError("'batch_size' must be >= 1 and 'threads' >= 0 (0 = automatic)")
 
 
 def encoder_label(spec: str) -> str:
@@ -60,20 +61,19 @@ def encoder_label(spec: str) -> str:
     return p.parent.name if p.name == "encoder" and p.parent.name else p.name
 
 
-def evaluate_encoder(encoder, cfg: EvalConfig, label: str | None = None) -> tuple[dict[str, Any], Any, np.ndarray]:
+def evaluate_encoder(encoder, cfg: RetrievalEvalConfig, label: str | None = None) -> tuple[dict[str, Any], Any, np.ndarray]:
     """Embed the split and score it. Returns (results, index, embeddings (M, D)).
 
     results: `{"encoder", "n_queries", "atomic"|"keystep": {"cross_scene"|"cross_view"|"all_scenes":
     {pair|"avg": {"hit@k": %, "n_queries"}}}, "same_scene_fraction": {"@k": frac, "curve": [...]}, ...}`.
     """
-    from encoders.baselines import embed_dataset
-    from encoders.retrieval import evaluate_index
+    from encoders.benchmark.retrieval import evaluate_index
     from envs.atomic_world.dataset import is_ego
 
     t0 = time.time()
     views = tuple(cfg.views) if cfg.views else None
     split = None if cfg.split == "all" else cfg.split
-    index, emb = embed_dataset(encoder, cfg.data, split, views, batch_size=cfg.batch_size,
+    index, emb = encoder.embed_dataset(cfg.data, split, views, batch_size=cfg.batch_size,
                                cache_root=cfg.cache_dir or None)
     t_embed = time.time() - t0
     scores = evaluate_index(index, emb, is_ego, cfg.ks, cfg.curve_k)
@@ -96,32 +96,8 @@ def evaluate_encoder(encoder, cfg: EvalConfig, label: str | None = None) -> tupl
     return results, index, emb
 
 
-def _fmt(v: Any) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
-
-
-def markdown_table(results: list[dict[str, Any]], k: int = 10) -> str:
-    """Table-1-style rows: atomic and keystep hit@k for cross-scene and cross-view, plus same-scene frac."""
-    head = ["encoder"]
-    cols = []
-    for level in ("atomic", "keystep"):
-        for setting, pairs in (("cross_scene", ("g2g", "x2x", "avg")), ("cross_view", ("g2x", "x2g", "avg"))):
-            for p in pairs:
-                head.append(f"{level[:3]} {setting.split('_')[1]} {p}")
-                cols.append((level, setting, p))
-    head.append(f"same-scene@{k}")
-    lines = [f"hit@{k} (%)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        row = [r["encoder"]]
-        for level, setting, p in cols:
-            row.append(_fmt(r.get(level, {}).get(setting, {}).get(p, {}).get(f"hit@{k}")))
-        row.append(_fmt(r.get("same_scene_fraction", {}).get(f"@{k}")))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _plots(cfg: EvalConfig, label: str, index, emb: np.ndarray, plot_dir: Path) -> list[str]:
-    from encoders.plots import scatter_by, tsne_2d
+def _plots(cfg: RetrievalEvalConfig, label: str, index, emb: np.ndarray, plot_dir: Path) -> list[str]:
+    from encoders.benchmark.plots import scatter_by, tsne_2d
     from envs.atomic_world.dataset import is_ego
 
     rng = np.random.default_rng(cfg.seed)
@@ -141,7 +117,6 @@ def _plots(cfg: EvalConfig, label: str, index, emb: np.ndarray, plot_dir: Path) 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import torch
 
     from encoders.base import build_encoder
 
@@ -157,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit("--compare needs at least one encoder name or directory")
         argv = argv[:i] + argv[j:]
     cfg = parse_cli(
-        EvalConfig, argv, prog="encoders/evaluate.py",
+        RetrievalEvalConfig, argv, prog="encoders/evaluate.py",
         description="Video->video retrieval benchmark (hit@k cross-scene / cross-view / all-scenes, keysteps).\n"
                     "--compare A B C  evaluates several encoders (names, saved dirs or YAML files) in one run\n"
                     "                 and prints one table; the JSON is then {'compare': [results...]}.\n"
@@ -168,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if compare:
         cfg.compare = compare
-    torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     save_config(cfg, out.with_name(out.stem + ".config.yaml"))
@@ -185,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         curves[label] = res["same_scene_fraction"].get("curve", [])
         all_results.append(res)
     if cfg.plots and any(len(c) for c in curves.values()):
-        from encoders.plots import same_scene_plot
+        from encoders.benchmark.plots import same_scene_plot
 
         p = same_scene_plot(curves, plot_dir / "same_scene_fraction.png", f"same-scene fraction ({cfg.split})")
         for r in all_results:

@@ -16,19 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from configs.registry import Registry
+
+# name -> class; a spec "name:arg" passes `arg` (a local directory) to the constructor.
+TEXT_ENCODERS: Registry[type] = Registry("text encoder", hint="specs take the form NAME or NAME:ARG")
+
 
 def available_text_encoders() -> list[str]:
-    return ["minilm", "hf_clip_text:<local dir>"]
+    return [n if n != "hf_clip_text" else "hf_clip_text:<local dir>" for n in TEXT_ENCODERS.names()]
 
 
 def build_text_encoder(spec: str = "minilm") -> TextEncoder:
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"text encoder spec must be a non-empty string, got {spec!r}")
-    if spec == "minilm":
-        return MiniLMTextEncoder().freeze()
-    if spec.startswith("hf_clip_text:"):
-        return CLIPTextEncoder(spec.split(":", 1)[1]).freeze()
-    raise KeyError(f"unknown text encoder {spec!r}; available: {', '.join(available_text_encoders())}")
+    name, sep, arg = spec.partition(":")
+    cls = TEXT_ENCODERS.get(name)
+    return (cls(arg) if sep else cls()).freeze()
 
 
 def minilm_dir() -> Path:
@@ -79,6 +82,7 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@TEXT_ENCODERS.register("minilm")
 class MiniLMTextEncoder(TextEncoder):
     """Sentence embedding = attention-masked mean of the last hidden states (as the model was trained)."""
 
@@ -101,6 +105,7 @@ class MiniLMTextEncoder(TextEncoder):
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
 
+@TEXT_ENCODERS.register("hf_clip_text")
 class CLIPTextEncoder(TextEncoder):
     """CLIP text tower; embedding = projected EOS token (`text_embeds`) when the checkpoint has a projection."""
 

@@ -1,5 +1,5 @@
 """Policies: everything that maps (obs, instruction) -> action. See policies/base.py."""
 
-from policies.base import Policy, RandomPolicy, build_policy, register_policy
+from policies.base import POLICIES, Policy, RandomPolicy, build_policy, load_policy
 
-__all__ = ["Policy", "RandomPolicy", "build_policy", "register_policy"]
+__all__ = ["POLICIES", "Policy", "RandomPolicy", "build_policy", "load_policy"]

@@ -1,50 +1,106 @@
-"""The Policy interface every controller of the project implements, plus `random` and a registry.
+"""The Policy interface every controller of the project implements, plus `random` and the registry.
 
-    policy = build_policy("random")          # or "scripted", or a checkpoint directory
-    policy.reset()
-    action = policy.act(obs, instruction)    # (7,) float (or (K, 7) chunk)
+    policy = build_policy("random")          # a registered name, "name:arg", or a checkpoint directory
+    policy.seed_episode(seed); policy.reset()
+    action = policy.act(obs, instruction)    # (7,) float, or a (K, 7) chunk executed open loop
 
 obs keys (shared by all envs): `agentview_rgb`, `eye_in_hand_rgb` (H, W, 3) uint8, `proprio` (P,) float32.
 
-Optional attributes the evaluator reads (with these defaults when absent):
-- `needs_images: bool = True`  -- False lets the env skip rendering (scripted experts, random);
-- `gripper_convention: str = "env"` -- "env" (-1 open/+1 close) or "openvla" ([0,1], 1 = open),
-  converted by envs.protocol.to_env_action;
-- `image_size: int | None = None`, `center_crop: bool = False` -- VLA preprocessing applied by the
-  evaluator (envs.protocol.vla_image) before `act`;
-- `bind_env(env)` -- privileged access to the simulator (scripted experts only).
+A checkpoint directory names its class by *registered name* in `policy.json`:
+`{"policy_type": "vla", ...}`; the class registered under that name loads it with
+`from_pretrained(dir, **kwargs)`. Nothing else is imported on a file's say-so: a checkpoint that
+names an unregistered type, or a module path, is refused with an error naming the file.
 """
 
 from __future__ import annotations
 
-import importlib
+import abc
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 
+from configs.registry import Registry
 
-@runtime_checkable
-class Policy(Protocol):
-    def reset(self) -> None: ...
+POLICY_FILE = "policy.json"
 
-    def act(self, obs: dict, instruction: str) -> np.ndarray: ...
+# Built-in modules register their policies on import (lazily, on the first lookup that misses);
+# a package that adds a policy appends its module here.
+POLICIES: Registry[type[Policy]] = Registry(
+    "policy",
+    modules=("policies.base", "envs.skills.programs", "vla.policy"),
+    hint="or pass a checkpoint directory holding policy.json",
+)
 
 
-class RandomPolicy:
-    """Uniform actions in [-1, 1]^6 plus a random binary gripper; the floor row of every table."""
+class Policy(abc.ABC):
+    """Maps (obs, instruction) to an action. Evaluators call exactly these hooks, in this order:
+
+    `seed_episode(seed)` -> `reset()` -> `bind_env(env)` -> `act(obs, instr)` x steps -> `episode_info()`.
+
+    Class attributes the evaluator reads (override per class or instance):
+    - `needs_images`: False lets the env skip rendering (scripted experts, random);
+    - `gripper_convention`: "env" (-1 open / +1 close) or "openvla" ([0, 1], 1 = open), converted by
+      envs.protocol.to_env_action;
+    - `image_size` / `center_crop`: VLA preprocessing applied by the evaluator (envs.protocol.vla_image)
+      before `act`; None keeps the env's frames.
+    """
+
+    needs_images: ClassVar[bool] = True
+    gripper_convention: ClassVar[str] = "env"
+    image_size: ClassVar[int | None] = None
+    center_crop: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int = 0, **kwargs: Any) -> Policy:
+        """Build from a registry spec (`name` or `name:arg`); classes loaded from a checkpoint
+        directory implement `from_pretrained` instead."""
+        raise TypeError(f"policy {spec!r} cannot be built from a name; pass its checkpoint directory")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Policy:
+        raise TypeError(f"{cls.__name__} has no checkpoint format")
+
+    def seed_episode(self, seed: int) -> None:
+        """Seed the policy's own randomness for one episode (default: nothing to seed)."""
+        return None
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the previous episode (action chunks, histories)."""
+
+    def bind_env(self, env: Any) -> None:
+        """Privileged access to the simulator; only scripted experts use it (default: ignore)."""
+        return None
+
+    @abc.abstractmethod
+    def act(self, obs: dict, instruction: str) -> np.ndarray:
+        """`obs` as above -> `(action_dim,)` float (or a `(K, action_dim)` chunk)."""
+
+    def episode_info(self) -> dict[str, Any]:
+        """Extra fields merged into the evaluator's episode record (default: none)."""
+        return {}
+
+
+@POLICIES.register("random")
+class RandomPolicy(Policy):
+    """Uniform actions in [-1, 1]^6 plus a random binary gripper; the floor row of every table.
+
+    `random:images` asks the env to render as for a vision policy (benchmarks)."""
 
     needs_images = False
-    gripper_convention = "env"
 
     def __init__(self, seed: int = 0, action_dim: int = 7, scale: float = 1.0, needs_images: bool = False) -> None:
-        self.needs_images = needs_images  # True makes the env render as for a vision policy (benchmarks)
+        self.needs_images = needs_images  # type: ignore[misc]  # per-instance override of the class default
         self.seed = seed
         self.action_dim = action_dim
         self.scale = scale
         self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int = 0, **kwargs: Any) -> RandomPolicy:
+        return cls(seed=seed, needs_images=spec.endswith(":images"))
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -58,69 +114,39 @@ class RandomPolicy:
         return a
 
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+def read_policy_file(path: Path) -> dict[str, Any]:
+    """`path/policy.json` as a dict with a `policy_type`; one error naming the file otherwise."""
+    f = path / POLICY_FILE
+    if not f.is_file():
+        raise ValueError(f"{path}: not a policy checkpoint (no {POLICY_FILE}); registered policies: "
+                         f"{', '.join(POLICIES.names())}")
+    try:
+        meta = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{f}: damaged (not valid JSON: {e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("policy_type"), str):
+        raise ValueError(f"{f}: missing string field 'policy_type' (a registered policy name)")
+    return meta
 
 
-def register_policy(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: `@register_policy("my_head")` on a factory `f(spec: str, **kwargs) -> Policy`."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
-@register_policy("random")
-def _random(spec: str, seed: int = 0, **_: Any) -> RandomPolicy:
-    """`random`, or `random:images` (same actions, but asks the env to render like a VLA would)."""
-    return RandomPolicy(seed=seed, needs_images=spec.endswith(":images"))
+def load_policy(path: str | Path, **kwargs: Any) -> Policy:
+    """Load a checkpoint directory through the registry (never by importing a named module)."""
+    path = Path(path)
+    meta = read_policy_file(path)
+    name = meta["policy_type"]
+    if name not in POLICIES:
+        raise ValueError(f"{path / POLICY_FILE}: policy_type {name!r} is not a registered policy "
+                         f"({', '.join(POLICIES.names())}); refusing to load it")
+    return POLICIES.get(name).from_pretrained(path, **kwargs)
 
 
-@register_policy("scripted")
-def _scripted(spec: str, seed: int = 0, **kwargs: Any) -> Any:
-    from envs.skills.programs import ScriptedPolicy
-
-    return ScriptedPolicy(seed=seed, **{k: v for k, v in kwargs.items() if k in ("noise",)})
-
-
-def _load_checkpoint(path: Path, **kwargs: Any) -> Any:
-    """A checkpoint dir names its class in config.json: {"policy_class": "module:Class", ...};
-    the class must provide `from_pretrained(path, **kwargs)` (VLA and policy-head checkpoints do)."""
-    for name in ("policy.json", "config.json"):
-        cfg_path = path / name
-        if cfg_path.is_file():
-            try:
-                cfg = json.loads(cfg_path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{cfg_path}: not valid JSON: {e}") from None
-            target = cfg.get("policy_class")
-            if target:
-                if ":" not in target:
-                    raise ValueError(f"{cfg_path}: policy_class {target!r} must be 'module:Class'")
-                mod, cls = target.split(":", 1)
-                klass = getattr(importlib.import_module(mod), cls, None)
-                if klass is None or not hasattr(klass, "from_pretrained"):
-                    raise ValueError(f"{cfg_path}: {target} has no from_pretrained(path)")
-                return klass.from_pretrained(path, **kwargs)
-    raise ValueError(
-        f"{path}: not a policy checkpoint (no policy.json/config.json with a 'policy_class' key "
-        f"'module:Class'); registered names: {', '.join(sorted(_REGISTRY))}"
-    )
-
-
-def build_policy(spec: str, **kwargs: Any) -> Any:
-    """'random' | 'scripted' | any registered name | a checkpoint directory -> a Policy.
-
-    Registered factories take precedence; a name of the form `name:arg` passes the whole spec to
-    the factory `name` (e.g. a VLA registry could use `vla:path`)."""
+def build_policy(spec: str, **kwargs: Any) -> Policy:
+    """'random' | 'scripted' | any registered name (or `name:arg`) | a checkpoint directory -> a Policy."""
     head = spec.split(":", 1)[0]
-    if spec in _REGISTRY or head in _REGISTRY:
-        return _REGISTRY[spec if spec in _REGISTRY else head](spec, **kwargs)
+    if head and head in POLICIES:
+        return POLICIES.get(head).from_spec(spec, **kwargs)
     path = Path(spec)
     if path.is_dir():
-        return _load_checkpoint(path, **{k: v for k, v in kwargs.items() if k != "seed"})
-    raise ValueError(
-        f"unknown policy {spec!r}: not a registered name ({', '.join(sorted(_REGISTRY))}) "
-        "and not an existing checkpoint directory"
-    )
+        return load_policy(path, **{k: v for k, v in kwargs.items() if k != "seed"})
+    raise ValueError(f"unknown policy {spec!r}: not a registered name ({', '.join(POLICIES.names())}) "
+                     "and not an existing checkpoint directory")

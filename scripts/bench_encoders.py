@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything
+from configs.threads import apply_threads
 
 
 @dataclasses.dataclass
@@ -36,7 +37,7 @@ class BenchConfig:
     flow_size: int = 64
     batch_size: int = 8  # clips per call
     encoders: list[str] = dataclasses.field(default_factory=lambda: ["backbone_mean", "flow_mean", "random"])
-    threads: int = 2
+    threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
     seed: int = 0
     out: str = ""  # optional JSON path (resolved config is written next to it)
 
@@ -51,13 +52,13 @@ def main(argv: list[str] | None = None) -> dict:
     from encoders.backbones import build_backbone
     from encoders.base import build_encoder
     from encoders.features import backbone_features, flow_maps, iter_clip_batches
-    from encoders.toy import make_toy_dataset
     from envs.atomic_world.dataset import read_index
+    from tests.toy_data import make_toy_dataset
 
     cfg = parse_cli(BenchConfig, argv, prog="scripts/bench_encoders.py", description=__doc__.split("\n")[0],
                     flags={"--data": ("data", "dataset folder"), "--split": ("split", "split"),
                            "--out": ("out", "JSON output path"), "--seed": ("seed", "random seed")})
-    torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)
     seed_everything(cfg.seed)
     if cfg.out:
         save_config(cfg, Path(cfg.out).with_name(Path(cfg.out).stem + ".config.yaml"))

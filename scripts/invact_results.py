@@ -21,6 +21,7 @@ if __package__ in (None, ""):
 
 from configs.loader import load_config, parse_cli, save_config
 from configs.runs import atomic_write_json, atomic_write_text, seed_everything
+from configs.threads import apply_threads
 
 BASELINES = ("backbone_mean", "flow_mean", "random")
 
@@ -39,19 +40,20 @@ class ResultsConfig:
     ablations: bool = True
     split: str = "val"
     seed: int = 0
-    threads: int = 2
+    threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
 
 
 def _train(yaml_path: str, data: str, out: Path, steps: int, seed: int, extra: tuple[str, ...] = ()) -> Path:
-    from encoders.train import TrainConfig, _latest_checkpoint, train
+    from configs.training import latest_checkpoint
+    from encoders.train import TrainConfig, train
 
     overrides = [f"data={data}", f"out={out}", f"seed={seed}", *extra] + ([f"steps={steps}"] if steps else [])
     cfg = load_config(TrainConfig, yaml_path, overrides)
-    if (out / "encoder" / "model.safetensors").is_file() and _latest_checkpoint(out) is not None:
-        done = int(_latest_checkpoint(out).name.split("_")[1])
+    if (out / "encoder" / "model.safetensors").is_file() and latest_checkpoint(out) is not None:
+        done = int(latest_checkpoint(out).name.split("_")[1])
         if done >= cfg.steps:
             return out / "encoder"
-    cfg.resume = _latest_checkpoint(out) is not None
+    cfg.resume = latest_checkpoint(out) is not None
     return train(cfg) / "encoder"
 
 
@@ -85,14 +87,13 @@ def _table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
 
     from encoders.base import build_encoder
-    from encoders.evaluate import EvalConfig, evaluate_encoder
+    from encoders.evaluate import RetrievalEvalConfig, evaluate_encoder
 
     cfg = parse_cli(ResultsConfig, argv, description=__doc__, prog="scripts/invact_results.py",
                     flags={"--data": ("data", "dataset folder"), "--out": ("out", "output path stem")})  # fmt: skip
-    torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     save_config(cfg, out.with_name(out.name + ".config.yaml"))
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                cfg.ablation_steps, cfg.seed, short)
         for y in sorted(Path(cfg.ablation_dir).glob("*.yaml")):
             ablations[y.stem] = _train(str(y), cfg.data, runs / y.stem, cfg.ablation_steps, cfg.seed, short)
-    ecfg = EvalConfig(data=cfg.data, split=cfg.split, seed=cfg.seed, plots=False)
+    ecfg = RetrievalEvalConfig(data=cfg.data, split=cfg.split, seed=cfg.seed, plots=False)
     results = {}
     for label, spec in [("invact", str(main_dir)), *[(b, b) for b in BASELINES], *[(k, str(v)) for k, v in ablations.items()]]:
         res, _, _ = evaluate_encoder(build_encoder(spec), ecfg, label)

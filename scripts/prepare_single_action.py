@@ -35,7 +35,12 @@ if __package__ in (None, ""):
 
 from configs.loader import parse_cli
 from configs.runs import atomic_write_json, atomic_write_text
-from encoders.annotation_parsers import AnnotationParseError, ParserConfig, build_parser, compose_description
+from encoders.roboact.annotation_parsers import (
+    AnnotationParseError,
+    ParserConfig,
+    build_parser,
+    compose_description,
+)
 
 
 @dataclasses.dataclass

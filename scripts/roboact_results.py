@@ -32,6 +32,7 @@ import torch
 
 from configs.loader import parse_cli
 from configs.runs import atomic_write_json, atomic_write_text
+from configs.threads import apply_threads
 
 ABL = "configs/encoder/roboact_ablations"
 VARIANTS = [  # (name, config, what it is)
@@ -59,7 +60,7 @@ class ResultsConfig:
     retrieval: bool = True
     doc: str = "docs/results/roboact_clip"  # writes <doc>.json and <doc>.md
     cache_dir: str = ""
-    threads: int = 1  # 1: on a shared 2-core CPU, 2 threads ran ~4x slower (oversubscription)
+    threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
     overrides: list[str] = dataclasses.field(default_factory=list)  # extra key=value for every training run
     seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2])  # extra seeds of the full model (noise band)
     # frame-count study 2/8/16/32 on a dataset rendered with >= 32 frames per clip ("" = skip)
@@ -154,8 +155,8 @@ def recombination(model, train_index, val_index, rec_texts: torch.Tensor, trip: 
 
 def evaluate_variant(row: dict, enc_dir: Path, data: str, train_index, val_index, cache_dir: str = "") -> list:
     """Fill row["accuracy"] (and row["recombination"]) for the encoder in `enc_dir` on `data`'s val split."""
-    from encoders.annotation_parsers import compose_description, recombination_text
     from encoders.base import build_encoder
+    from encoders.roboact.annotation_parsers import compose_description, recombination_text
 
     model = build_encoder(str(enc_dir))
     index, feats = model.dataset_features(data, "val", cache_root=cache_dir or None)
@@ -196,10 +197,10 @@ def frame_study(cfg: ResultsConfig) -> dict:
 
 def retrieval(cfg: ResultsConfig, main_dir: Path) -> list[dict]:
     from encoders.base import build_encoder
-    from encoders.evaluate import EvalConfig, evaluate_encoder
+    from encoders.evaluate import RetrievalEvalConfig, evaluate_encoder
     from encoders.roboact import RoboActEncoder
 
-    ec = EvalConfig(data=cfg.data, split="val", plots=False, cache_dir=cfg.cache_dir)
+    ec = RetrievalEvalConfig(data=cfg.data, split="val", plots=False, cache_dir=cfg.cache_dir)
     rows = []
     enc = build_encoder(str(main_dir))
     rows.append(evaluate_encoder(enc, ec, "roboact_clip (concat, Eq. 24)")[0])
@@ -272,7 +273,7 @@ def markdown(res: dict, command: str) -> str:
                      + " | " + " | ".join(fmt(a["text"][f]) for f in ("action", "subject", "object"))
                      + f" | {fmt(rc.get('top1'))} ({rc.get('n', 0)}) | {fmt(r.get('train_seconds'))} |")
     if res.get("retrieval"):
-        from encoders.evaluate import markdown_table
+        from encoders.benchmark.tables import markdown_table
 
         L += ["", "## Video-to-video retrieval (encoders/evaluate.py protocol, val split)", "",
               markdown_table(res["retrieval"], k=1), "", markdown_table(res["retrieval"], k=10)]
@@ -282,7 +283,7 @@ def markdown(res: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from encoders.roboact_train import dataset_vocab  # noqa: F401 (validates the vocab early)
+    from encoders.roboact.method import dataset_vocab  # noqa: F401 (validates the vocab early)
     from envs.atomic_world.dataset import read_index
 
     argv_l = list(sys.argv[1:] if argv is None else argv)
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
                     flags={"--data": ("data", "dataset folder"), "--runs": ("runs", "training runs folder"),
                            "--steps": ("steps", "training steps per variant (0: config)")})  # fmt: skip
     command = "python scripts/roboact_results.py " + " ".join(shlex.quote(a) for a in argv_l)
-    torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)
     dataset_vocab(cfg.data)
     train_index, val_index = read_index(cfg.data, "train"), read_index(cfg.data, "val")
     from envs.atomic_world.dataset import load_clip

@@ -1,7 +1,24 @@
-"""Suite-wide setup: headless EGL rendering before any test module imports MuJoCo."""
+"""Suite-wide setup: headless EGL rendering before any test module imports MuJoCo; shared fixtures."""
 
 import os
+
+import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be fetched from a hub at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """5 scenes (4 train), 4 verbs, 40 single-action takes at 8 frames x 48 px."""
+    from configs.loader import from_dict
+    from envs.atomic_world.generate import MakeVideosConfig, make_dataset
+
+    out = tmp_path_factory.mktemp("inv") / "aw"
+    cfg = from_dict(MakeVideosConfig, {
+        "out": str(out), "takes": 40, "seed": 0, "workers": 1,
+        "world": {"n_scenes": 5, "val_fraction": 0.2, "frames": 8, "size": 48, "keystep_prob": 0.0,
+                  "actions": ["push", "pull", "open", "close"], "objects": ["red cube"]}})  # fmt: skip
+    make_dataset(cfg, progress=False)
+    return out

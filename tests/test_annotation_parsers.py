@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from encoders.annotation_parsers import (
+from encoders.roboact.annotation_parsers import (
     AnnotationParseError,
     ParserConfig,
     build_parser,

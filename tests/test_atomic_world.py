@@ -202,6 +202,7 @@ def test_clip_reader_rejects_bad_files(tmp_path):
         read_index(tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_and_preview_sheet(tmp_path):
     import subprocess
     import sys

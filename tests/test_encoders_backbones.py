@@ -66,6 +66,7 @@ def _tiny_vision(kind: str, d):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["clip", "dinov2"])
 def test_hf_vision_backbone_from_local_dir(tmp_path, kind):
     model = _tiny_vision(kind, tmp_path / kind)

@@ -46,7 +46,7 @@ def test_build_forms_agree():
 
 def test_default_backbone_mean_is_efficientnet():
     enc = build_encoder("backbone_mean", image_size=64)
-    assert enc.backbone.spec == "efficientnet_lite0" and enc.dim == 1280
+    assert enc.backbone().spec == "efficientnet_lite0" and enc.dim == 1280
     out = enc.encode(video(1, 2, 48))
     assert out.shape == (1, 1280)
 

@@ -12,7 +12,7 @@ import yaml
 
 from encoders import build_encoder
 from encoders.evaluate import main
-from encoders.toy import make_toy_dataset
+from tests.toy_data import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +22,7 @@ def toy(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy"), scenes=3, takes_per_scene=2, frames=5, size=32)
 
 
+@pytest.mark.slow
 def test_compare_table_json_layout_and_plots(toy, tmp_path, capsys):
     saved = build_encoder("backbone_mean", backbone="pixels").save_pretrained(tmp_path / "pix_mean")
     out = tmp_path / "cmp" / "results.json"
@@ -53,6 +54,7 @@ def test_compare_table_json_layout_and_plots(toy, tmp_path, capsys):
     assert cfg["compare"] == ["random", "flow_mean", str(saved)] and cfg["tsne_max"] == 40
 
 
+@pytest.mark.slow
 def test_cli_script_single_encoder(toy, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(

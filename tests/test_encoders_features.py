@@ -9,7 +9,7 @@ import torch
 from encoders.backbones import build_backbone
 from encoders.features import backbone_features, dataset_key, flow_maps
 from encoders.flow import compute_flow, compute_flow_batch, raft_available
-from encoders.toy import make_toy_dataset
+from tests.toy_data import make_toy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +137,15 @@ def test_flow_cache_hit(toy, tmp_path, monkeypatch):
     ("flow_mean", {"size": 32, "grid": 2}, 2e-2),  # the flow cache is float16
 ])
 def test_cached_dataset_embeddings_equal_encode(toy, tmp_path, name, params, atol):
-    from encoders import build_encoder
-    from encoders.baselines import embed_dataset, embed_dataset_generic
+    from encoders import ActionEncoder, build_encoder
 
     enc = build_encoder(name, **params)
-    index, cached = embed_dataset(enc, toy, "val", cache_root=tmp_path)
-    index2, direct = embed_dataset_generic(enc, toy, "val", None, batch_size=3)
+    index, cached = enc.embed_dataset(toy, "val", cache_root=tmp_path)
+    # the base class's default: plain `encode` over every clip, no cache
+    index2, direct = ActionEncoder.embed_dataset(enc, toy, "val", None, batch_size=3)
     assert index["path"].tolist() == index2["path"].tolist()
     np.testing.assert_allclose(cached, direct, atol=atol, rtol=1e-3)
-    _, again = embed_dataset(enc, toy, "val", cache_root=tmp_path)
+    _, again = enc.embed_dataset(toy, "val", cache_root=tmp_path)
     np.testing.assert_array_equal(cached, again)
 
 

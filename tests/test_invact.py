@@ -10,7 +10,7 @@ import torch
 
 from configs.loader import from_dict
 from encoders.invact import InvActConfig, InvActEncoder, Rope3D
-from encoders.invact_losses import (
+from encoders.invact.losses import (
     InvActLossConfig,
     attraction_loss,
     invact_loss,
@@ -19,20 +19,6 @@ from encoders.invact_losses import (
     verb_ce_loss,
     view_alignment_loss,
 )
-
-
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
-    """5 scenes (4 train), 4 verbs, 40 single-action takes at 8 frames x 48 px."""
-    from envs.atomic_world.generate import MakeVideosConfig, make_dataset
-
-    out = tmp_path_factory.mktemp("inv") / "aw"
-    cfg = from_dict(MakeVideosConfig, {
-        "out": str(out), "takes": 40, "seed": 0, "workers": 1,
-        "world": {"n_scenes": 5, "val_fraction": 0.2, "frames": 8, "size": 48, "keystep_prob": 0.0,
-                  "actions": ["push", "pull", "open", "close"], "objects": ["red cube"]}})  # fmt: skip
-    make_dataset(cfg, progress=False)
-    return out
 
 
 def tiny_cfg(**kw) -> InvActConfig:
@@ -123,7 +109,7 @@ def test_total_loss_weights_eq7():
 
 
 def test_quadruplet_layout(small_world):
-    from encoders.invact_data import QuadrupletSampler
+    from encoders.invact.data import QuadrupletSampler
     from envs.atomic_world.dataset import read_index, read_meta
 
     idx = read_index(small_world, "train")
@@ -151,6 +137,7 @@ def _train_cfg(data, out, **kw):
         "model": {"dim": 32, "heads": 2, "depth": 1, "flow_size": 16, "backbone_size": 32}, **kw})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_training_smoke_loss_decreases_and_exports(small_world, tmp_path):
     import json
 
@@ -166,9 +153,11 @@ def test_training_smoke_loss_decreases_and_exports(small_world, tmp_path):
     assert enc.encode(video).shape == (1, 32) and (out / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_next_loss(small_world, tmp_path):
-    from encoders.invact_train import InvActMethod
-    from encoders.train import _latest_checkpoint, load_checkpoint, loss_at, train
+    from configs.training import latest_checkpoint, load_checkpoint
+    from encoders.invact.method import InvActMethod
+    from encoders.train import loss_at, train
 
     full = train(_train_cfg(small_world, tmp_path / "full", steps=14, ckpt_every=7), progress=False)
     part = train(_train_cfg(small_world, tmp_path / "part", steps=7, ckpt_every=7), progress=False)
@@ -178,7 +167,7 @@ def test_resume_gives_the_same_next_loss(small_world, tmp_path):
     def final_loss(run):
         cfg = _train_cfg(small_world, run, steps=14)
         m = InvActMethod(cfg).model
-        load_checkpoint(_latest_checkpoint(run), m, torch.optim.AdamW(m.parameters()))
+        load_checkpoint(latest_checkpoint(run), m, torch.optim.AdamW(m.parameters()))
         return loss_at(cfg, 14, m)
 
     assert final_loss(full) == pytest.approx(final_loss(resumed), rel=1e-5, abs=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encoders.retrieval import (
+from encoders.benchmark.retrieval import (
     evaluate_index,
     evaluate_retrieval,
     hit_rates,

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from configs.loader import ConfigError, from_dict
-from encoders.roboact import RoboActConfig, RoboActEncoder, frame_indices, sinusoidal_positions
-from encoders.roboact_losses import (
+from encoders.base import frame_indices, sample_frames
+from encoders.roboact import RoboActConfig, RoboActEncoder, sinusoidal_positions
+from encoders.roboact.losses import (
     aux_classification_loss,
     clip_loss,
     disentanglement_loss,
@@ -114,8 +115,8 @@ def test_shapes_through_the_model_and_ablation_variants():
         e = RoboActEncoder(tiny_cfg(**kw))
         assert e.encode(video).shape == (3, e.dim)
         assert {k: v.shape for k, v in e.branches(video).items()} == {f: (3, 8) for f in ("subject", "object", "action")}
-    with pytest.raises(ValueError, match="only 6"):
-        RoboActEncoder(tiny_cfg(frames=32)).encode(video)
+    # the shared frame sampler repeats frames of a short clip instead of failing
+    assert RoboActEncoder(tiny_cfg(frames=8)).encode(video).shape == (3, 24)
     with pytest.raises(ConfigError, match="temporal"):
         tiny_cfg(temporal="lstm")
 
@@ -140,6 +141,16 @@ def test_diff_transformer_sees_frame_differences_only():
     pe = sinusoidal_positions(3, 16)
     assert pe.shape == (3, 16) and torch.allclose(pe[0, 1::2], torch.ones(8))
     assert frame_indices(16, 8).tolist() == [0, 2, 4, 6, 9, 11, 13, 15]
+
+
+def test_one_frame_sampler_for_every_encoder():
+    # one sampler: a clip shorter than asked repeats frames (never raises), the same for InvAct
+    # (sample_frames) and RoboAct-CLIP (frame_indices)
+    assert frame_indices(3, 5).tolist() == [0, 0, 1, 2, 2]
+    video = torch.arange(3).view(1, 3, 1, 1, 1).expand(2, 3, 3, 2, 2)
+    assert sample_frames(video, 5)[0, :, 0, 0, 0].tolist() == [0, 0, 1, 2, 2]
+    with pytest.raises(ValueError, match="n >= 1"):
+        frame_indices(4, 0)
 
 
 def test_bank_update_semantics():
@@ -261,6 +272,7 @@ def _train_cfg(root, out, steps, **kw):
     return from_dict(TrainConfig, d, source="test")
 
 
+@pytest.mark.slow
 def test_train_resume_export_and_use(factor_world, tmp_path):
     from encoders.base import build_encoder
     from encoders.train import train
@@ -303,7 +315,7 @@ def test_train_resume_export_and_use(factor_world, tmp_path):
 
 
 def test_method_errors_name_the_field(factor_world, tmp_path):
-    from encoders.roboact_train import RoboActMethod
+    from encoders.roboact.method import RoboActMethod
 
     with pytest.raises(ConfigError, match="lambda"):
         RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, loss={"lambda_aux": -1.0}))
@@ -312,7 +324,7 @@ def test_method_errors_name_the_field(factor_world, tmp_path):
 
 
 def test_batches_depend_on_seed_and_step_and_scene_swap_keeps_differences(factor_world, tmp_path):
-    from encoders.roboact_train import RoboActMethod
+    from encoders.roboact.method import RoboActMethod
 
     m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, loss={"scene_swap": 1.0}))
     assert np.array_equal(m.batch(3), m.batch(3)) and not np.array_equal(m.batch(3), m.batch(4))

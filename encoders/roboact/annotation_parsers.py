@@ -28,6 +28,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from configs.registry import Registry
+
 SUBJECT_WORDS = {
     "robot": ("robot", "robots", "arm", "robotic", "gripper", "manipulator", "franka", "ur5", "widowx"),
     "human": ("human", "humans", "person", "people", "man", "woman", "hand", "hands", "someone", "operator",
@@ -66,29 +68,22 @@ class ParserConfig:
 
     def validate(self) -> None:
         if self.name not in PARSERS:
-            raise ValueError(f"parser.name: {self.name!r} is not one of {sorted(PARSERS)}")
+            raise ValueError(f"parser.name: {self.name!r} is not one of {PARSERS.names()}")
         if self.default_subject not in ("", "robot", "human"):
             raise ValueError(f"parser.default_subject must be '', 'robot' or 'human', got {self.default_subject!r}")
         if self.name == "openai_compatible" and (not self.url or not self.model):
             raise ValueError("parser: openai_compatible needs parser.url (chat-completions endpoint) and parser.model")
 
 
-PARSERS: dict[str, Callable[..., Any]] = {}
-
-
-def register_parser(name: str):
-    def deco(cls):
-        PARSERS[name] = cls
-        return cls
-
-    return deco
+PARSERS: Registry[Callable[..., Any]] = Registry("annotation parser")
+register_parser = PARSERS.register
 
 
 def build_parser(cfg: ParserConfig | None = None, vocab: dict[str, list[str]] | None = None):
     """A parser from its config; `vocab` ({"action": [...], "object": [...]}) canonicalises names."""
     cfg = cfg or ParserConfig()
     cfg.validate()
-    return PARSERS[cfg.name](cfg, vocab or {})
+    return PARSERS.get(cfg.name)(cfg, vocab or {})
 
 
 def compose_description(subject: str, action: str, obj: str) -> str:

@@ -17,6 +17,20 @@ import numpy as np
 import torch
 
 from configs.loader import from_dict
+from configs.training import rank_slice
+from encoders.methods import register_method
+from encoders.roboact.annotation_parsers import compose_description, recombination_text
+from encoders.roboact.losses import (
+    RoboActLossConfig,
+    aux_classification_loss,
+    clip_loss,
+    disentanglement_loss,
+    l2_loss,
+    orthogonality_loss,
+    recombination_loss,
+    total_loss,
+)
+from encoders.roboact.model import RoboActConfig, RoboActEncoder
 
 if TYPE_CHECKING:
     from encoders.train import TrainConfig
@@ -45,13 +59,11 @@ def label_ids(index, vocab: dict[str, list[str]], source: str = "index") -> dict
     return out
 
 
+@register_method("roboact_clip", model=RoboActConfig, loss=RoboActLossConfig)
 class RoboActMethod:
     """Builds the RoboAct-CLIP model and computes Eq. 27 on random batches of training clips."""
 
     def __init__(self, cfg: TrainConfig):
-        from encoders.annotation_parsers import compose_description, recombination_text
-        from encoders.roboact import RoboActConfig, RoboActEncoder
-        from encoders.roboact_losses import RoboActLossConfig
         from encoders.text import build_text_encoder
 
         self.cfg = cfg
@@ -79,7 +91,7 @@ class RoboActMethod:
                                                    "feature_dim": tmp.feature_dim}, source="model")  # fmt: skip
         torch.manual_seed(cfg.seed)
         self.model = RoboActEncoder(self.model_cfg)
-        object.__setattr__(self.model, "_backbone", tmp.backbone())  # reuse the frozen backbone
+        self.model.hold_frozen("backbone", tmp.backbone())  # reuse the frozen backbone
         self.model.triplets.copy_(torch.from_numpy(self.triplets))
         f = torch.from_numpy(feats)
         self.model.feat_mean.copy_(f.mean((0, 1)))
@@ -96,44 +108,39 @@ class RoboActMethod:
         if desc.shape[1] != self.model_cfg.text_dim:
             raise ValueError(f"text encoder {self.model_cfg.text_encoder!r} gives {desc.shape[1]}-d embeddings but "
                              f"model.text_dim is {self.model_cfg.text_dim}")
-        object.__setattr__(self.model, "_text", enc)
+        self.model.hold_frozen("text", enc)
         self.desc_text, self.recomb_text = desc, rec
         self.triplet_names = names
 
-    def batch(self, step: int) -> np.ndarray:
-        """Row indices of batch `step` (depends on (seed, step) only)."""
+    def batch(self, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
+        """Row indices of this rank's part of batch `step` (depends on (seed, step, rank, world) only)."""
         rng = np.random.default_rng([self.cfg.seed, step])
         n = len(self.index)
-        return rng.choice(n, size=min(self.batch_size, n), replace=False)
+        rows = rng.choice(n, size=min(self.batch_size, n), replace=False)
+        return rows[rank_slice(len(rows), rank, world)]
 
-    def batch_inputs(self, step: int) -> tuple[np.ndarray, torch.Tensor]:
-        """(rows, frozen frame features `(N, n, C)`) of batch `step`, with the optional scene swap."""
+    def batch_inputs(self, step: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, torch.Tensor]:
+        """(rows, frozen frame features `(N, n, C)`) of this rank's part of batch `step`, with the
+        optional scene swap (drawn for the whole batch, then sliced, so it is rank-independent)."""
         lc = self.loss_cfg
-        rows = self.batch(step)
+        full = self.batch(step)
+        part = rank_slice(len(full), rank, world)
+        rows = full[part]
         x = self.feats[rows]
         if lc.scene_swap > 0 and len(self.scene_mu) > 1:
             rng = np.random.default_rng([self.cfg.seed, step, 2])
             own = self.scene_id[rows]
-            other = torch.from_numpy(rng.integers(0, len(self.scene_mu) - 1, size=len(rows)))
+            other = torch.from_numpy(rng.integers(0, len(self.scene_mu) - 1, size=len(full))[part])
             other = other + (other >= own).long()  # a different scene
-            swap = torch.from_numpy(rng.random(len(rows)) < lc.scene_swap)
+            swap = torch.from_numpy((rng.random(len(full)) < lc.scene_swap)[part])
             shift = (self.scene_mu[other] - self.scene_mu[own]) * swap[:, None].float()
             x = x + shift[:, None, :]
         return rows, x
 
-    def loss(self, model, step: int, device) -> tuple[torch.Tensor, dict[str, float]]:
-        from encoders.roboact_losses import (
-            aux_classification_loss,
-            clip_loss,
-            disentanglement_loss,
-            l2_loss,
-            orthogonality_loss,
-            total_loss,
-        )
-
+    def loss(self, model, step: int, device, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.loss_cfg
-        raw = model.module if hasattr(model, "module") else model
-        rows, x = self.batch_inputs(step)
+        raw = model
+        rows, x = self.batch_inputs(step, rank, world)
         x = x.to(device)
         y = {f: torch.from_numpy(self.labels[f][rows]).to(device) for f in ("subject", "action", "object")}
         out = raw.forward_features(x)
@@ -169,8 +176,6 @@ class RoboActMethod:
     def recombination(self, raw, out, y, step: int, device) -> torch.Tensor:
         """Eq. 18-20: N triplets drawn from M; bank entries (live batch means where the class is in the
         batch) -> recombination MLP; contrasted against all M templated texts (Eq. 19)."""
-        from encoders.roboact_losses import recombination_loss
-
         n = out["embedding"].shape[0]
         rng = np.random.default_rng([self.cfg.seed, step, 1])
         pick = torch.from_numpy(rng.integers(0, len(self.triplets), size=n)).to(device)
@@ -179,3 +184,6 @@ class RoboActMethod:
         f_rec = raw.recomb(torch.cat(parts, dim=-1))
         t_all = raw.text_branches(self.recomb_text.to(device))
         return recombination_loss(f_rec, t_all, pick, self.loss_cfg.tau)
+
+    def export(self, model, out) -> None:
+        model.save_pretrained(out / "encoder")

@@ -1,57 +1,14 @@
-"""InvAct training data: the prepared-input cache and the quadruplet batch sampler (invact.txt App. B.1)."""
+"""InvAct training data: the quadruplet batch sampler (invact.txt App. B.1) and batch gathering."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from encoders.features import cached_arrays, dataset_key, default_cache_root, iter_clip_batches
-from envs.atomic_world.dataset import is_ego, read_index
-
-
-def _inputs_key(cfg) -> str:
-    fields = {"frames": cfg.frames, "flow_size": cfg.flow_size, "flow_method": cfg.flow_method,
-              "flow": cfg.uses_flow, "rgb": cfg.uses_rgb}  # fmt: skip
-    if cfg.uses_backbone:
-        fields.update(backbone=cfg.backbone, backbone_size=cfg.backbone_size)
-    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def prepared_inputs(
-    model, root: str | Path, split: str | None, views=None, cache_root: str | Path | None = None, batch_size: int = 16
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """(index, arrays aligned with its rows) of `prepare_inputs` over a split, computed once and memory-mapped.
-
-    Keyed by the dataset's index hash and every config field that changes the inputs.
-    """
-    from encoders.invact import prepare_inputs
-
-    cfg = model.cfg
-    root = Path(root)
-    full = read_index(root, split)
-    names = tuple(n for n, on in (("flow", cfg.uses_flow), ("rgb", cfg.uses_rgb), ("ctx", cfg.uses_backbone)) if on)
-    cache_dir = Path(cache_root or default_cache_root()) / "invact_inputs" / dataset_key(root) / _inputs_key(cfg)
-    backbone = model.backbone() if cfg.uses_backbone else None
-
-    def compute() -> dict[str, np.ndarray]:
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        for _, video in iter_clip_batches(root, full, batch_size, desc=f"invact inputs ({split or 'all'})"):
-            for n, t in prepare_inputs(cfg, video, backbone).items():
-                parts[n].append(t.numpy())
-        return {n: np.concatenate(v) for n, v in parts.items()}
-
-    res = cached_arrays(cache_dir, split, full, names, compute, {"dataset": str(root.resolve()), "key": _inputs_key(cfg)})
-    index, arrays = res.index, res.arrays
-    if views is not None:
-        keep = np.flatnonzero(index["view"].isin(views).to_numpy())
-        index, arrays = index.iloc[keep].reset_index(drop=True), {n: a[keep] for n, a in arrays.items()}
-    return index, arrays
+from envs.atomic_world.dataset import is_ego
 
 
 @dataclass
@@ -63,6 +20,11 @@ class Batch:
     action: np.ndarray  # (N,) verb ids
     scene: np.ndarray  # (N,) scene ids
     caption: list[str]
+
+    def quads(self, part: slice) -> Batch:
+        """The quadruplets `part` of this batch (each quadruplet is 4 consecutive pairs)."""
+        rows = slice(4 * part.start, 4 * part.stop)
+        return Batch(self.ego[rows], self.exo[rows], self.action[rows], self.scene[rows], self.caption[rows])
 
 
 class QuadrupletSampler:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import ActionEncoder, register_encoder
+from encoders.base import ActionEncoder, frame_indices, register_encoder
 
 TEMPORAL = ("diff", "endpoints", "raw")
 FACTORS = ("subject", "action", "object")
@@ -108,13 +108,6 @@ def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
     return pe
 
 
-def frame_indices(t0: int, n: int) -> np.ndarray:
-    """Indices of `n` uniformly spaced frames (first and last included) out of `t0`."""
-    if n > t0:
-        raise ValueError(f"roboact_clip: asked for {n} uniformly sampled frames but clips have only {t0}")
-    return np.round(np.linspace(0, t0 - 1, n)).astype(np.int64)
-
-
 @register_encoder("roboact_clip")
 class RoboActEncoder(ActionEncoder):
     """`encode(video (B, T, 3, H, W) uint8) -> (B, 3b)` (or `(B, b)` with output=action)."""
@@ -124,8 +117,6 @@ class RoboActEncoder(ActionEncoder):
     def __init__(self, cfg: RoboActConfig):
         super().__init__(cfg)
         d, b = cfg.dim, cfg.branch_dim
-        self._backbone = None
-        self._text = None
         c = cfg.feature_dim or self.backbone().dim
         self.feature_dim = c
         self.k = {"subject": len(cfg.subjects), "action": len(cfg.actions), "object": len(cfg.objects)}
@@ -157,20 +148,11 @@ class RoboActEncoder(ActionEncoder):
         # valid (subject, action, object) triplets M of Eq. 18-20, as class ids
         self.register_buffer("triplets", torch.zeros(cfg.n_triplets, 3, dtype=torch.long))
 
-    # -- frozen parts, kept outside the registered submodules (not saved, never trained) ---------
-    def backbone(self):
-        if self._backbone is None:
-            from encoders.backbones import build_backbone
-
-            object.__setattr__(self, "_backbone", build_backbone(self.cfg.backbone, image_size=self.cfg.backbone_size).freeze())
-        return self._backbone
-
+    # -- frozen parts (ActionEncoder.frozen: kept outside the state dict, never trained) ---------
     def text_encoder(self):
-        if self._text is None:
-            from encoders.text import build_text_encoder
+        from encoders.text import build_text_encoder
 
-            object.__setattr__(self, "_text", build_text_encoder(self.cfg.text_encoder))
-        return self._text
+        return self.frozen("text", lambda: build_text_encoder(self.cfg.text_encoder))
 
     # -- visual path --------------------------------------------------------------------------
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import ActionEncoder, register_encoder
+from encoders.invact.inputs import prepare_inputs, prepared_inputs
 
 MODALITIES = ("flow", "rgb", "rgb+flow", "backbone+flow")
 
@@ -137,44 +138,6 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.n3(x)))
 
 
-# ---------------------------------------------------------------------------------- inputs
-def sample_frames(video: torch.Tensor, t: int) -> torch.Tensor:
-    """`(B, T0, ...)` -> `(B, t, ...)` uniformly spaced frames (first and last included)."""
-    idx = torch.from_numpy(np.round(np.linspace(0, video.shape[1] - 1, t)).astype(np.int64))
-    return video[:, idx]
-
-
-@torch.no_grad()
-def prepare_inputs(cfg: InvActConfig, video: torch.Tensor, backbone=None) -> dict[str, torch.Tensor]:
-    """Everything the trainable part consumes, computed from raw video with frozen tools.
-
-    Returns `flow (B, T-1, 3, S, S)` float16 (dx, dy, |d| in pixels of the S x S frames),
-    `rgb (B, T, 3, S, S)` uint8, and `ctx (B, N, C)` float16 frame-averaged backbone patch tokens.
-    Training caches exactly these tensors, so `encode()` and training see identical inputs.
-    """
-    import cv2
-
-    from encoders.flow import compute_flow
-
-    v = sample_frames(video, cfg.frames)
-    out: dict[str, torch.Tensor] = {}
-    if cfg.uses_flow:
-        frames = v.permute(0, 1, 3, 4, 2).contiguous().numpy()
-        flows = np.stack([compute_flow(f, cfg.flow_method, cfg.flow_size) for f in frames])  # (B, T-1, S, S, 3)
-        out["flow"] = torch.from_numpy(flows).permute(0, 1, 4, 2, 3).to(torch.float16)
-    if cfg.uses_rgb:
-        frames = v.permute(0, 1, 3, 4, 2).contiguous().numpy()
-        small = np.stack([[cv2.resize(f, (cfg.flow_size, cfg.flow_size), interpolation=cv2.INTER_AREA)
-                           for f in clip] for clip in frames])  # fmt: skip
-        out["rgb"] = torch.from_numpy(small).permute(0, 1, 4, 2, 3).contiguous()
-    if cfg.uses_backbone:
-        if backbone is None:
-            raise ValueError("prepare_inputs: modality 'backbone+flow' needs the frozen backbone")
-        tokens, _ = backbone.extract(v, tokens=True)  # (B, T, N, C)
-        out["ctx"] = tokens.mean(1).to(torch.float16)  # frame-averaged, as in the paper
-    return out
-
-
 # ----------------------------------------------------------------------------------- model
 @register_encoder("invact")
 class InvActEncoder(ActionEncoder):
@@ -194,19 +157,9 @@ class InvActEncoder(ActionEncoder):
             Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cross=cfg.uses_backbone) for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(cfg.dim)
-        self._backbone = None
         self.ctx_proj = nn.Linear(self.backbone().dim, cfg.dim) if cfg.uses_backbone else None
         self.verb_head = nn.Linear(cfg.dim, cfg.num_verbs)  # h(.) of Eq. 6
         self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)  # text embedding -> action space (Eq. 5)
-
-    # The frozen backbone is rebuilt from its spec, never stored in the encoder's weights: D(v) is
-    # a fixed input, and a saved InvAct stays small.
-    def backbone(self):
-        if self._backbone is None:
-            from encoders.backbones import build_backbone
-
-            object.__setattr__(self, "_backbone", build_backbone(self.cfg.backbone, image_size=self.cfg.backbone_size).freeze())
-        return self._backbone
 
     def positions(self, t: int, h: int, w: int, device=None) -> torch.Tensor:
         """`(1 + t*h*w, 3)` integer (t, y, x) per token; the CLS token sits at the origin."""
@@ -242,8 +195,6 @@ class InvActEncoder(ActionEncoder):
 
     def embed_dataset(self, root, split=None, views=None, batch_size=32, cache_root=None):
         """Embeddings through the prepared-input cache (flow and backbone run once per dataset)."""
-        from encoders.invact_data import prepared_inputs
-
         index, arrays = prepared_inputs(self, root, split, views, cache_root=cache_root)
         out = np.zeros((len(index), self.dim), np.float32)
         with torch.inference_mode():

@@ -43,7 +43,7 @@ class BenchConfig:
 
 
 def time_steps(suite: str, task: int, steps: int, render: bool, fast: bool, resolution: int) -> dict:
-    from envs.libero import LiberoEnv
+    from envs.libero_env import LiberoEnv
 
     t0 = time.time()
     env = LiberoEnv(suite, task, resolution=resolution, render=render, fast_render=fast)
@@ -63,10 +63,10 @@ def time_steps(suite: str, task: int, steps: int, render: bool, fast: bool, reso
 
 
 def time_eval(cfg: BenchConfig, workers: int) -> dict:
-    from envs.eval_libero import EvalConfig, evaluate
+    from envs.eval_libero import LiberoEvalConfig, evaluate
 
     with tempfile.TemporaryDirectory() as d:
-        ecfg = EvalConfig(suite=cfg.suite, policy="random:images", trials=cfg.episodes * workers, tasks=str(cfg.task),
+        ecfg = LiberoEvalConfig(suite=cfg.suite, policy="random:images", trials=cfg.episodes * workers, tasks=str(cfg.task),
                           workers=workers, out=d, max_steps=cfg.episode_steps, resolution=cfg.resolution,
                           video=False, progress=False)
         ecfg.validate()

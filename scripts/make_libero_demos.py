@@ -92,7 +92,7 @@ def make_task(cfg: DemoConfig, task_id: int, out: Path) -> dict:
     from tqdm import tqdm
 
     from envs.demos import DemoWriter
-    from envs.libero import LiberoEnv
+    from envs.libero_env import LiberoEnv
     from envs.skills.programs import ScriptedPolicy
 
     env = LiberoEnv(cfg.suite, task_id, resolution=cfg.resolution, render=True, fast_render=cfg.fast_render)
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
             "--seed": ("seed", "seed"),
         },
     )
-    from envs.eval_libero import parse_tasks
-    from envs.libero import num_tasks
+    from envs.evaluator import parse_tasks
+    from envs.libero_env import num_tasks
     from envs.skills.programs import supported_tasks
 
     seed_everything(cfg.seed)

@@ -1,15 +1,136 @@
-"""LIBERO protocol, env wrapper and evaluator, through the real simulator at tiny horizons."""
+"""LIBERO protocol, env wrapper and evaluator: the evaluator core and the policy/env contracts on a
+fake env (quick), and the real simulator at tiny horizons (`slow`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from envs import protocol
-from envs.eval_libero import EvalConfig, episode_path, evaluate, parse_tasks
+from envs.eval_libero import LiberoEvalConfig, episode_path, evaluate, parse_tasks
+from envs.evaluator import Benchmark, run_episode, run_evaluation
+from policies.base import POLICIES, Policy
+
+# -- test policies, registered once at import ----------------------------------------------------
+
+CALLS: list[str] = []  # hooks the evaluator called on _Hooks, in order (in-process runs)
+
+
+@POLICIES.register("test_crashy")
+class _Crashy(Policy):
+    needs_images = False
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int = 0, **kwargs: object) -> _Crashy:
+        return cls()
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict, instruction: str) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+@POLICIES.register("test_hooks")
+class _Hooks(Policy):
+    """Drives the fake env forward; records every hook and checks the VLA image preprocessing."""
+
+    image_size = 8
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int = 0, **kwargs: object) -> _Hooks:
+        return cls()
+
+    def seed_episode(self, seed: int) -> None:
+        CALLS.append("seed_episode")
+
+    def reset(self) -> None:
+        CALLS.append("reset")
+        self.acts = 0
+
+    def bind_env(self, env: object) -> None:
+        CALLS.append("bind_env")
+
+    def act(self, obs: dict, instruction: str) -> np.ndarray:
+        CALLS.append("act")
+        assert obs["agentview_rgb"].shape == (8, 8, 3) and instruction.startswith("reach")
+        self.acts += 1
+        return np.array([1.0, 0, 0, 0, 0, 0, -1.0])
+
+    def episode_info(self) -> dict:
+        CALLS.append("episode_info")
+        return {"acts": self.acts}
+
+
+class FakeEnv:
+    """A 1-D world implementing envs.env_api.Env: each step moves x by action[0] / 4; success at x >= 1."""
+
+    suite = "fake"
+    max_steps = 6
+
+    def __init__(self, task_id: int, render: bool = True) -> None:
+        self.task_id = task_id
+        self.instruction = f"reach {task_id}"
+        self.render_enabled = render
+        self.x = 0.0
+
+    @property
+    def task_name(self) -> str:
+        return f"fake_task_{self.task_id}"
+
+    def reset(self, trial: int = 0, seed: int | None = 0) -> dict:
+        self.x = 0.0
+        return self._obs()
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, dict]:
+        self.x += float(action[0]) / 4
+        ok = self.x >= 1.0
+        return self._obs(), float(ok), ok, {"success": ok}
+
+    def render_frame(self, key: str = "agentview_rgb", size: int | None = None) -> np.ndarray:
+        return np.full((16, 16, 3), int(40 * self.x) % 256, np.uint8)
+
+    def close(self) -> None:
+        pass
+
+    def _obs(self) -> dict:
+        obs = {"proprio": np.array([self.x], np.float32)}
+        if self.render_enabled:
+            obs["agentview_rgb"] = self.render_frame()
+        return obs
+
+
+@dataclass
+class FakeConfig:
+    """The fields envs.evaluator.EvalSettings asks of a benchmark's config."""
+
+    policy: str = "test_hooks"
+    trials: int = 1
+    workers: int = 1
+    out: str = ""
+    seed: int = 0
+    seed_per_trial: bool = False
+    max_steps: int = 0
+    video: bool = True
+    video_stride: int = 1
+    wrist_video: bool = False
+    retry_errors: bool = False
+    progress: bool = False
+    threads: int = 1
+
+
+def fake_benchmark(task_ids: list[int]) -> Benchmark:
+    return Benchmark(title="FAKE", suite="fake", task_ids=task_ids, env_factory=FakeEnv,
+                     protocol={"max_steps": FakeEnv.max_steps}, header="a 1-D fake world", record_extra={"k": 1})
+
+
+# -- quick: protocol, contracts, evaluator core ----------------------------------------------------
 
 
 def test_protocol_constants_table():
@@ -28,8 +149,9 @@ def test_protocol_constants_table():
     assert "| libero_10 | 520 |" in protocol.protocol_table()
 
 
+@pytest.mark.slow
 def test_roboact_tasks_match_the_benchmark():
-    from envs.libero import get_task
+    from envs.libero_env import get_task
 
     for tid, (suite, idx, instruction) in protocol.ROBOACT_TASKS.items():
         assert get_task(suite, idx).instruction == instruction, tid
@@ -91,8 +213,9 @@ def test_wilson_interval_and_task_parsing():
         parse_tasks("a", 10)
 
 
+@pytest.mark.slow
 def test_env_observations_are_flipped_and_shaped():
-    from envs.libero import LiberoEnv
+    from envs.libero_env import LiberoEnv
 
     with LiberoEnv("libero_goal", 7, resolution=64) as env:
         obs = env.reset(trial=0, wait_steps=2)
@@ -115,22 +238,10 @@ def test_env_observations_are_flipped_and_shaped():
             env.reset(trial=10_000)
 
 
-class _Crashy:
-    needs_images = False
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, obs: dict, instruction: str) -> np.ndarray:
-        raise RuntimeError("boom")
-
-
+@pytest.mark.slow
 def test_evaluator_short_horizon_resume_and_errors(tmp_path: Path):
-    from policies.base import register_policy
-
-    register_policy("test_crashy")(lambda spec, **kw: _Crashy())
     out = tmp_path / "ev"
-    cfg = EvalConfig(suite="libero10", policy="random", trials=1, tasks="0", max_steps=4, resolution=64,
+    cfg = LiberoEvalConfig(suite="libero10", policy="random", trials=1, tasks="0", max_steps=4, resolution=64,
                      out=str(out), progress=False)
     cfg.validate()
     res = evaluate(cfg)
@@ -144,14 +255,14 @@ def test_evaluator_short_horizon_resume_and_errors(tmp_path: Path):
 
     # resume: the finished episode is skipped (file untouched), only the new trial runs
     mtime = ep.stat().st_mtime_ns
-    cfg2 = EvalConfig(**{**cfg.__dict__, "trials": 2})
+    cfg2 = LiberoEvalConfig(**{**cfg.__dict__, "trials": 2})
     res2 = evaluate(cfg2)
     assert ep.stat().st_mtime_ns == mtime
     assert res2["overall"]["n"] == 2 and episode_path(out, "libero_10", 0, 1).is_file()
 
     # a crashing policy is recorded with its traceback and counted as a failure
     out3 = tmp_path / "crash"
-    cfg3 = EvalConfig(**{**cfg.__dict__, "policy": "test_crashy", "out": str(out3), "video": False})
+    cfg3 = LiberoEvalConfig(**{**cfg.__dict__, "policy": "test_crashy", "out": str(out3), "video": False})
     res3 = evaluate(cfg3)
     rec3 = json.loads(episode_path(out3, "libero_10", 0, 0).read_text())
     assert rec3["status"] == "error" and "boom" in rec3["traceback"] and rec3["success"] is False
@@ -162,9 +273,9 @@ def test_bad_config_values_are_named():
     from configs.loader import ConfigError, from_dict
 
     with pytest.raises(ConfigError, match="trials"):
-        from_dict(EvalConfig, {"trials": 0})
+        from_dict(LiberoEvalConfig, {"trials": 0})
     with pytest.raises(ConfigError, match="unknown LIBERO suite"):
-        from_dict(EvalConfig, {"suite": "nope"})
+        from_dict(LiberoEvalConfig, {"suite": "nope"})
 
 
 def test_eval_config_files_and_policy_registry(tmp_path: Path):
@@ -174,7 +285,7 @@ def test_eval_config_files_and_policy_registry(tmp_path: Path):
     files = sorted((Path(__file__).resolve().parents[1] / "configs" / "eval").glob("libero*.yaml"))
     assert files
     for f in files:
-        load_config(EvalConfig, f)
+        load_config(LiberoEvalConfig, f)
     p = build_policy("random", seed=3)
     assert isinstance(p, RandomPolicy) and p.needs_images is False
     assert build_policy("random:images").needs_images is True
@@ -182,6 +293,135 @@ def test_eval_config_files_and_policy_registry(tmp_path: Path):
     assert a.shape == (7,) and a[6] in (-1.0, 1.0) and np.all(np.abs(a) <= 1)
     with pytest.raises(ValueError, match="unknown policy"):
         build_policy("no_such_policy")
-    (tmp_path / "config.json").write_text(json.dumps({"policy_class": "nomodule"}))
-    with pytest.raises(ValueError, match="module:Class"):
-        build_policy(str(tmp_path))
+    with pytest.raises(ValueError, match="not a policy checkpoint"):
+        build_policy(str(tmp_path))  # a directory without policy.json
+
+
+def test_policy_contract_is_abstract_and_scripted_is_registered():
+    from envs.skills.programs import ScriptedPolicy
+    from policies.base import build_policy
+
+    class NoAct(Policy):
+        def reset(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="act"):
+        NoAct()  # a policy missing a hook the evaluator calls cannot even be built
+    p = build_policy("scripted:0.05", seed=2)
+    assert isinstance(p, ScriptedPolicy) and p.noise == 0.05 and p.seed == 2 and p.needs_images is False
+    assert POLICIES.name_of(ScriptedPolicy) == "scripted" and build_policy("scripted").noise == 0.0
+    with pytest.raises(ValueError, match="action noise"):
+        build_policy("scripted:loud")
+    with pytest.raises(RuntimeError, match="bind_env"):
+        p.act({}, "x")
+    assert p.episode_info() == {"skills": []}
+    with pytest.raises(ValueError, match="already registered"):
+        POLICIES.register("scripted")(NoAct)  # one name, one class
+
+
+def test_checkpoint_naming_anything_but_a_registered_policy_is_refused(tmp_path: Path, monkeypatch):
+    """issue 10 section 2: policy.json names a registered type; module paths are never imported."""
+    from policies.base import build_policy, load_policy
+
+    # a module that would announce its import, importable from the checkpoint's folder
+    (tmp_path / "evil_ckpt_mod.py").write_text("import os\nos.environ['ATOMVLA_PWNED'] = '1'\nclass Evil:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for i, name in enumerate(["os:system", "evil_ckpt_mod:Evil", "evil_ckpt_mod", "policies.base:RandomPolicy",
+                              "no_such_policy"]):
+        ck = tmp_path / f"ckpt{i}"
+        ck.mkdir()
+        (ck / "policy.json").write_text(json.dumps({"policy_type": name}))
+        with pytest.raises(ValueError, match=rf"policy.json: policy_type '{name}' is not a registered policy.*refusing"):
+            build_policy(str(ck))
+    assert "evil_ckpt_mod" not in sys.modules and "ATOMVLA_PWNED" not in os.environ
+    legacy = tmp_path / "legacy"  # the old format named a module:Class to import
+    legacy.mkdir()
+    (legacy / "policy.json").write_text(json.dumps({"policy_class": "evil_ckpt_mod:Evil"}))
+    with pytest.raises(ValueError, match="missing string field 'policy_type'"):
+        load_policy(legacy)
+    (legacy / "policy.json").write_text("{not json")
+    with pytest.raises(ValueError, match="damaged"):
+        load_policy(legacy)
+    assert "evil_ckpt_mod" not in sys.modules
+
+
+def test_env_registry_and_protocol():
+    from configs.registry import UnknownNameError
+    from envs.env_api import ENVS, Env, make_env
+    from envs.libero_env import LiberoEnv, make_libero_env
+
+    with pytest.raises(UnknownNameError, match=r"unknown env 'kitchenn'; registered: .*libero"):
+        make_env("kitchenn", "x", 0)
+    assert ENVS.get("libero") is make_libero_env and "libero" in ENVS.names()
+    assert isinstance(FakeEnv(0), Env)
+    for member in ("reset", "step", "render_frame", "close", "task_name"):
+        assert hasattr(LiberoEnv, member), member
+
+
+def test_evaluator_core_hooks_records_resume_and_crashes(tmp_path: Path):
+    """The shared core on a fake env: hook order, episode_info merged, videos, resume, crash records."""
+    CALLS.clear()
+    out = tmp_path / "ev"
+    cfg = FakeConfig(out=str(out), trials=2)
+    res = run_evaluation(cfg, fake_benchmark([0, 3]))
+    one = ["seed_episode", "reset", "bind_env", "act", "act", "act", "act", "episode_info"]
+    assert CALLS == one * 4  # 2 tasks x 2 trials, every hook called directly, in order
+    rec = json.loads(episode_path(out, "fake", 3, 1).read_text())
+    assert rec["status"] == "ok" and rec["success"] is True and rec["steps"] == 4 and rec["acts"] == 4
+    assert rec["task_name"] == "fake_task_3" and rec["k"] == 1 and rec["instruction"] == "reach 3"
+    assert (out / rec["video"]).stat().st_size > 0 and (out / "config.yaml").is_file()
+    assert res["overall"]["n"] == 4 and res["overall"]["success_rate"] == 1.0 and res["protocol"] == {"max_steps": 6}
+    md = (out / "results.md").read_text()
+    assert md.startswith("# FAKE fake - policy `test_hooks`\n\na 1-D fake world\n") and "| 3 | fake_task_3 | 100.0%" in md
+
+    # resume: finished episodes are kept, only the new trial of each task runs
+    CALLS.clear()
+    mtime = episode_path(out, "fake", 0, 0).stat().st_mtime_ns
+    res = run_evaluation(replace(cfg, trials=3), fake_benchmark([0, 3]))
+    assert CALLS.count("seed_episode") == 2 and res["overall"]["n"] == 6
+    assert episode_path(out, "fake", 0, 0).stat().st_mtime_ns == mtime
+
+    # a crashing (blind) policy: recorded with its traceback, counted as a failure; max_steps respected
+    out2 = tmp_path / "crash"
+    res = run_evaluation(FakeConfig(policy="test_crashy", out=str(out2), max_steps=2), fake_benchmark([1]))
+    rec = json.loads(episode_path(out2, "fake", 1, 0).read_text())
+    assert rec["status"] == "error" and "boom" in rec["traceback"] and rec["success"] is False
+    assert res["overall"]["errors"] == 1 and res["overall"]["success_rate"] == 0.0
+
+
+def test_run_episode_blind_policy_and_step_budget(tmp_path: Path):
+    from policies.base import RandomPolicy
+
+    env = FakeEnv(0, render=False)  # what the evaluator builds for needs_images=False
+    rec = run_episode(env, RandomPolicy(seed=0), 0, FakeConfig(max_steps=3, video_stride=2), tmp_path / "v.mp4")
+    assert rec["steps"] <= 3 and set(rec) == {"success", "steps", "wall_s"} and (tmp_path / "v.mp4").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_evaluator_worker_pool(tmp_path: Path):
+    """Two spawned workers: picklable benchmark, thread sizing per worker, one record per episode."""
+    out = tmp_path / "pool"
+    res = run_evaluation(FakeConfig(policy="random", workers=2, trials=2, out=str(out), video=False, threads=0),
+                         fake_benchmark([0, 1]))
+    recs = [json.loads(p.read_text()) for p in sorted(out.glob("episodes/fake/*/*.json"))]
+    assert res["overall"]["n"] == 4 and res["overall"]["errors"] == 0 and len(recs) == 4
+    assert all(r["status"] == "ok" and r["pid"] != os.getpid() for r in recs)
+
+
+def test_worker_threads_divide_the_free_cores(monkeypatch):
+    import torch
+
+    from envs import evaluator
+
+    monkeypatch.delenv("ATOMVLA_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("configs.threads.free_cores", lambda: 4)
+    before = torch.get_num_threads()
+    try:
+        evaluator._init_worker(FakeConfig(threads=0), fake_benchmark([0]), None, workers=2)
+        assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+        evaluator._init_worker(FakeConfig(threads=3), fake_benchmark([0]), None, workers=2)
+        assert torch.get_num_threads() == 3  # an explicit threads= wins
+    finally:
+        evaluator._W.clear()
+        torch.set_num_threads(before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_mujoco_pin_and_egl_default():
@@ -14,6 +15,7 @@ def test_mujoco_pin_and_egl_default():
     assert os.environ["MUJOCO_GL"] in ("egl", "osmesa")
 
 
+@pytest.mark.slow
 def test_franka_kitchen_runs_and_renders_on_the_pin():
     import gymnasium as gym
     import gymnasium_robotics

@@ -216,15 +216,19 @@ def hand_clearance(points_xy: np.ndarray, center_xy: np.ndarray, yaw: float) -> 
     return float(np.min(outside + inside))
 
 
-def target_rotation(ori: float | np.ndarray) -> np.ndarray:
+# A hand orientation: a yaw in radians (hand pointing down, see R_DOWN) or a full (3, 3) world rotation.
+Orientation = float | np.ndarray
+
+
+def target_rotation(ori: Orientation) -> np.ndarray:
     """A hand yaw (rad, hand pointing down) or a full (3, 3) world rotation -> (3, 3)."""
     if np.ndim(ori) == 0:
         return rot_z(float(ori)) @ R_DOWN
     return np.asarray(ori, dtype=np.float64).reshape(3, 3)
 
 
-def servo(scene: Scene, target: np.ndarray, yaw: float | np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
-    """(7,) env action driving the hand to `target` (world xyz) with orientation `yaw` (a yaw for
+def servo(scene: Scene, target: np.ndarray, ori: Orientation, grip: float, speed: float = 1.0) -> np.ndarray:
+    """(7,) env action driving the hand to `target` (world xyz) with orientation `ori` (a yaw for
     a downward hand, or a (3, 3) rotation), gripper `grip`."""
     a = np.zeros(protocol.ACTION_DIM)
     dp = np.asarray(target, dtype=np.float64) - scene.ee_pos()
@@ -233,7 +237,7 @@ def servo(scene: Scene, target: np.ndarray, yaw: float | np.ndarray, grip: float
     n = np.linalg.norm(a[:3])
     if n > speed:
         a[:3] *= speed / n
-    err = rotvec(target_rotation(yaw) @ scene.ee_mat().T)
+    err = rotvec(target_rotation(ori) @ scene.ee_mat().T)
     a[3:6] = np.clip(err / protocol.OSC_ROT_SCALE_RAD * 2.0, -1.0, 1.0)
     a[6] = grip
     return a
@@ -243,11 +247,12 @@ def servo(scene: Scene, target: np.ndarray, yaw: float | np.ndarray, grip: float
 class Phase:
     """Drive to a target, optionally holding still afterwards (to let the gripper close/open).
 
-    target(scene) is evaluated once when the phase starts (live=False) or every step (live=True)."""
+    target(scene) is evaluated once when the phase starts (live=False) or every step (live=True);
+    `ori` is the hand orientation to hold (an `Orientation`, or a function of the scene giving one)."""
 
     target: Callable[[Scene], np.ndarray]
     grip: float
-    yaw: float | Callable[[Scene], float] = 0.0
+    ori: Orientation | Callable[[Scene], Orientation] = 0.0
     tol: float = 0.006
     hold: int = 0
     timeout: int = 80
@@ -346,9 +351,9 @@ class SkillRunner:
             if close:
                 self.held += 1
             self.t += 1
-            yaw = ph.yaw(self.scene) if callable(ph.yaw) else ph.yaw
+            ori = ph.ori(self.scene) if callable(ph.ori) else ph.ori
             self.grip = ph.grip
-            a = servo(self.scene, self.target, yaw, ph.grip, ph.speed)
+            a = servo(self.scene, self.target, ori, ph.grip, ph.speed)
             if self.action_noise > 0:
                 a[:6] += self.rng.normal(0.0, self.action_noise, 6)
                 a[:6] = np.clip(a[:6], -1.0, 1.0)

@@ -122,9 +122,9 @@ class Grasp(Skill):
             return np.array([p[0] + off[0], p[1] + off[1], lo + self.grasp_dz]) + j
 
         return [
-            Phase(above, OPEN, yaw=yaw, tol=0.01, timeout=120, label="reach"),
-            Phase(at, OPEN, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
-            Phase(at, CLOSE, yaw=yaw, tol=1.0, hold=12, timeout=13),
+            Phase(above, OPEN, ori=yaw, tol=0.01, timeout=120, label="reach"),
+            Phase(at, OPEN, ori=yaw, tol=0.006, timeout=60, speed=0.6),
+            Phase(at, CLOSE, ori=yaw, tol=1.0, hold=12, timeout=13),
         ]
 
     def success(self, s: Scene) -> bool:
@@ -182,13 +182,13 @@ class Lift(Skill):
             u = np.asarray(self.direction(s), dtype=np.float64)
             u = np.array([u[0], u[1], 0.0]) / np.linalg.norm(u[:2])
             out = start + self.slide * u + np.array([0.0, 0.0, 0.015])
-            phases.append(Phase(lambda sc: out, CLOSE, yaw=_current_yaw(s), tol=0.01, timeout=40, speed=0.5))
+            phases.append(Phase(lambda sc: out, CLOSE, ori=_current_yaw(s), tol=0.01, timeout=40, speed=0.5))
             start = out
 
         def up(sc: Scene) -> np.ndarray:
             return np.array([start[0], start[1], z_goal])
 
-        phases.append(Phase(up, CLOSE, yaw=_current_yaw(s), tol=0.01, timeout=60))
+        phases.append(Phase(up, CLOSE, ori=_current_yaw(s), tol=0.01, timeout=60))
         return phases
 
     def success(self, s: Scene) -> bool:
@@ -249,10 +249,10 @@ class PlaceInRegion(Skill):
 
         yaw = _current_yaw(s)
         return [
-            Phase(above, CLOSE, yaw=yaw, tol=0.02, timeout=150),
-            Phase(down, CLOSE, yaw=yaw, tol=0.008, timeout=60, speed=0.6),
-            Phase(down, OPEN, yaw=yaw, tol=1.0, hold=8, timeout=9),
-            Phase(retreat, OPEN, yaw=yaw, tol=0.02, timeout=30),
+            Phase(above, CLOSE, ori=yaw, tol=0.02, timeout=150),
+            Phase(down, CLOSE, ori=yaw, tol=0.008, timeout=60, speed=0.6),
+            Phase(down, OPEN, ori=yaw, tol=1.0, hold=8, timeout=9),
+            Phase(retreat, OPEN, ori=yaw, tol=0.02, timeout=30),
         ]
 
     def success(self, s: Scene) -> bool:
@@ -299,12 +299,12 @@ class Push(Skill):
             grasp = np.array([*(p[:2] + u * self.rim), z])
             end = np.array([*(g[:2] + u * self.rim), z + 0.005])
             return [
-                Phase(lambda sc: grasp + np.array([0, 0, 0.10]), OPEN, yaw=yaw, tol=0.01, timeout=120, label="reach"),
-                Phase(lambda sc: grasp, OPEN, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
-                Phase(lambda sc: grasp, CLOSE, yaw=yaw, tol=1.0, hold=10, timeout=11),
-                Phase(lambda sc: end, CLOSE, yaw=yaw, tol=0.008, timeout=150, speed=0.5),
-                Phase(lambda sc: sc.ee_pos(), OPEN, yaw=yaw, tol=1.0, hold=6, timeout=7),
-                Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), OPEN, yaw=yaw, tol=0.02, timeout=30),
+                Phase(lambda sc: grasp + np.array([0, 0, 0.10]), OPEN, ori=yaw, tol=0.01, timeout=120, label="reach"),
+                Phase(lambda sc: grasp, OPEN, ori=yaw, tol=0.006, timeout=60, speed=0.6),
+                Phase(lambda sc: grasp, CLOSE, ori=yaw, tol=1.0, hold=10, timeout=11),
+                Phase(lambda sc: end, CLOSE, ori=yaw, tol=0.008, timeout=150, speed=0.5),
+                Phase(lambda sc: sc.ee_pos(), OPEN, ori=yaw, tol=1.0, hold=6, timeout=7),
+                Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), OPEN, ori=yaw, tol=0.02, timeout=30),
             ]
         if self.inside:
             start = np.array([*(p[:2] - u * 0.01), z])
@@ -315,10 +315,10 @@ class Push(Skill):
         # fingers spread across the push direction (at yaw 0 they spread along world y)
         yaw = wrap_yaw(float(np.arctan2(u[1], u[0])))
         return [
-            Phase(lambda sc: start + np.array([0, 0, 0.10]), CLOSE, yaw=yaw, tol=0.01, timeout=120, label="reach"),
-            Phase(lambda sc: start, CLOSE, yaw=yaw, tol=0.006, timeout=60, speed=0.6),
-            Phase(lambda sc: end, CLOSE, yaw=yaw, tol=0.008, timeout=150, speed=0.5),
-            Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), CLOSE, yaw=yaw, tol=0.02, timeout=30),
+            Phase(lambda sc: start + np.array([0, 0, 0.10]), CLOSE, ori=yaw, tol=0.01, timeout=120, label="reach"),
+            Phase(lambda sc: start, CLOSE, ori=yaw, tol=0.006, timeout=60, speed=0.6),
+            Phase(lambda sc: end, CLOSE, ori=yaw, tol=0.008, timeout=150, speed=0.5),
+            Phase(lambda sc: sc.ee_pos() + np.array([0.0, 0.0, 0.08]), CLOSE, ori=yaw, tol=0.02, timeout=30),
         ]
 
     def success(self, s: Scene) -> bool:
@@ -387,13 +387,13 @@ class OpenDrawer(_Drawer):
         R = horizontal_grasp(-u)
         pull = self.pull + rng.uniform(0.0, 0.02)
         return [
-            Phase(lambda sc: h + 0.12 * u + np.array([0, 0, 0.03]), OPEN, yaw=R, tol=0.012, timeout=120, label="reach"),
-            Phase(lambda sc: h + 0.10 * u, OPEN, yaw=R, tol=0.01, timeout=40, label="reach"),
-            Phase(lambda sc: h - 0.012 * u, OPEN, yaw=R, tol=0.006, timeout=60, speed=0.5),
-            Phase(lambda sc: h - 0.012 * u, CLOSE, yaw=R, tol=1.0, hold=10, timeout=11),
-            Phase(lambda sc: h + pull * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.5),
-            Phase(lambda sc: sc.ee_pos(), OPEN, yaw=R, tol=1.0, hold=6, timeout=7),
-            Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.04]), OPEN, yaw=R, tol=0.02, timeout=30),
+            Phase(lambda sc: h + 0.12 * u + np.array([0, 0, 0.03]), OPEN, ori=R, tol=0.012, timeout=120, label="reach"),
+            Phase(lambda sc: h + 0.10 * u, OPEN, ori=R, tol=0.01, timeout=40, label="reach"),
+            Phase(lambda sc: h - 0.012 * u, OPEN, ori=R, tol=0.006, timeout=60, speed=0.5),
+            Phase(lambda sc: h - 0.012 * u, CLOSE, ori=R, tol=1.0, hold=10, timeout=11),
+            Phase(lambda sc: h + pull * u, CLOSE, ori=R, tol=0.01, timeout=80, speed=0.5),
+            Phase(lambda sc: sc.ee_pos(), OPEN, ori=R, tol=1.0, hold=6, timeout=7),
+            Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.04]), OPEN, ori=R, tol=0.02, timeout=30),
         ]
 
     def success(self, s: Scene) -> bool:
@@ -426,11 +426,11 @@ class CloseDrawer(_Drawer):
             R = horizontal_grasp(-u)
             start = h + 0.05 * u
             return [
-                Phase(lambda sc: start + np.array([0, 0, 0.03]), CLOSE, yaw=R, tol=0.012, timeout=120,
+                Phase(lambda sc: start + np.array([0, 0, 0.03]), CLOSE, ori=R, tol=0.012, timeout=120,
                       label="reach"),
-                Phase(lambda sc: start, CLOSE, yaw=R, tol=0.008, timeout=40, speed=0.6, label="reach"),
-                Phase(lambda sc: h - (depth + 0.01) * u, CLOSE, yaw=R, tol=0.01, timeout=80, speed=0.6),
-                Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.03]), CLOSE, yaw=R, tol=0.02,
+                Phase(lambda sc: start, CLOSE, ori=R, tol=0.008, timeout=40, speed=0.6, label="reach"),
+                Phase(lambda sc: h - (depth + 0.01) * u, CLOSE, ori=R, tol=0.01, timeout=80, speed=0.6),
+                Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.03]), CLOSE, ori=R, tol=0.02,
                       timeout=30),
             ]
         push = -u  # into the cabinet
@@ -438,11 +438,11 @@ class CloseDrawer(_Drawer):
         contact = h - 0.018 * push + np.array([0.0, 0.0, 0.004])  # fingertips just in front of the bar
         end = contact + (depth + self.overshoot) * push
         return [
-            Phase(lambda sc: contact - 0.04 * push + np.array([0, 0, 0.08]), CLOSE, yaw=R, tol=0.012, timeout=120,
+            Phase(lambda sc: contact - 0.04 * push + np.array([0, 0, 0.08]), CLOSE, ori=R, tol=0.012, timeout=120,
                   label="reach"),
-            Phase(lambda sc: contact - 0.02 * push, CLOSE, yaw=R, tol=0.008, timeout=60, speed=0.6, label="reach"),
-            Phase(lambda sc: end, CLOSE, yaw=R, tol=0.008, timeout=90, speed=0.6),
-            Phase(lambda sc: sc.ee_pos() - 0.05 * push + np.array([0.0, 0.0, 0.06]), CLOSE, yaw=R, tol=0.02,
+            Phase(lambda sc: contact - 0.02 * push, CLOSE, ori=R, tol=0.008, timeout=60, speed=0.6, label="reach"),
+            Phase(lambda sc: end, CLOSE, ori=R, tol=0.008, timeout=90, speed=0.6),
+            Phase(lambda sc: sc.ee_pos() - 0.05 * push + np.array([0.0, 0.0, 0.06]), CLOSE, ori=R, tol=0.02,
                   timeout=30),
         ]
 
@@ -490,15 +490,15 @@ class TurnKnob(Skill):
         grasp = np.array([c[0], c[1], z])
         angle = self.angle + rng.uniform(-0.1, 0.1)
         phases = [
-            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, yaw=yaw0, tol=0.01, timeout=120, label="reach"),
-            Phase(lambda sc: grasp, OPEN, yaw=yaw0, tol=0.006, timeout=60, speed=0.6),
-            Phase(lambda sc: grasp, CLOSE, yaw=yaw0, tol=1.0, hold=10, timeout=11),
+            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, ori=yaw0, tol=0.01, timeout=120, label="reach"),
+            Phase(lambda sc: grasp, OPEN, ori=yaw0, tol=0.006, timeout=60, speed=0.6),
+            Phase(lambda sc: grasp, CLOSE, ori=yaw0, tol=1.0, hold=10, timeout=11),
         ]
         for f in (0.35, 0.7, 1.0):
-            phases.append(Phase(lambda sc: grasp, CLOSE, yaw=yaw0 + sign * f * angle, tol=1.0, hold=12, timeout=13))
+            phases.append(Phase(lambda sc: grasp, CLOSE, ori=yaw0 + sign * f * angle, tol=1.0, hold=12, timeout=13))
         phases += [
-            Phase(lambda sc: grasp, OPEN, yaw=yaw0 + sign * angle, tol=1.0, hold=6, timeout=7),
-            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, yaw=yaw0 + sign * angle, tol=0.02, timeout=30),
+            Phase(lambda sc: grasp, OPEN, ori=yaw0 + sign * angle, tol=1.0, hold=6, timeout=7),
+            Phase(lambda sc: grasp + np.array([0, 0, 0.08]), OPEN, ori=yaw0 + sign * angle, tol=0.02, timeout=30),
         ]
         return phases
 
@@ -520,5 +520,3 @@ def _knob_yaw(s: Scene, stove: str) -> float:
     ax = v[:, np.argmax(w)]
     return wrap_yaw(float(np.arctan2(ax[1], ax[0])))
 
-
-SKILLS = {c.label: c for c in (Reach, Grasp, Lift, PlaceInRegion, Push, OpenDrawer, CloseDrawer, TurnKnob)}

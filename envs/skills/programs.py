@@ -1,8 +1,8 @@
 """Task programs (skill sequences) for LIBERO tasks, and the scripted-expert Policy that runs them.
 
-    policy = ScriptedPolicy(seed=0)
-    policy.bind_env(env)          # picks the program for env.suite/env.task_id; needs privileged state
-    a = policy.act(obs, instr)    # (7,) env action; policy.label is the current atomic skill
+    policy = ScriptedPolicy(seed=0)   # or build_policy("scripted"), registered in policies.POLICIES
+    policy.bind_env(env)              # picks the program for env.suite/env.task_id; privileged state
+    a = policy.act(obs, instr)        # (7,) env action; policy.label is the current atomic skill
 
 Perturbations (for demo diversity, also active when evaluating so the measured success is that of
 the demo generator): waypoint jitter of a few mm, random lift/pull lengths, optional action noise.
@@ -11,11 +11,13 @@ the demo generator): waypoint jitter of a few mm, random lift/pull lengths, opti
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from envs.skills.core import Scene, Skill, SkillRunner
 from envs.skills.library import CloseDrawer, Grasp, GraspRim, Lift, OpenDrawer, PlaceInRegion, Push, TurnKnob
+from policies.base import POLICIES, Policy
 
 
 def _pick_place(obj: str, target: str, predicate: str = "on", region: str | None = None, site: bool = False,
@@ -100,15 +102,6 @@ PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
     ],
 }
 
-TASK_NAMES = {
-    ("libero_goal", 0): "T1 open the middle drawer",
-    ("libero_goal", 5): "T2 push the plate to the front of the stove",
-    ("libero_goal", 6): "T3 put the cream cheese in the bowl",
-    ("libero_goal", 7): "T4 turn on the stove",
-    ("libero_10", 7): "T5 alphabet soup + cream cheese in the basket",
-    ("libero_spatial", 4): "T6 bowl from the top drawer to the plate",
-}
-
 
 def supported_tasks(suite: str) -> list[int]:
     return sorted(t for s, t in PROGRAMS if s == suite)
@@ -123,8 +116,11 @@ def program_for(suite: str, task_id: int) -> list[Skill]:
     return PROGRAMS[(suite, task_id)]()
 
 
-class ScriptedPolicy:
-    """Policy-protocol wrapper around SkillRunner; blind (needs_images=False) but privileged."""
+@POLICIES.register("scripted")
+class ScriptedPolicy(Policy):
+    """The scripted expert as a Policy: blind (needs_images=False) but privileged (bind_env).
+
+    `build_policy("scripted")`, or `"scripted:0.02"` for Gaussian action noise of std 0.02."""
 
     needs_images = False
     gripper_convention = "env"
@@ -134,6 +130,19 @@ class ScriptedPolicy:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
         self.runner: SkillRunner | None = None
+        self._env: Any = None
+        self._skills: list[Skill] = []
+
+    @classmethod
+    def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> ScriptedPolicy:
+        _, sep, arg = spec.partition(":")
+        if sep:
+            try:
+                noise = float(arg)
+            except ValueError:
+                raise ValueError(f"policy {spec!r}: the scripted expert's argument is its action noise "
+                                 "(a float, e.g. scripted:0.02)") from None
+        return cls(seed=seed, noise=noise)
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -141,22 +150,22 @@ class ScriptedPolicy:
     def reset(self) -> None:
         self.runner = None
 
-    def bind_env(self, env: object) -> None:
+    def bind_env(self, env: Any) -> None:
         self._env = env
-        self._skills = program_for(env.suite, env.task_id)  # type: ignore[attr-defined]
+        self._skills = program_for(env.suite, env.task_id)
         self.runner = None  # phases are built from the first observation after the reset
 
     @property
     def label(self) -> str:
         return self.runner.label if self.runner is not None else "idle"
 
-    def episode_info(self) -> dict:
+    def episode_info(self) -> dict[str, Any]:
         """Extra fields for the evaluator's episode record: each skill attempt and its outcome."""
         return {"skills": list(self.runner.log) if self.runner is not None else []}
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         if self.runner is None:
-            if not hasattr(self, "_env"):
+            if self._env is None:
                 raise RuntimeError("ScriptedPolicy needs bind_env(env) before act(): it uses privileged state")
             self.runner = SkillRunner(self._skills, Scene(self._env), self.rng, action_noise=self.noise)
         return self.runner.act()

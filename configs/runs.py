@@ -39,6 +39,35 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+class DamagedFileError(ValueError):
+    """A file on disk exists but cannot be read as what it should be; the message is one line
+    naming the file, what it should be, and what is wrong with it."""
+
+
+def damaged(path: str | Path, what: str, exc: BaseException | None = None) -> DamagedFileError:
+    """One-line error for a damaged `path` (e.g. what="clip file (.npz)"), diagnosing the common
+    cases from the bytes themselves rather than repeating a library's misleading hint."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return DamagedFileError(f"{path}: unreadable {what} ({e.strerror or e})")
+    if size == 0:
+        reason = "empty file (0 bytes)"
+    elif path.suffix in (".npz", ".zip") and not head.startswith(b"PK"):
+        reason = f"not a zip archive (starts with {head[:4]!r}); the file is corrupt or was not written by this project"
+    elif path.suffix == ".npy" and not head.startswith(b"\x93NUMPY"):
+        reason = f"not a .npy array (starts with {head[:4]!r})"
+    elif exc is not None:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        reason = f"{type(exc).__name__}: {msg[:200]} (size {size} bytes; truncated or corrupt)"
+    else:
+        reason = f"unreadable (size {size} bytes)"
+    return DamagedFileError(f"{path}: damaged {what}: {reason}")
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 

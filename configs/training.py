@@ -138,8 +138,8 @@ def load_checkpoint(d: str | Path, model: nn.Module, optimizer: torch.optim.Opti
     try:
         state = json.loads((d / "state.json").read_text())
         weights = load_file(str(d / "model.safetensors"))
-    except (OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{d}: damaged checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # safetensors/json raise their own error types for a torn file
+        raise ValueError(f"{d}: damaged checkpoint ({type(e).__name__}: {' '.join(str(e).split())})") from None
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or (missing and not state.get("trainable_only")):
         raise ValueError(f"{d / 'model.safetensors'}: does not fit the model: missing {list(missing)[:5]}, "

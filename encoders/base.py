@@ -29,7 +29,7 @@ from torch import nn
 
 from configs.loader import ConfigError, from_dict, to_dict
 from configs.registry import Registry
-from configs.runs import atomic_write, atomic_write_json
+from configs.runs import atomic_write, atomic_write_json, damaged
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -221,8 +221,8 @@ class ActionEncoder(nn.Module):
             raise FileNotFoundError(f"{d}: no {WEIGHTS_NAME} (not a directory written by save_pretrained)")
         try:
             meta = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise damaged(cfg_path, "encoder config (JSON)", e) from None
         for key in ("encoder", "config"):
             if key not in meta:
                 raise ValueError(f"{cfg_path}: missing field {key!r}")
@@ -234,7 +234,10 @@ class ActionEncoder(nn.Module):
             raise TypeError(f"{d} holds a {enc_cls.__name__} ({name!r}), not a {cls.__name__}")
         cfg = from_dict(enc_cls.config_cls, meta["config"], source=str(cfg_path))
         model = enc_cls(cfg)
-        state = load_file(str(w_path))
+        try:
+            state = load_file(str(w_path))
+        except Exception as e:  # safetensors raises its own error types for a torn file
+            raise damaged(w_path, "encoder weights (safetensors)", e) from None
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as e:  # shape mismatches

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 import numpy as np
 
+from configs.cli import run_cli
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything
 from configs.threads import apply_threads
@@ -184,4 +185,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -106,8 +106,14 @@ def cached_arrays(
             meta = {}
         files = {n: cache_dir / f"{s}.{n}.npy" for n in names}
         if meta.get("rows") == rows and all(n in meta.get("arrays", {}) and files[n].is_file() for n in names):
-            arrays = {n: np.load(files[n], mmap_mode="r") for n in names}
-            return CachedArrays(index, arrays, cache_dir, True)
+            try:
+                arrays = {n: np.load(files[n], mmap_mode="r") for n in names}
+                if all(list(a.shape) == meta["arrays"][n]["shape"] for n, a in arrays.items()):
+                    return CachedArrays(index, arrays, cache_dir, True)
+            except (OSError, ValueError, EOFError):
+                pass
+            # a damaged entry is a cache miss: say so, then recompute and overwrite it
+            print(f"feature cache {cache_dir} ({s}): damaged entry, recomputing", flush=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     arrays = compute()
     for n, a in arrays.items():

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 import torch
 
+from configs.cli import run_cli
 from configs.loader import ConfigError, from_dict, parse_cli, save_config
 from configs.runs import seed_everything
 from configs.threads import apply_threads
@@ -77,7 +78,7 @@ class TrainConfig:
             from_dict(cls.model_config, self.model, prefix="model.")
             from_dict(cls.loss_config, self.loss, prefix="loss.")
         except ConfigError as e:
-            raise ValueError(f"{e} (method {self.method!r})") from None
+            raise ConfigError(f"{e} (method {self.method!r})", key=e.key) from None
 
 
 def setup_run(cfg: TrainConfig) -> tuple[Any, Path, Any]:
@@ -140,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     # run through the package module, so that worker processes unpickle `envs.eval_libero` names
     # (the config class) rather than this script's `__main__`
+    from configs.cli import run_cli
     from envs.eval_libero import main as _main
 
-    _main()
+    sys.exit(run_cli(_main))

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from envs.atomic_world.generate import MakeVideosConfig, _scenes, generate_take, plan_take
 
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

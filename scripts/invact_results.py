@@ -19,6 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from configs.cli import run_cli
 from configs.loader import load_config, parse_cli, save_config
 from configs.runs import atomic_write_json, atomic_write_text, seed_everything
 from configs.threads import apply_threads
@@ -154,4 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

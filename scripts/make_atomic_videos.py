@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from envs.atomic_world.dataset import read_index
 from envs.atomic_world.generate import MakeVideosConfig, make_dataset
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

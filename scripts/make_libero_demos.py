@@ -22,6 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from configs.cli import run_cli
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything
 from envs import protocol
@@ -176,4 +177,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

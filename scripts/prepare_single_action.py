@@ -33,6 +33,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from configs.runs import atomic_write_json, atomic_write_text
 from encoders.roboact.annotation_parsers import (
@@ -178,4 +179,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from configs.runs import atomic_write_json, atomic_write_text
 from configs.threads import apply_threads
@@ -367,4 +368,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

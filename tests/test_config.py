@@ -120,3 +120,31 @@ def test_atomic_write_publishes_with_umask_mode_and_leaves_no_temp(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "b.txt", lambda t: (_ for _ in ()).throw(RuntimeError("boom")))
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.txt"]
+
+
+@dataclass
+class BlameInner:
+    width: int = 3
+
+
+@dataclass
+class BlameOuter:
+    steps: int = 1
+    inner: BlameInner = field(default_factory=BlameInner)
+
+
+def test_cli_errors_blame_the_place_that_set_the_key(tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 2\ninner:\n  width: 4\n")
+    cases = [
+        (["--config", str(f), "stepz=3"], "unknown config key 'stepz' in the command line"),
+        (["--config", str(f), "inner.widht=3"], "unknown config key 'inner.widht' in the command line"),
+        (["--config", str(f), "steps=abc"], "'steps' in the command line: expected an integer"),
+    ]
+    f2 = tmp_path / "bad.yaml"
+    f2.write_text("inner:\n  widht: 4\n")
+    cases.append((["--config", str(f2), "steps=3"], f"unknown config key 'inner.widht' in {f2}"))
+    for argv, expected in cases:
+        with pytest.raises(SystemExit):
+            parse_cli(BlameOuter, argv)
+        assert expected in capsys.readouterr().err, argv

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from configs.runs import atomic_write
+from configs.runs import DamagedFileError, atomic_write, damaged
 
 INDEX_COLUMNS = (
     "take_id", "clip_id", "view", "split", "scene", "subject", "action", "object", "caption",
@@ -46,28 +46,43 @@ def load_clip(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"clip file not found: {path}")
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
+            if "frames" not in z.files:
+                raise damaged(path, "clip file (.npz)", KeyError(f"no 'frames' array (has {z.files})"))
             frames = z["frames"]
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable clip file ({e})") from None
+    except DamagedFileError:
+        raise
+    except Exception as e:  # BadZipFile, EOFError, zlib.error, OSError, ValueError: all mean a damaged file
+        raise damaged(path, "clip file (.npz)", e) from None
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{path}: expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        raise damaged(path, "clip file (.npz)", ValueError(f"expected (T, H, W, 3) uint8 frames, got "
+                                                          f"{frames.shape} {frames.dtype}"))
     return frames
 
 
 def read_meta(root: str | Path) -> dict[str, Any]:
     p = Path(root) / "meta.json"
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder does not exist (make one with scripts/make_atomic_videos.py)")
     if not p.is_file():
         raise FileNotFoundError(f"{root}: no meta.json (is this a dataset made by scripts/make_atomic_videos.py?)")
-    return json.loads(p.read_text())
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise damaged(p, "dataset meta (JSON)", e) from None
 
 
 def read_index(root: str | Path, split: str | None = None, views: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The clip-view index, optionally filtered; `path` stays relative to `root`."""
     p = Path(root) / "index.parquet"
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder does not exist (make one with scripts/make_atomic_videos.py)")
     if not p.is_file():
         raise FileNotFoundError(f"{root}: no index.parquet (is this a dataset made by scripts/make_atomic_videos.py?)")
-    df = pd.read_parquet(p)
+    try:
+        df = pd.read_parquet(p)
+    except Exception as e:  # pyarrow raises its own error types for a torn file
+        raise damaged(p, "clip index (parquet)", e) from None
     missing = [c for c in INDEX_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{p}: index is missing columns {missing}")

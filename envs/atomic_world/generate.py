@@ -288,11 +288,11 @@ def _make_and_write(take_id: int) -> dict:
     cfg, seed, out = _WORKER["cfg"], _WORKER["seed"], _WORKER["out"]
     t0 = time.perf_counter()
     plan, failures, clips = generate_take(cfg, seed, take_id, _WORKER["scenes"])
-    paths = {}
+    paths, sizes = {}, {}
     for k, (_, _, frames) in enumerate(clips):
         for view, arr in frames.items():
             rel = f"clips/t{take_id:05d}/c{k}_{view}.npz"
-            save_clip(out / rel, arr)
+            sizes[rel] = save_clip(out / rel, arr).stat().st_size
             paths[(k, view)] = rel
     rows = take_rows(plan, cfg, _WORKER["splits"][plan.scene], paths)
     record = {
@@ -302,14 +302,47 @@ def _make_and_write(take_id: int) -> dict:
         "checks": [m for _, m, _ in clips],
         "seconds": time.perf_counter() - t0,
         "rows": rows,
+        "files": sizes,  # clip path -> bytes: --resume and scripts/check_dataset.py verify against it
     }
     # the sidecar is written last: its presence marks the take complete for --resume
     atomic_write_json(out / "takes" / f"t{take_id:05d}.json", record)
     return record
 
 
-def _done_takes(out: Path) -> set[int]:
-    return {int(p.stem[1:]) for p in (out / "takes").glob("t*.json")} if (out / "takes").is_dir() else set()
+def take_problems(out: Path, sidecar: Path) -> list[str]:
+    """What is wrong with one finished take on disk (cheap: its record parses, and every clip it
+    lists exists with the recorded size); [] when intact."""
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        return [f"{sidecar}: damaged take record ({type(e).__name__})"]
+    # records written before sizes were kept list their clips in `rows` only: check existence
+    files = record.get("files") or {r["path"]: None for r in record.get("rows", [])}
+    problems = []
+    for rel, size in files.items():
+        f = out / rel
+        if not f.is_file():
+            problems.append(f"{f}: missing clip file")
+        elif size is not None and f.stat().st_size != size:
+            problems.append(f"{f}: damaged clip file: size {f.stat().st_size} bytes, recorded {size}")
+    return problems
+
+
+def _done_takes(out: Path, verify: bool = False) -> set[int]:
+    """Takes whose completion record exists; with `verify`, only those whose files check out (the
+    record of a damaged take is removed so it is generated again, and the problem is printed)."""
+    if not (out / "takes").is_dir():
+        return set()
+    done = set()
+    for p in sorted((out / "takes").glob("t*.json")):
+        problems = take_problems(out, p) if verify else []
+        if problems:
+            print(f"--resume: regenerating take {p.stem}: {problems[0]}" + (f" (+{len(problems) - 1} more)"
+                                                                               if len(problems) > 1 else ""))
+            p.unlink()
+            continue
+        done.add(int(p.stem[1:]))
+    return done
 
 
 def build_meta(cfg: MakeVideosConfig, records: list[dict]) -> dict:
@@ -359,7 +392,6 @@ def make_dataset(cfg: MakeVideosConfig, progress: bool = True) -> dict:
 
     out = Path(cfg.out)
     config_path = out / "config.yaml"
-    done = _done_takes(out)
     if out.exists() and any(out.iterdir()) and not cfg.resume:
         raise FileExistsError(f"{out} is not empty; pass --resume to continue it or choose another --out")
     if cfg.resume and config_path.is_file():
@@ -374,6 +406,7 @@ def make_dataset(cfg: MakeVideosConfig, progress: bool = True) -> dict:
     save_config(cfg, config_path)
     for stray in out.glob("**/.*.tmp*"):  # leftovers of a killed writer
         stray.unlink()
+    done = _done_takes(out, verify=cfg.resume)
     todo = [i for i in range(cfg.takes) if i not in done]
     cfg_dict = to_dict(cfg.world)
     bar = tqdm(total=cfg.takes, initial=cfg.takes - len(todo), desc="takes", unit="take", disable=not progress)

@@ -72,7 +72,7 @@ def test_cli_script_single_encoder(toy, tmp_path):
 def test_cli_bad_inputs_name_the_problem(toy, tmp_path):
     with pytest.raises(KeyError, match="unknown encoder 'nope'"):
         main(["--encoder", "nope", "--data", str(toy), "--out", str(tmp_path / "x.json"), "plots=false"])
-    with pytest.raises(FileNotFoundError, match="no index.parquet"):
+    with pytest.raises(FileNotFoundError, match="nodata: dataset folder does not exist"):
         main(["--encoder", "random", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "y.json")])
     with pytest.raises(ValueError, match="split='test'"):
         main(["--encoder", "random", "--data", str(toy), "--split", "test", "--out", str(tmp_path / "z.json")])

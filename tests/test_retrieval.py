@@ -145,3 +145,23 @@ def test_ranked_gallery_partial_selection_matches_full_sort():
     np.testing.assert_array_equal(order, ref)
     assert valid.all()
     assert not np.isin(order, np.flatnonzero(excl[0]))[0].any()
+
+
+def test_chance_level_matches_random_rankings():
+    from encoders.benchmark.retrieval import chance_hit_rates
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 3, 40)
+    g = rng.integers(0, 3, 30)
+    excl = rng.random((40, 30)) < 0.3
+    exact = chance_hit_rates(excl, q, g, (1, 5))
+    # Monte Carlo over random rankings of each query's allowed gallery
+    hits = {1: [], 5: []}
+    for _ in range(400):
+        for i in range(40):
+            allowed = np.flatnonzero(~excl[i])
+            perm = rng.permutation(allowed)
+            for k in (1, 5):
+                hits[k].append((g[perm[:k]] == q[i]).any())
+    for k in (1, 5):
+        assert abs(100 * np.mean(hits[k]) - exact[f"chance@{k}"]) < 2.0

@@ -12,6 +12,11 @@ percent over the queries whose gallery is non-empty. "avg" is the mean over the 
 
 Same-scene fraction@k: share of the top-k (all_scenes setting) that come from the query's scene,
 in [0, 1], averaged over queries then over the four pairs.
+
+Chance levels (`chance@k`) are what a random ranking of the same galleries scores: for a query whose
+allowed gallery holds G items of which P share its verb, P(hit@k) = 1 - C(G-P, k) / C(G, k); for the
+same-scene fraction, the share of the allowed gallery from the query's scene. They depend on the data
+only, so a table can print them next to every encoder's figures.
 """
 
 from __future__ import annotations
@@ -75,6 +80,24 @@ def hit_rates(
     return out, int(has.sum())
 
 
+def chance_hit_rates(exclude: np.ndarray, q_labels: np.ndarray, g_labels: np.ndarray,
+                     ks: Sequence[int]) -> dict[str, float]:
+    """Expected hit@k in percent under a uniformly random ranking of each query's allowed gallery.
+
+    P(no positive in k draws without replacement) = prod_{i<k} (G - P - i) / (G - i)."""
+    allowed = ~exclude
+    g = allowed.sum(1).astype(float)
+    pos = (allowed & (g_labels[None, :] == q_labels[:, None])).sum(1).astype(float)
+    has = g > 0
+    out = {}
+    for k in ks:
+        miss = np.ones(len(g))
+        for i in range(k):
+            miss *= np.clip((g - pos - i) / np.maximum(g - i, 1.0), 0.0, 1.0)
+        out[f"chance@{k}"] = float(100.0 * (1.0 - miss[has]).mean()) if has.any() else float("nan")
+    return out
+
+
 def same_scene_curve(order: np.ndarray, valid: np.ndarray, q_scene: np.ndarray, g_scene: np.ndarray) -> np.ndarray:
     """`(K,)`: mean over queries of the share of valid top-k items from the query's scene, k = 1..K."""
     same = ((g_scene[order] == q_scene[:, None]) & valid).cumsum(1)
@@ -116,7 +139,7 @@ def evaluate_retrieval(
     ks = sorted(set(int(k) for k in ks))
 
     results: dict[str, Any] = {}
-    curves = {}
+    curves, scene_chance = {}, {}
     for setting, pairs in SETTINGS.items():
         res: dict[str, Any] = {}
         for pair in pairs:
@@ -128,14 +151,17 @@ def evaluate_retrieval(
                 excl = twin[qi][:, None] == twin[gi][None, :]
             excl |= qi[:, None] == gi[None, :]
             if len(qi) == 0 or len(gi) == 0:
-                res[pair] = {**{f"hit@{k}": float("nan") for k in ks}, "n_queries": 0}
+                res[pair] = {**{f"{m}@{k}": float("nan") for k in ks for m in ("hit", "chance")}, "n_queries": 0}
                 continue
             order, valid = ranked_gallery(emb[qi], emb[gi], excl, kmax)
             hits, n = hit_rates(order, valid, verb[qi], verb[gi], ks)
-            res[pair] = {**hits, "n_queries": n}
+            res[pair] = {**hits, **chance_hit_rates(excl, verb[qi], verb[gi], ks), "n_queries": n}
             if setting == "all_scenes":
                 curves[pair] = same_scene_curve(order, valid, scene[qi], scene[gi])
-        res["avg"] = {f"hit@{k}": _nanmean([res[p][f"hit@{k}"] for p in pairs]) for k in ks}
+                allowed = ~excl
+                same = (allowed & (scene[gi][None, :] == scene[qi][:, None])).sum(1) / np.maximum(allowed.sum(1), 1)
+                scene_chance[pair] = float(same[allowed.any(1)].mean()) if allowed.any() else float("nan")
+        res["avg"] = {f"{m}@{k}": _nanmean([res[p][f"{m}@{k}"] for p in pairs]) for k in ks for m in ("hit", "chance")}
         res["avg"]["n_queries"] = int(sum(res[p]["n_queries"] for p in pairs))
         results[setting] = res
 
@@ -149,6 +175,7 @@ def evaluate_retrieval(
         ssf["curve"] = [float(v) for v in curve]
         ssf["pairs"] = {p: {f"@{k}": float(c[min(k, len(c)) - 1]) if len(c) else float("nan") for k in ks}
                         for p, c in curves.items()}
+        ssf["chance"] = _nanmean(list(scene_chance.values()))
     results["same_scene_fraction"] = ssf
     return results
 

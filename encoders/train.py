@@ -43,7 +43,7 @@ from encoders.methods import METHODS, method_class, sections_help
 @dataclasses.dataclass
 class TrainConfig:
     method: str = "invact"
-    data: str = "data/atomic_world"
+    data: str = "runs/demo/atomic_world"
     out: str = ""  # run folder; empty: runs/encoder/<method>-<time>
     seed: int = 0
     steps: int = 1500

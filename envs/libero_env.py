@@ -19,6 +19,10 @@ Rendering dominates CPU cost (~100 ms per camera frame with llvmpipe, physics ~1
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +79,33 @@ def ensure_libero_config() -> Path:
     return Path(folder)
 
 
+class _QuietRobosuite(logging.Filter):
+    """Drops robosuite's import-time advice about a private macro file: nothing a user of this
+    project can act on (the macros it would set are LIBERO's defaults here)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "private macro file" not in msg and "setup_macros" not in msg
+
+
 def _libero():
     """Import LIBERO lazily (heavy; needs the config above)."""
     ensure_libero_config()
+    logging.getLogger("robosuite_logs").addFilter(_QuietRobosuite())
     from libero.libero import benchmark, get_libero_path
     from libero.libero.envs import OffScreenRenderEnv
 
     return benchmark, get_libero_path, OffScreenRenderEnv
+
+
+@functools.cache
+def _benchmark(suite: str):
+    """The LIBERO benchmark object of a suite, built once per process. Its constructor prints an
+    "[info] Applying task order ..." line each time; the order is the protocol's fixed default, so
+    the line is swallowed."""
+    benchmark, _, _ = _libero()
+    with contextlib.redirect_stdout(io.StringIO()):
+        return benchmark.get_benchmark_dict()[protocol.canonical_suite(suite)]()
 
 
 @dataclass(frozen=True)
@@ -98,8 +122,8 @@ class TaskInfo:
 def get_task(suite: str, task_id: int) -> TaskInfo:
     """Static description of one task (cheap: no simulator)."""
     suite = protocol.canonical_suite(suite)
-    benchmark, get_libero_path, _ = _libero()
-    bench = benchmark.get_benchmark_dict()[suite]()
+    _, get_libero_path, _ = _libero()
+    bench = _benchmark(suite)
     n = bench.get_num_tasks()
     if not 0 <= task_id < n:
         raise ValueError(f"task id {task_id} out of range for {suite} ({n} tasks: 0..{n - 1})")
@@ -117,14 +141,12 @@ def get_task(suite: str, task_id: int) -> TaskInfo:
 
 
 def num_tasks(suite: str) -> int:
-    benchmark, _, _ = _libero()
-    return benchmark.get_benchmark_dict()[protocol.canonical_suite(suite)]().get_num_tasks()
+    return _benchmark(protocol.canonical_suite(suite)).get_num_tasks()
 
 
 def init_states(suite: str, task_id: int) -> np.ndarray:
     """(N, state_dim) float64 fixed initial MuJoCo states of a task."""
-    benchmark, _, _ = _libero()
-    return np.asarray(benchmark.get_benchmark_dict()[protocol.canonical_suite(suite)]().get_task_init_states(task_id))
+    return np.asarray(_benchmark(protocol.canonical_suite(suite)).get_task_init_states(task_id))
 
 
 def quat2axisangle(quat_xyzw: np.ndarray) -> np.ndarray:

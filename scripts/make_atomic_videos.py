@@ -1,6 +1,6 @@
 """Generate the embedded multi-view, multi-scene atomic-action video benchmark.
 
-    python scripts/make_atomic_videos.py --out data/atomic_world --takes 240 --seed 0 --workers 2
+    python scripts/make_atomic_videos.py --out runs/demo/atomic_world --takes 360 --seed 0 --workers 2
     python scripts/make_atomic_videos.py --config configs/world/tiny.yaml --out /tmp/aw world.frames=8
 
 Writes DIR/meta.json, DIR/index.parquet (one row per clip-view), DIR/clips/**.npz and DIR/config.yaml.

@@ -1,6 +1,6 @@
 """Contact sheet of a generated dataset: one row per take, its views side by side.
 
-    python scripts/preview_dataset.py data/atomic_world --out sheet.png [--takes 12] [--frames 3]
+    python scripts/preview_dataset.py runs/demo/atomic_world --out sheet.png [--takes 12] [--frames 3]
 
 Each view shows `--frames` frames (first, ..., last) of the take's first clip; the row is labelled
 with the take's scene, split, subject and the caption (or keystep) of its clips.

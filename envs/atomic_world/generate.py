@@ -102,7 +102,7 @@ class WorldConfig:
 
 @dataclass
 class MakeVideosConfig:
-    out: str = "data/atomic_world"
+    out: str = "runs/demo/atomic_world"
     takes: int = 240
     seed: int = 0
     workers: int = 2

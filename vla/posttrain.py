@@ -31,7 +31,6 @@ import dataclasses
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import numpy as np
 import torch
 
-from configs.loader import parse_cli, save_config, to_dict
+from configs.loader import parse_cli
 from configs.runs import atomic_write_json, seed_everything
 from vla.heads import (
     ActionHead,
@@ -54,14 +53,12 @@ from vla.heads import (
     merge_lora,
 )
 from vla.pretrain import (
-    already_done,
     build_base,
-    check_resume_shapes,
     load_module_state,
     load_tensors,
     module_state,
     read_stage2,
-    run_dir,
+    run_stage,
     save_tensors,
 )
 
@@ -256,37 +253,14 @@ def load_action_vla(path: str | Path) -> tuple[ActionVLA, dict[str, Any]]:
 
 def train(cfg: PosttrainConfig, progress: bool = True) -> Path:
     """Run (or resume) stage 3; returns the run folder (policy export in <out>/policy)."""
-    from configs.threads import apply_threads
-    from configs.training import LoopConfig, fit, latest_checkpoint, make_accelerator
 
-    cfg.validate()
-    apply_threads(cfg.threads)
-    out = run_dir(cfg.out, "posttrain")
-    if cfg.resume and already_done(out, cfg.steps, out / POLICY_DIR / POLICY_FILE):
-        print(f"stage 3: {out} already finished {cfg.steps} steps (policy in {out / POLICY_DIR})")
-        return out
-    loop = LoopConfig.of(cfg)
-    loop.trainable_only_checkpoints = True
-    method = PosttrainMethod(cfg)  # reads + checks demos, stage 2 and the model before writing anything
-    if cfg.resume:
-        check_resume_shapes(latest_checkpoint(out), method.model)
-    acc = make_accelerator()
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    t0 = time.perf_counter()
-    fit(method, out, loop, desc="stage 3 actions", progress=progress, accelerator=acc, log_config=to_dict(cfg))
-    if acc.is_main_process:
-        train_s = time.perf_counter() - t0
-        lines = (out / "metrics.jsonl").read_text().splitlines()
-        last = json.loads(lines[-1]) if lines else {}
-        res = {"stage": 3, "init": cfg.init, "final_loss": last.get("loss"), "steps": cfg.steps,
-               "world": acc.num_processes, "train_demos": len(method.data.episodes),
-               "train_windows": len(method.data), "wall_s": round(train_s, 1)}
-        res |= method.heldout_l1(method.model)
-        atomic_write_json(out / "results.json", res)
-        print(json.dumps(res, indent=1))
-    return out
+    def results(method: PosttrainMethod, wall: float) -> dict[str, Any]:
+        return {"init": cfg.init, "train_demos": len(method.data.episodes), "train_windows": len(method.data),
+                **method.heldout_l1(method.model)}
+
+    # PosttrainMethod reads + checks demos, stage 2 and the model before anything is written
+    return run_stage(cfg, PosttrainMethod, stage=3, kind="posttrain", export=f"{POLICY_DIR}/{POLICY_FILE}",
+                     desc="stage 3 actions", progress=progress, results=results)
 
 
 FLAGS = {

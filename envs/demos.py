@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from configs.runs import atomic_write
+from configs.runs import atomic_write, damaged
 
 IMAGE_KEYS = ("agentview_rgb", "eye_in_hand_rgb")
 LOW_DIM_KEYS = ("ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
@@ -156,7 +156,10 @@ class DemoReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"demo file not found: {self.path}")
-        self._f = h5py.File(self.path, "r")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as e:  # h5py: bad signature, truncated file, ...
+            raise damaged(self.path, "demo file (hdf5)", reason=str(e).split("(", 1)[-1].rstrip(")")) from None
         if "data" not in self._f:
             raise ValueError(f"{self.path}: not a robomimic/LIBERO demo file (no 'data' group)")
         data = self._f["data"]

@@ -19,7 +19,7 @@ import numpy as np
 from configs.registry import Registry
 
 # Built-in env modules register their factories on import (lazily, on the first lookup that misses).
-ENVS: Registry[Any] = Registry("env", modules=("envs.libero_env",))
+ENVS: Registry[Any] = Registry("env", modules=("envs.libero_env", "envs.kitchen"))
 
 
 @runtime_checkable

@@ -29,7 +29,8 @@ POLICY_FILE = "policy.json"
 # a package that adds a policy appends its module here.
 POLICIES: Registry[type[Policy]] = Registry(
     "policy",
-    modules=("policies.base", "envs.skills.programs", "vla.policy"),
+    modules=("policies.base", "envs.skills.programs", "envs.skills.kitchen", "vla.policy", "policies.heads",
+             "real_robot.skills", "real_robot.bc_policy"),
     hint="or pass a checkpoint directory holding policy.json",
 )
 

@@ -20,7 +20,7 @@ from envs.atomic_world.generate import MakeVideosConfig, _scenes, generate_take,
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_cli(MakeVideosConfig, argv, description=__doc__, flags={"--takes": ("takes", "takes to time")},
+    cfg = parse_cli(MakeVideosConfig, argv, description=__doc__, flags={"--takes": ("takes", "takes to time; without --takes: 12, and the projection is for the config's takes")},
                     prog="bench_render.py")  # fmt: skip
     n = min(cfg.takes, 12) if "--takes" not in (argv or sys.argv) else cfg.takes
     w = cfg.world

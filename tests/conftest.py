@@ -9,6 +9,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be fetched from a hu
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    # size torch's threads from the cores free now, as every entry point does (configs/threads.py):
+    # a suite that runs beside another busy process otherwise spin-waits for a core at every op
+    from configs.threads import apply_threads
+
+    apply_threads()
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
     """5 scenes (4 train), 4 verbs, 40 single-action takes at 8 frames x 48 px."""

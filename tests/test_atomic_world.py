@@ -196,7 +196,7 @@ def test_clip_reader_rejects_bad_files(tmp_path):
         load_clip(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     np.savez(bad, frames=np.zeros((2, 8, 8), np.float32))
-    with pytest.raises(ValueError, match=r"bad.npz: expected \(T, H, W, 3\) uint8"):
+    with pytest.raises(ValueError, match=r"bad.npz: damaged clip file \(.npz\): expected \(T, H, W, 3\) uint8"):
         load_clip(bad)
     with pytest.raises(FileNotFoundError, match="no index.parquet"):
         read_index(tmp_path)

@@ -122,3 +122,11 @@ def test_damaged_feature_cache_is_recomputed(tmp_path, capsys):
     again = cached_arrays(tmp_path / "c", "val", index, ("x",), compute, {})
     assert len(calls) == 2 and "damaged entry, recomputing" in capsys.readouterr().out
     np.testing.assert_array_equal(again.arrays["x"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def test_damaged_demo_file_is_named(tmp_path):
+    from envs.demos import DemoReader
+
+    (tmp_path / "bad.hdf5").write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(DamagedFileError, match=r"bad.hdf5: damaged demo file \(hdf5\): file signature not found"):
+        DemoReader(tmp_path / "bad.hdf5")

@@ -48,15 +48,15 @@ def load_clip(path: str | Path) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "frames" not in z.files:
-                raise damaged(path, "clip file (.npz)", KeyError(f"no 'frames' array (has {z.files})"))
+                raise damaged(path, "clip file (.npz)", reason=f"no 'frames' array (has {z.files})")
             frames = z["frames"]
     except DamagedFileError:
         raise
     except Exception as e:  # BadZipFile, EOFError, zlib.error, OSError, ValueError: all mean a damaged file
         raise damaged(path, "clip file (.npz)", e) from None
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise damaged(path, "clip file (.npz)", ValueError(f"expected (T, H, W, 3) uint8 frames, got "
-                                                          f"{frames.shape} {frames.dtype}"))
+        raise damaged(path, "clip file (.npz)", reason=f"expected (T, H, W, 3) uint8 frames, got "
+                                                      f"{frames.shape} {frames.dtype}")
     return frames
 
 

@@ -103,7 +103,7 @@ class WorldConfig:
 @dataclass
 class MakeVideosConfig:
     out: str = "runs/demo/atomic_world"
-    takes: int = 240
+    takes: int = 360  # the `make demo` dataset (configs/world/default.yaml)
     seed: int = 0
     workers: int = 2
     resume: bool = False

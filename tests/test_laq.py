@@ -221,3 +221,14 @@ def test_two_processes_stay_identical_through_code_replacement(toy_world, tmp_pa
     assert r0["world"] == r1["world"] == 2
     assert r0["replaced"] == r1["replaced"] > 0  # replacements happened, the same on both ranks
     assert r0["sha1"] == r1["sha1"]  # codebook, usage counts and weights identical on both ranks
+
+
+def test_stage1_records_laq_codes_for_cross_entropy(small_world, tmp_path):
+    from encoders import build_encoder
+    from vla.latents import main as latents_main
+
+    enc = build_encoder("laq", image_size=32, patch=8, dim=32, depth=1, temporal_depth=1, heads=2)
+    d = enc.save_pretrained(tmp_path / "laq")
+    latents_main(["--encoder", str(d), "--data", str(small_world), "--out", str(tmp_path / "lat")])
+    meta = json.loads((tmp_path / "lat" / "latents.json").read_text())
+    assert meta["codebook_size"] == 8  # what stage 2 needs for its cross-entropy

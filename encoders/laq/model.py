@@ -101,6 +101,12 @@ class LAQEncoder(ActionEncoder):
 
     config_cls = LAQConfig
 
+    @property
+    def codebook_size(self) -> int:
+        """Codes per token; with `codes()` it marks a discrete encoder (vla/latents.py stores both so
+        stage 2 trains with cross-entropy)."""
+        return int(self.cfg.codebook_size)
+
     def __init__(self, cfg: LAQConfig):
         super().__init__(cfg)
         cfg.validate()

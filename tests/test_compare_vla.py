@@ -1,0 +1,105 @@
+"""scripts/compare_vla_pretraining.py on the tiny VLA: a 2-variant comparison (none + a random
+encoder, 1 LIBERO episode of 5 steps each) writes the table and skips finished variants on rerun."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def tiny_cfg(tmp: Path, **kw):
+    from compare_vla_pretraining import CompareConfig
+
+    from configs.loader import load_config
+
+    ovs = [f"data={tmp / 'aw'}", f"demos={tmp / 'demos'}", f"out={tmp / 'cmp'}"] + [f"{k}={v}" for k, v in kw.items()]
+    return load_config(CompareConfig, REPO / "configs" / "vla" / "compare_tiny.yaml", ovs)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    from test_vla_pipeline import make_clip_index, make_demos
+
+    tmp = tmp_path_factory.mktemp("cmp")
+    make_clip_index(tmp / "aw")
+    make_demos(tmp / "demos", files=1, demos=3)
+    return tmp
+
+
+def test_two_variants_table_and_skip_on_rerun(inputs, monkeypatch):
+    import compare_vla_pretraining as C
+
+    import vla.posttrain
+    import vla.pretrain
+
+    cfg = tiny_cfg(inputs)
+    rows = C.compare(cfg)
+    out = Path(cfg.out)
+    assert [r["variant"] for r in rows] == ["none", "random"]
+    assert rows[0]["source"] == "none" and "stage2_loss" not in rows[0]
+    assert rows[1]["latent_dim"] == 16 and rows[1]["stage2_loss_kind"] == "cosine"
+    for r in rows:
+        assert r["overall"]["n"] == 1 and r["overall"]["errors"] == 0
+        assert r["evals"][0]["tasks"][0]["task_id"] == 7 and r["heldout_l1_norm"] > 0
+    md = (out / "compare.md").read_text()
+    assert "| none |" in md and "| random |" in md and "goal 7" in md and "95% CI" in md
+    assert "intervals overlap" in md  # 1 episode each: nothing can be resolved
+    assert json.loads((out / "compare.json").read_text())["rows"][1]["variant"] == "random"
+    assert (out / "compare.png").stat().st_size > 1000 and (out / "config.yaml").is_file()
+    assert not (out / "none" / "pretrain").exists() and (out / "random" / "pretrain" / "stage2").is_dir()
+
+    # rerun: both variants finished with the same config hash -> nothing trains or evaluates again
+    fail = lambda *a, **k: pytest.fail("a finished variant was redone")  # noqa: E731
+    monkeypatch.setattr(vla.pretrain, "train", fail)
+    monkeypatch.setattr(vla.posttrain, "train", fail)
+    monkeypatch.setattr(C, "run_variant", fail)
+    again = C.compare(tiny_cfg(inputs))
+    assert [r["config_hash"] for r in again] == [r["config_hash"] for r in rows]
+
+    # results=PATH copies the table out; notes below the marker survive a regeneration
+    res = inputs / "docs" / "vla_compare"
+    C.write_outputs(tiny_cfg(inputs, results=res), rows, "python cmd")
+    md = res.with_suffix(".md")
+    md.write_text(md.read_text() + C.NOTES_MARK + "\nhand-written note\n")
+    C.write_outputs(tiny_cfg(inputs, results=res), rows, "python cmd")
+    assert "hand-written note" in md.read_text() and "python cmd" in md.read_text()
+    assert res.with_suffix(".json").is_file() and res.with_suffix(".png").is_file()
+
+    # a changed stage-3 budget changes every variant's hash (both would rerun)
+    src = C.encoder_source(cfg, "random")
+    assert C.variant_hash(tiny_cfg(inputs, **{"posttrain.steps": 3}), "random", src) != rows[1]["config_hash"]
+
+
+def test_bad_input_is_one_clear_error(inputs, tmp_path):
+    import compare_vla_pretraining as C
+
+    with pytest.raises(ValueError, match="no_such_encoder"):
+        C.compare(tiny_cfg(inputs, variants="none,no_such_encoder", out=tmp_path / "a"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        C.compare(tiny_cfg(inputs, demos=tmp_path / "nowhere", out=tmp_path / "b"))
+    with pytest.raises(FileNotFoundError, match="not an exported encoder"):
+        C.compare(tiny_cfg(inputs, variants=f"none,{tmp_path}", out=tmp_path / "c"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_changed_config_retires_stale_stage_folders(tmp_path):
+    """Stage 2/3 resume and the evaluator's episode cache must not reuse runs of another config."""
+    import compare_vla_pretraining as C
+
+    v = tmp_path / "laq"
+    for d in ("encoder_run", "latents", "pretrain", "posttrain", "eval_libero_goal"):
+        (v / d).mkdir(parents=True)
+    (v / "variant.json").write_text(json.dumps({"config_hash": "old", "encoder_key": "enc"}))
+    C.retire_stale(v, "old", "enc")  # same config: untouched
+    assert (v / "posttrain").is_dir()
+    C.retire_stale(v, "new", "enc")  # stage 2/3 budget changed, encoder not
+    assert sorted(p.name for p in v.iterdir()) == ["encoder_run", "latents", "variant.json"]
+    assert sorted(p.name for p in (tmp_path / "laq.stale-old").iterdir()) == ["eval_libero_goal", "posttrain", "pretrain"]
+    C.retire_stale(v, "newer", "other-encoder")  # the encoder changed too
+    assert not (v / "encoder_run").exists() and (v / "latents").is_dir()

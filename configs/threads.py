@@ -8,8 +8,8 @@ of cores *free to this process*, not the number of cores:
     free = cores this process may run on (sched_getaffinity)  -  load from other processes
 
 where the other processes' load is the larger of (a) the runnable tasks right now (/proc/loadavg's
-4th field, sampled a few times over ~50 ms) and (b) the 1-minute load average, each less this
-process's own running threads. (a) sees a process that started a second ago; (b) sees one that
+4th field, sampled a few times over ~50 ms, each sample less this process's own running threads
+at that instant) and (b) the 1-minute load average less this process's running threads. (a) sees a process that started a second ago; (b) sees one that
 happens to be between time slices. Taking the larger errs towards fewer threads, the cheap side:
 one thread too few costs at most 2x here, one too many cost 8x (0.62 vs 0.08 s/step).
 A user override (`threads=N` in a config, or ATOMVLA_THREADS) always wins.
@@ -44,17 +44,20 @@ def _own_running_threads() -> int:
         return 1
 
 
-def _runnable_now(samples: int = 5, interval: float = 0.01) -> float:
-    """Mean number of runnable tasks on the machine over a few samples (/proc/loadavg field 4)."""
+def _others_runnable_now(samples: int = 5, interval: float = 0.01) -> float:
+    """Mean number of runnable tasks of *other* processes over a few samples: /proc/loadavg field 4
+    less this process's own running threads, read at the same instant (torch's pool threads can
+    still be spinning from the last op, or just have gone to sleep)."""
     import time
 
     vals = []
     for i in range(samples):
         try:
             with open("/proc/loadavg") as f:
-                vals.append(int(f.read().split()[3].split("/")[0]))
+                runnable = int(f.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             return 0.0
+        vals.append(max(0, runnable - _own_running_threads()))
         if i + 1 < samples:
             time.sleep(interval)
     return sum(vals) / len(vals)
@@ -68,8 +71,7 @@ def free_cores() -> int:
         load = os.getloadavg()[0]
     except OSError:
         load = 0.0
-    own = _own_running_threads()
-    others = max(0.0, load - own, _runnable_now() - own)
+    others = max(0.0, load - _own_running_threads(), _others_runnable_now())
     return max(1, min(cores, int(cores - others + 0.5)))
 
 

@@ -55,14 +55,14 @@ def test_thread_default_follows_free_cores(monkeypatch):
     monkeypatch.delenv("ATOMVLA_THREADS", raising=False)
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     monkeypatch.setattr(threads, "_own_running_threads", lambda: 1)
-    monkeypatch.setattr(threads, "_runnable_now", lambda: 1.0)
+    monkeypatch.setattr(threads, "_others_runnable_now", lambda: 0.0)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 0.0, 0.0))  # us + one busy process
     assert threads.default_threads() == 1
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.0, 0.0, 0.0))  # only us
     assert threads.default_threads() == 2
     assert threads.default_threads(workers=2) == 1  # the free cores are divided between workers
     assert threads.default_threads(requested=3) == 3  # an explicit setting wins
-    monkeypatch.setattr(threads, "_runnable_now", lambda: 2.0)  # a process started a moment ago
+    monkeypatch.setattr(threads, "_others_runnable_now", lambda: 1.0)  # a process started a moment ago
     assert threads.default_threads() == 1
     monkeypatch.setenv("ATOMVLA_THREADS", "5")
     assert threads.default_threads() == 5

@@ -26,7 +26,7 @@ from envs.atomic_world.vocab import ACTIONS
 
 @dataclasses.dataclass
 class InstrActionRunConfig:
-    data: str = "data/atomic_world"
+    data: str = "runs/demo/atomic_world"
     backbone: str = "efficientnet_lite0"
     text_encoder: str = "minilm"
     views: list[str] = dataclasses.field(default_factory=list)  # empty: every view

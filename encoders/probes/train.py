@@ -32,7 +32,7 @@ class ProbeConfig:
     backbone: str = "efficientnet_lite0"  # registry spec of the frozen image backbone
     encoder: str = ""  # optional ActionEncoder spec/dir: probe its tokens(video) instead of the backbone
     image_size: int = 0  # backbone input size; 0 = the backbone default
-    data: str = "data/atomic_world"
+    data: str = "runs/demo/atomic_world"
     frames: int = 16  # frames per clip given to the probe (uniformly subsampled)
     orders: list[str] = dataclasses.field(default_factory=lambda: list(ORDERS))  # test-time frame orders
     label: str = "action"
@@ -76,6 +76,10 @@ def train_probe(cfg: ProbeConfig, x: torch.Tensor, y: torch.Tensor, n_classes: i
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size), unit="batch", leave=False,
+               desc=f"probe {cfg.probe}", disable=log is None)
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(y), generator=gen)
@@ -89,11 +93,14 @@ def train_probe(cfg: ProbeConfig, x: torch.Tensor, y: torch.Tensor, n_classes: i
             opt.step()
             tot += float(loss.detach()) * len(b)
             correct += int((logits.argmax(-1) == y[b]).sum())
+            bar.update()
         rec = {"epoch": epoch + 1, "loss": tot / len(y), "train_acc": correct / len(y),
                "sec": round(time.perf_counter() - t0, 2)}
         history.append(rec)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{rec['loss']:.3f}", train_acc=f"{rec['train_acc']:.3f}")
         if log and (epoch + 1 == cfg.epochs or (epoch + 1) % max(1, cfg.epochs // 5) == 0):
             log(f"  {cfg.probe} epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.3f} train acc {rec['train_acc']:.3f}")
+    bar.close()
     return model.eval(), history
 
 

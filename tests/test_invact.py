@@ -173,3 +173,20 @@ def test_resume_gives_the_same_next_loss(small_world, tmp_path):
     assert final_loss(full) == pytest.approx(final_loss(resumed), rel=1e-5, abs=1e-6)
     with pytest.raises(FileExistsError, match="--resume"):
         train(_train_cfg(small_world, tmp_path / "full", steps=14), progress=False)
+
+
+def test_tokens_feed_the_probes(small_world):
+    import torch
+
+    from encoders.invact import InvActConfig, InvActEncoder
+    from encoders.probes.data import encoder_tokens
+    from envs.atomic_world.dataset import read_index
+
+    enc = InvActEncoder(InvActConfig(dim=32, heads=2, depth=1, flow_size=16, modality="flow")).freeze()
+    video = torch.randint(0, 255, (2, 8, 3, 48, 48), dtype=torch.uint8)
+    tok = enc.tokens(video)
+    assert tok.shape == (2, 7 * 2 * 2, 32)  # (T-1) flow maps x (16/8)^2 tubelets, width d
+    index = read_index(small_world, "val").iloc[:3]
+    fwd = encoder_tokens(enc, small_world, index, frames=8, order="correct")
+    rev = encoder_tokens(enc, small_world, index, frames=8, order="reverse")
+    assert fwd.shape == (3, 28, 32) and not torch.allclose(fwd, rev)  # order reaches the tokens

@@ -169,6 +169,18 @@ class InvActEncoder(ActionEncoder):
 
     def forward_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Prepared inputs (see `prepare_inputs`) -> z_CLS `(B, d)` (Eq. 1)."""
+        return self.norm(self._transformer(inputs)[:, 0])
+
+    def tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """`video (B, T0, 3, H, W) uint8` -> the output tubelet tokens `(B, N, d)` (CLS excluded),
+        N = (T-1) * (S/p)^2, for probes (encoders/probes) that read an encoder's tokens."""
+        from encoders.base import check_video
+
+        check_video(video, name="invact.tokens(video)")
+        return self.norm(self._transformer(self.prepare(video))[:, 1:]).float()
+
+    def _transformer(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Prepared inputs -> the last block's output `(B, 1 + N, d)`: [CLS] + tubelet tokens."""
         parts = []
         if self.cfg.uses_flow:
             # flow in pixels; dividing by the frame size keeps the scale independent of S
@@ -185,7 +197,7 @@ class InvActEncoder(ActionEncoder):
         ctx = self.ctx_proj(inputs["ctx"].float()) if self.cfg.uses_backbone else None
         for blk in self.blocks:
             z = blk(z, ang, ctx)
-        return self.norm(z[:, 0])
+        return z
 
     def prepare(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         return prepare_inputs(self.cfg, video, self.backbone() if self.cfg.uses_backbone else None)

@@ -23,33 +23,7 @@ import torch
 
 from configs.runs import atomic_write_json
 from configs.threads import apply_threads
-from encoders.instraction.soft_dtw import soft_dtw
-
-
-def numpy_reference(d: np.ndarray, gamma: float) -> tuple[float, np.ndarray]:
-    """Per-cell forward DP and E-matrix backward (Cuturi & Blondel Alg. 1-2)."""
-    n, m = d.shape
-    r = np.full((n + 2, m + 2), np.inf)
-    r[0, 0] = 0.0
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            z = -np.array([r[i - 1, j - 1], r[i - 1, j], r[i, j - 1]]) / gamma
-            zm = z.max()
-            r[i, j] = d[i - 1, j - 1] - gamma * (zm + np.log(np.exp(z - zm).sum()))
-    value = r[n, m]
-    dp = np.zeros((n + 2, m + 2))
-    dp[1 : n + 1, 1 : m + 1] = d
-    e = np.zeros((n + 2, m + 2))
-    e[n + 1, m + 1] = 1.0
-    r[:, m + 1] = -np.inf
-    r[n + 1, :] = -np.inf
-    r[n + 1, m + 1] = value
-    for j in range(m, 0, -1):
-        for i in range(n, 0, -1):
-            e[i, j] = (e[i + 1, j] * np.exp((r[i + 1, j] - r[i, j] - dp[i + 1, j]) / gamma)
-                       + e[i, j + 1] * np.exp((r[i, j + 1] - r[i, j] - dp[i, j + 1]) / gamma)
-                       + e[i + 1, j + 1] * np.exp((r[i + 1, j + 1] - r[i, j] - dp[i + 1, j + 1]) / gamma))
-    return value, e[1 : n + 1, 1 : m + 1]
+from encoders.instraction.soft_dtw import soft_dtw, soft_dtw_reference
 
 
 def bench(size: int, batch: int, gamma: float, repeats: int, dtype: torch.dtype) -> dict:
@@ -75,7 +49,7 @@ def run(size: int = 64, batches: str = "1,8,32,128", gamma: float = 0.1, repeats
     rng = np.random.default_rng(0)
     d = rng.random((size, size))
     t0 = time.perf_counter()
-    ref_v, ref_g = numpy_reference(d, gamma)
+    ref_v, ref_g = soft_dtw_reference(d, gamma)
     t_ref = time.perf_counter() - t0
     x = torch.tensor(d, requires_grad=True)
     v = soft_dtw(x, gamma)

@@ -48,13 +48,57 @@ def run_probes(a, log) -> list[dict]:
     return out
 
 
+def run_encoder_probes(a, log) -> list[dict]:
+    """The order-invariant attentive probe on action encoders' `tokens(video)` (issue 15: diagnose InvAct /
+    RoboAct-CLIP). The probe cannot see order, so a drop under reversal is the encoder's own order sensitivity."""
+    from encoders.probes import ProbeConfig, run_probe
+
+    out = []
+    for spec in [e for e in a.encoders.split(",") if e]:
+        for name in ("attentive",):
+            cfg = ProbeConfig(probe=name, encoder=spec, data=a.data, frames=a.encoder_frames, proj_dim=0,
+                              heads=a.encoder_heads, epochs=a.epochs, seed=0, threads=a.threads)
+            r = run_probe(cfg, log=log, write=False)
+            r["name"] = f"{name} on {spec}"
+            r.pop("history")
+            out.append(r)
+    return out
+
+
+def _test(o: dict) -> str:
+    vs = o.get("vs_correct")
+    return f"{vs['lost']}/{vs['gained']} (p={vs['p']:.2g})" if vs else "-"
+
+
+def seed_summary(runs: list[dict]) -> list[str]:
+    """Mean and sample std over seeds per probe and order (the per-seed rows follow)."""
+    import numpy as np
+
+    lines = ["| probe | seeds | correct | shuffled | reversed | reversed - correct | to partner (correct) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["name"] for r in runs):
+        rs = [r for r in runs if r["name"] == name]
+
+        def ms(vals: list[float]) -> str:
+            v = 100 * np.asarray(vals, dtype=float)
+            return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+
+        acc = {o: [r["orders"][o]["accuracy"] for r in rs] for o in ("correct", "shuffle", "reverse")}
+        drop = [b - a for a, b in zip(acc["correct"], acc["reverse"])]
+        lines.append(f"| {name} | {len(rs)} | {ms(acc['correct'])} | {ms(acc['shuffle'])} | {ms(acc['reverse'])} | "
+                     f"{ms(drop)} | {ms([r['orders']['correct']['symmetric']['to_partner'] for r in rs])} |")
+    return lines
+
+
 def probe_tables(runs: list[dict]) -> list[str]:
-    lines = ["| probe | seed | params | correct | shuffled | reversed | symmetric (correct) | symmetric (reversed) "
-             "| to partner (correct) | to partner (reversed) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [*seed_summary(runs), "",
+             "| probe | seed | params | correct | shuffled | reversed | reversed vs correct: lost/gained (McNemar) "
+             "| symmetric (correct) | symmetric (reversed) | to partner (correct) | to partner (reversed) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         o = r["orders"]
         lines.append(f"| {r['name']} | {r['config']['seed']} | {r['n_params']:,} | {_pct(o['correct']['accuracy'])} | "
-                     f"{_pct(o['shuffle']['accuracy'])} | {_pct(o['reverse']['accuracy'])} | "
+                     f"{_pct(o['shuffle']['accuracy'])} | {_pct(o['reverse']['accuracy'])} | {_test(o['reverse'])} | "
                      f"{_pct(o['correct']['symmetric']['accuracy'])} | {_pct(o['reverse']['symmetric']['accuracy'])} | "
                      f"{_pct(o['correct']['symmetric']['to_partner'])} | {_pct(o['reverse']['symmetric']['to_partner'])} |")
     lines += ["", "Most common confusion per symmetric class (correct order, seed 0; Table 4 style):", ""]
@@ -129,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cache-dir", default="")
     p.add_argument("--skip-instraction", action="store_true")
+    p.add_argument("--encoders", default="", help="comma list of exported encoder dirs to probe through tokens(video)")
+    p.add_argument("--encoder-frames", type=int, default=8)
+    p.add_argument("--encoder-heads", type=int, default=4)
     a = p.parse_args(argv)
     apply_threads(a.threads)
     t0 = time.perf_counter()
@@ -145,12 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": "python scripts/probe_results.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "args": vars(a)}
     result["probes"] = run_probes(a, log)
+    if a.encoders:
+        result["encoder_probes"] = run_encoder_probes(a, log)
     result["soft_dtw"] = bench.run(repeats=3)
     if not a.skip_instraction:
         result["instraction"] = run_instraction_variants(a, log)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(a.out + ".json", result)
-    md = [f"Command: `{result['command']}` ({result['seconds']:.0f} s).", "", *probe_tables(result["probes"]), "",
+    md = [f"Command: `{result['command']}` ({result['seconds']:.0f} s).", "", *probe_tables(result["probes"]), ""]
+    if "encoder_probes" in result:
+        md += ["Probes on action-encoder tokens:", "", *probe_tables(result["encoder_probes"]), ""]
+    md += [
           "Soft-DTW (gamma 0.1, float32, one thread):", "", "```json",
           json.dumps(result["soft_dtw"], indent=1), "```"]
     if "instraction" in result:

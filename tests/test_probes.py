@@ -107,6 +107,50 @@ def test_classification_report_tables():
     assert r["symmetric"]["to_partner"] == pytest.approx((1 + 2 + 0 + 1) / 6)
 
 
+def test_mcnemar_exact_and_order_test_counts():
+    from encoders.probes.train import ProbeConfig, evaluate_orders, mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)  # two-sided exact binomial
+    assert mcnemar_exact(0, 5) == mcnemar_exact(5, 0)
+    assert mcnemar_exact(20, 2) < 1e-3
+
+    class Sign(torch.nn.Module):  # class 1 iff the last frame's value exceeds the first: order-aware
+        def forward(self, x):
+            d = (x[:, -1] - x[:, 0]).reshape(len(x), -1).mean(1)
+            return torch.stack([-d, d], 1)
+
+    x = torch.linspace(0, 1, 5).view(1, 5, 1, 1).repeat(8, 1, 1, 1)
+    x[4:] = x[4:].flip(1)
+    y = np.array([1] * 4 + [0] * 4)
+    out = evaluate_orders(ProbeConfig(orders=["correct", "reverse"]), Sign(), lambda o: apply_order(x, o), y,
+                          ["down", "up"], [["down", "up"]])
+    assert out["correct"]["accuracy"] == 1.0 and out["reverse"]["accuracy"] == 0.0
+    assert out["reverse"]["vs_correct"] == {"lost": 8, "gained": 0, "p": pytest.approx(2 / 256)}
+    assert "vs_correct" not in out["correct"]
+
+
+def test_step_pe_init_and_training_options():
+    from encoders.probes.data import channel_stats
+    from encoders.probes.train import ProbeConfig, train_probe
+
+    assert build_probe("step", C, K, T, pe_init=0.0).temporal.abs().sum() == 0
+    assert build_probe("step", C, K, T, pe_init=1.0).temporal.std() > 0.5
+    x = torch.randn(40, T, N, C) * 5 + 3
+    mean, std = channel_stats(x)
+    z = (x - mean) / std
+    assert z.mean().abs() < 1e-4 and (z.std() - 1).abs() < 0.05
+    y = torch.arange(40) % K
+    for schedule in ("cosine", "constant"):
+        cfg = ProbeConfig(probe="step", epochs=2, batch_size=8, heads=4, schedule=schedule)
+        model, hist = train_probe(cfg, z, y, K, log=None)
+        assert len(hist) == 2 and np.isfinite(hist[-1]["loss"])
+    with pytest.raises(ValueError, match="schedule"):
+        ProbeConfig(schedule="linear").validate()
+    with pytest.raises(ValueError, match="pe_init"):
+        ProbeConfig(pe_init=-1).validate()
+
+
 def test_backbone_without_patch_tokens_is_named(monkeypatch):
     import encoders.features as features
     from encoders.probes.data import backbone_tokens, encoder_tokens

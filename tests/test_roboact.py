@@ -333,3 +333,19 @@ def test_batches_depend_on_seed_and_step_and_scene_swap_keeps_differences(factor
     assert not torch.allclose(x, raw)  # every clip moved to another scene's prototype
     assert torch.allclose(x[:, 1:] - x[:, :-1], raw[:, 1:] - raw[:, :-1], atol=1e-4)  # Eq. 6 inputs unchanged
     assert m.model.triplets.shape == (15, 3) and m.desc_text.shape == (15, 384)
+
+
+def test_tokens_feed_the_probes(small_world):
+    """tokens(video): the Eq. 7 outputs (B, n-1, d), order-sensitive; raw/endpoints give the projected frames."""
+    from encoders.probes.data import encoder_tokens
+    from envs.atomic_world.dataset import read_index
+
+    torch.manual_seed(0)
+    m = RoboActEncoder(tiny_cfg()).eval()
+    video = torch.randint(0, 255, (2, 6, 3, 32, 32), dtype=torch.uint8)
+    assert m.tokens(video).shape == (2, 3, 16)  # frames=4 -> 3 differences, width d
+    assert RoboActEncoder(tiny_cfg(temporal="raw", disentangle=False)).tokens(video).shape == (2, 4, 16)
+    index = read_index(small_world, "val").iloc[:3]
+    fwd = encoder_tokens(m, small_world, index, frames=4, order="correct")
+    rev = encoder_tokens(m, small_world, index, frames=4, order="reverse")
+    assert fwd.shape == (3, 3, 16) and not torch.allclose(fwd, rev)

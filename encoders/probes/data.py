@@ -103,6 +103,12 @@ def pool_grid(tok: np.ndarray, grid: int) -> np.ndarray:
     return x.permute(0, 2, 3, 1).reshape(m, t, grid * grid, c).numpy().astype(tok.dtype)
 
 
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std `(C,)` of tokens `(..., C)` (the train split's, for `standardize`)."""
+    flat = x.reshape(-1, x.shape[-1]).float()
+    return flat.mean(0), flat.std(0).clamp_min(1e-3)
+
+
 @torch.no_grad()
 def encoder_tokens(encoder, root: str | Path, index, frames: int, order: str, seed: int = 0,
                    batch_size: int = 8) -> torch.Tensor:

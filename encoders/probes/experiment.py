@@ -15,7 +15,7 @@ import torch
 from configs.loader import save_config, to_dict
 from configs.runs import atomic_write_json, atomic_write_text, seed_everything
 from configs.threads import apply_threads
-from encoders.probes.data import backbone_tokens, encoder_tokens, label_ids
+from encoders.probes.data import backbone_tokens, channel_stats, encoder_tokens, label_ids
 from encoders.probes.train import (
     ProbeConfig,
     backbone_order_fn,
@@ -64,6 +64,13 @@ def load_inputs(cfg: ProbeConfig, backbone=None):
         ev, idx_ev = backbone_tokens(bb, cfg.data, cfg.eval_split, cfg.frames, views, cache, cfg.token_grid)
         x_tr = torch.from_numpy(tr)
         eval_fn = backbone_order_fn(torch.from_numpy(ev), cfg.seed + 1)
+    if cfg.standardize:  # one z-scoring for every probe: train statistics, applied to every eval order
+        mean, std = channel_stats(x_tr)
+        x_tr = (x_tr.float() - mean) / std
+        raw_fn = eval_fn
+
+        def eval_fn(order: str) -> torch.Tensor:
+            return (raw_fn(order).float() - mean) / std
     y_tr, classes = label_ids(idx_tr, meta, cfg.label)
     y_ev, _ = label_ids(idx_ev, meta, cfg.label)
     pairs = [list(p) for p in meta.get("symmetric_pairs", [])] if cfg.label == "action" else []

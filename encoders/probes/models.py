@@ -130,16 +130,20 @@ class STEPProbe(Probe):
 
     Learnable parameters: temporal embedding `(frames, C)`, global CLS `(1, C)`, MHSA `4C^2 + 4C`,
     classifier `C*K + K` (plus the optional input projection).
+    `pe_init` is the std of the temporal embedding's normal init. The paper does not give it; we use 1.0
+    (on z-scored inputs): with a ViT-style 0.02 the embedding stays too small against the tokens to
+    shape attention in short probe runs, and STEP then behaves like an order-blind probe
+    (docs/results/probes.md shows both).
     """
 
     def __init__(self, in_dim: int, n_classes: int, frames: int, proj_dim: int = 0, heads: int = 8,
-                 pe: str = "before"):
+                 pe: str = "before", pe_init: float = 1.0):
         super().__init__(in_dim, n_classes, frames, proj_dim, heads)
         if pe not in ("before", "after"):
             raise ValueError(f"step probe: pe must be 'before' or 'after', got {pe!r}")
         d = self.dim
         self.pe = pe
-        self.temporal = nn.Parameter(torch.randn(frames, d) * 0.02)  # t_i, one per frame
+        self.temporal = nn.Parameter(torch.randn(frames, d) * pe_init)  # t_i, one per frame
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)  # e_global^CLS
         self.attn = nn.MultiheadAttention(d, heads, batch_first=True)  # bare MHSA: no LN/residual/FF
         self.head = nn.Linear(d, n_classes)

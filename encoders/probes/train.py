@@ -13,6 +13,7 @@ test orders are one seeded random permutation per clip.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,11 @@ class ProbeConfig:
     token_grid: int = 0  # average-pool each frame's token grid to g x g; 0 = keep
     heads: int = 8
     pe: str = "before"  # STEP only: "after" is the Supp. Table 18 ablation
+    pe_init: float = 1.0  # STEP only: std of the temporal embedding's init (the paper leaves it open);
+    # at 0.02 (a ViT's position-embedding init) the embedding is too small against the projected tokens
+    # to shape attention in our short CPU runs, and STEP trains as if order-blind
+    standardize: bool = True  # z-score every channel with train-split statistics (all probes alike)
+    schedule: str = "cosine"  # "cosine" (the paper's annealing, per step) | "constant"
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -64,21 +70,28 @@ class ProbeConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.pe not in ("before", "after"):
             raise ValueError(f"pe: must be 'before' or 'after', got {self.pe!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.pe_init < 0:
+            raise ValueError(f"pe_init: must be >= 0, got {self.pe_init}")
 
 
 def train_probe(cfg: ProbeConfig, x: torch.Tensor, y: torch.Tensor, n_classes: int,
                 log=print) -> tuple[torch.nn.Module, list[dict]]:
     """Fit probe `cfg.probe` on tokens `x (M, T, N, C)` or `(M, N, D)` with labels `y (M,)`."""
     torch.manual_seed(cfg.seed)
-    kwargs = {"pe": cfg.pe} if cfg.probe == "step" else {}
+    kwargs = {"pe": cfg.pe, "pe_init": cfg.pe_init} if cfg.probe == "step" else {}
     frames = x.shape[1]
     model = build_probe(cfg.probe, x.shape[-1], n_classes, frames, proj_dim=cfg.proj_dim, heads=cfg.heads, **kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
+    total = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda i: 0.5 * (1 + math.cos(math.pi * i / total))) if cfg.schedule == "cosine" else (lambda i: 1.0))
     history = []
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size), unit="batch", leave=False,
+    bar = tqdm(total=total, unit="batch", leave=False,
                desc=f"probe {cfg.probe}", disable=log is None)
     for epoch in range(cfg.epochs):
         model.train()
@@ -91,6 +104,7 @@ def train_probe(cfg: ProbeConfig, x: torch.Tensor, y: torch.Tensor, n_classes: i
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             tot += float(loss.detach()) * len(b)
             correct += int((logits.argmax(-1) == y[b]).sum())
             bar.update()
@@ -157,8 +171,31 @@ def classification_report(y: np.ndarray, pred: np.ndarray, classes: list[str],
 
 def evaluate_orders(cfg: ProbeConfig, model: torch.nn.Module, tokens_for_order, y: np.ndarray,
                     classes: list[str], pairs: list[list[str]]) -> dict[str, dict]:
-    """One report per test-time order; `tokens_for_order(order)` gives that order's input."""
-    return {o: classification_report(y, predict(model, tokens_for_order(o)), classes, pairs) for o in cfg.orders}
+    """One report per test-time order; `tokens_for_order(order)` gives that order's input.
+
+    Each corrupted order also gets `vs_correct`: the paired McNemar test against the correct order
+    (`lost` = clips right in order and wrong corrupted, `gained` the reverse, exact two-sided p).
+    """
+    preds = {o: predict(model, tokens_for_order(o)) for o in cfg.orders}
+    out = {o: classification_report(y, p, classes, pairs) for o, p in preds.items()}
+    if "correct" in preds:
+        ok = preds["correct"] == np.asarray(y)
+        for o in preds:
+            if o != "correct":
+                hit = preds[o] == np.asarray(y)
+                lost, gained = int((ok & ~hit).sum()), int((~ok & hit).sum())
+                out[o]["vs_correct"] = {"lost": lost, "gained": gained, "p": mcnemar_exact(lost, gained)}
+    return out
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for `b` vs `c` discordant pairs (binomial, p = 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return float(min(1.0, 2 * tail))
 
 
 def backbone_order_fn(x: torch.Tensor, seed: int):
@@ -171,10 +208,13 @@ def markdown_report(cfg: ProbeConfig, result: dict) -> str:
     lines = [f"# Probe `{cfg.probe}` on `{cfg.encoder or cfg.backbone}` ({cfg.frames} frames)", "",
              f"data `{cfg.data}`, train `{cfg.train_split}` ({result['n_train']} clips), "
              f"eval `{cfg.eval_split}` ({result['n_eval']} clips), {result['n_params']:,} learnable parameters", "",
-             "| order | accuracy | symmetric | other | to partner |", "|---|---|---|---|---|"]
+             "| order | accuracy | symmetric | other | to partner | vs correct: lost / gained (McNemar p) |",
+             "|---|---|---|---|---|---|"]
     for o, r in result["orders"].items():
+        vs = r.get("vs_correct")
+        test = f"{vs['lost']} / {vs['gained']} ({vs['p']:.2g})" if vs else "-"
         lines.append(f"| {o} | {_pct(r['accuracy'])} | {_pct(r['symmetric']['accuracy'])} | "
-                     f"{_pct(r['other']['accuracy'])} | {_pct(r['symmetric']['to_partner'])} |")
+                     f"{_pct(r['other']['accuracy'])} | {_pct(r['symmetric']['to_partner'])} | {test} |")
     first = next(iter(result["orders"].values()))
     lines += ["", f"Per class ({next(iter(result['orders']))} order):", "", "| class | accuracy | most confused with |",
               "|---|---|---|"]

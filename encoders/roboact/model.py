@@ -171,10 +171,27 @@ class RoboActEncoder(ActionEncoder):
         first, last = x[:, 0], x[:, -1]
         if self.cfg.temporal == "endpoints":
             return self.fuse(torch.cat([first, last], dim=-1))  # A1
-        diff = x[:, 1:] - x[:, :-1]  # Eq. 6: (B, n-1, d)
-        pos = self.pos if self.pos.shape[0] == diff.shape[1] else sinusoidal_positions(diff.shape[1], x.shape[-1]).to(x)
-        tem = self.diff_transformer(diff + pos)  # Eq. 7
+        tem = self.temporal_tokens(x)
         return self.fuse(torch.cat([tem[:, -1], last - first, first, last], dim=-1))  # Eq. 8
+
+    def temporal_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Projected frame features `x (B, n, d)` -> the Eq. 7 transformer outputs over the Eq. 6
+        frame differences `(B, n-1, d)`."""
+        diff = x[:, 1:] - x[:, :-1]  # Eq. 6
+        pos = self.pos if self.pos.shape[0] == diff.shape[1] else sinusoidal_positions(diff.shape[1], x.shape[-1]).to(x)
+        return self.diff_transformer(diff + pos)  # Eq. 7
+
+    def tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """`video (B, T0, 3, H, W) uint8` -> per-step tokens for probes (encoders/probes): the Eq. 7
+        outputs `(B, n-1, d)`; with `temporal` raw/endpoints (no Eq. 7), the projected frames `(B, n, d)`."""
+        from encoders.base import check_video
+
+        check_video(video, name="roboact_clip.tokens(video)")
+        feats = self.frame_features(video)
+        x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)
+        if self.cfg.temporal in ("raw", "endpoints"):
+            return x.float()
+        return self.temporal_tokens(x).float()
 
     def attend(self, fv: torch.Tensor) -> torch.Tensor:
         """Eq. 9: `(B, d)` -> `(B, d)`; F_v as `attn_tokens` chunks attending to each other (+ residual, LN)."""

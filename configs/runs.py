@@ -71,6 +71,23 @@ def damaged(path: str | Path, what: str, exc: BaseException | None = None, reaso
     return DamagedFileError(f"{path}: damaged {what}: {reason}")
 
 
+def read_json_fields(path: str | Path, fields: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The JSON object in `path` with every key of `fields` present; a file that is not JSON, not an
+    object, or lacks a field is one `DamagedFileError` line naming the file, `what` it is, and the field.
+    (A missing file is the caller's to report: what it should have been differs per caller.)"""
+    f = Path(path)
+    try:
+        meta = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise damaged(f, what, e) from None
+    if not isinstance(meta, dict):
+        raise damaged(f, what, reason=f"not a JSON object (a {type(meta).__name__})")
+    for key in fields:
+        if key not in meta:
+            raise damaged(f, what, reason=f"missing field {key!r}")
+    return meta
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 

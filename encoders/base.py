@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +28,7 @@ from torch import nn
 
 from configs.loader import ConfigError, from_dict, to_dict
 from configs.registry import Registry
-from configs.runs import atomic_write, atomic_write_json, damaged
+from configs.runs import atomic_write, atomic_write_json, damaged, read_json_fields
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -219,13 +218,7 @@ class ActionEncoder(nn.Module):
             raise FileNotFoundError(f"{d}: no {CONFIG_NAME} (not a directory written by save_pretrained)")
         if not w_path.is_file():
             raise FileNotFoundError(f"{d}: no {WEIGHTS_NAME} (not a directory written by save_pretrained)")
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise damaged(cfg_path, "encoder config (JSON)", e) from None
-        for key in ("encoder", "config"):
-            if key not in meta:
-                raise ValueError(f"{cfg_path}: missing field {key!r}")
+        meta = read_json_fields(cfg_path, ("encoder", "config"), "encoder config (JSON)")
         name = meta["encoder"]
         if name not in ENCODERS:
             ENCODERS.import_trusted(str(meta.get("module", "")), source=str(cfg_path))

@@ -225,3 +225,76 @@ def _json_attr(attrs: Any, key: str) -> dict:
         return json.loads(v)
     except (TypeError, json.JSONDecodeError):
         return {}
+
+
+def record_episode(env, policy, trial: int, seed: int, max_steps: int):
+    """Run the expert `policy` once in `env` (LIBERO or Kitchen) from init state `trial`; returns
+    (Demo, success). Observations `(T, H, W, 3)` images and proprio parts, as the demo files hold them."""
+    policy.seed_episode(seed)
+    policy.reset()
+    policy.bind_env(env)
+    obs = env.reset(trial=trial)
+    init_state = env.get_state()
+    keys = ("agentview_rgb", "eye_in_hand_rgb", "ee_pos", "ee_ori", "gripper_states", "joint_states")
+    buf: dict[str, list] = {k: [] for k in keys}
+    actions, states, labels = [], [], []
+    success = False
+    for _ in range(max_steps):
+        for k in keys:
+            buf[k].append(obs[k])
+        states.append(env.get_state())
+        a = policy.act(obs, env.instruction)
+        labels.append(policy.label)
+        actions.append(a)
+        obs, _, _, info = env.step(a)
+        if info["success"]:
+            success = True
+            break
+    T = len(actions)
+    o = {k: np.stack(v) for k, v in buf.items()}
+    o["ee_states"] = np.concatenate([o["ee_pos"], o["ee_ori"]], axis=1)
+    rewards = np.zeros(T, dtype=np.uint8)
+    dones = np.zeros(T, dtype=np.uint8)
+    if success:
+        rewards[-1] = dones[-1] = 1
+    demo = Demo(actions=np.stack(actions), obs=o, states=np.stack(states), rewards=rewards, dones=dones,
+                instruction=env.instruction, skills=labels, init_state=init_state,
+                attrs={"attempt_seed": seed, "init_trial": trial})
+    return demo, success
+
+def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempts: int, max_steps: int,
+                  seed_base: int, progress_path: Path, flush_every: int, desc: str,
+                  trial_of=None) -> dict[str, int]:
+    """Record expert episodes until `episodes` successes are in `writer`'s file (only successes kept).
+
+    Attempt k is seeded `seed_base + k` and starts from init state `trial_of(k)` (default k). Resumes:
+    the demos on disk count, and the attempt/failure counters live in `progress_path`.
+    Returns {"demos", "attempts", "failures" (all runs), "failed_this_run"}.
+    """
+    from tqdm import tqdm
+
+    from configs.runs import atomic_write_json
+
+    have = writer.num_demos()
+    prog = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
+    attempt, earlier = int(prog.get("attempts", 0)), int(prog.get("failures", 0))
+    fails = 0
+    bar = tqdm(total=episodes, initial=min(have, episodes), desc=desc)
+    while have + len(writer.pending) < episodes and attempt < max_attempts:
+        trial = trial_of(attempt) if trial_of else attempt
+        demo, ok = record_episode(env, policy, trial, seed_base + attempt, max_steps)
+        attempt += 1
+        if ok:
+            writer.add(demo)
+            bar.update(1)
+        else:
+            fails += 1
+        bar.set_postfix(kept=have + len(writer.pending), failed=fails)
+        if len(writer.pending) >= flush_every:
+            have = writer.flush()
+            atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails})
+    if writer.pending:
+        have = writer.flush()
+    atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails})
+    bar.close()
+    return {"demos": have, "attempts": attempt, "failures": earlier + fails, "failed_this_run": fails}

@@ -15,13 +15,13 @@ names an unregistered type, or a module path, is refused with an error naming th
 from __future__ import annotations
 
 import abc
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from configs.registry import Registry
+from configs.runs import read_json_fields
 
 POLICY_FILE = "policy.json"
 
@@ -121,12 +121,9 @@ def read_policy_file(path: Path) -> dict[str, Any]:
     if not f.is_file():
         raise ValueError(f"{path}: not a policy checkpoint (no {POLICY_FILE}); registered policies: "
                          f"{', '.join(POLICIES.names())}")
-    try:
-        meta = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{f}: damaged (not valid JSON: {e})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("policy_type"), str):
-        raise ValueError(f"{f}: missing string field 'policy_type' (a registered policy name)")
+    meta = read_json_fields(f, ("policy_type",), "policy checkpoint (JSON)")
+    if not isinstance(meta["policy_type"], str):
+        raise ValueError(f"{f}: field 'policy_type' must be a registered policy name (a string)")
     return meta
 
 
@@ -139,6 +136,19 @@ def load_policy(path: str | Path, **kwargs: Any) -> Policy:
         raise ValueError(f"{path / POLICY_FILE}: policy_type {name!r} is not a registered policy "
                          f"({', '.join(POLICIES.names())}); refusing to load it")
     return POLICIES.get(name).from_pretrained(path, **kwargs)
+
+
+def spec_float(spec: str, default: float, meaning: str) -> float:
+    """The float argument of a `name:arg` policy spec (`default` without one); a bad one is an error
+    naming the spec and what the argument means, e.g. `spec_float("scripted:0.02", 0.0, "action noise")`."""
+    name, sep, arg = spec.partition(":")
+    if not sep:
+        return default
+    try:
+        return float(arg)
+    except ValueError:
+        raise ValueError(f"policy {spec!r}: the argument of {name} is its {meaning} (a float, e.g. {name}:0.02)") \
+            from None
 
 
 def build_policy(spec: str, **kwargs: Any) -> Policy:

@@ -9,7 +9,7 @@ layout, both camera views, proprio parts, per-step atomic-skill label, instructi
 success). Diversity: the expert's approach/grasp points and speed are jittered and `noise` adds
 Gaussian noise to the arm actions, all seeded by (seed, task, attempt); the env's observation noise is
 seeded by the attempt. Rerunning resumes: demos already on disk are kept and attempts continue.
-The recording loop is the LIBERO writer's (scripts/make_libero_demos.record_episode).
+The recording loop is the LIBERO writer's (envs.demos.collect_demos).
 """
 
 from __future__ import annotations
@@ -57,12 +57,9 @@ class KitchenDemoConfig:
 
 
 def make_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
-    from tqdm import tqdm
-
-    from envs.demos import DemoWriter
+    from envs.demos import DemoWriter, collect_demos
     from envs.kitchen import KitchenEnv
     from envs.skills.kitchen import KitchenScriptedPolicy
-    from scripts.make_libero_demos import record_episode
 
     env = KitchenEnv(task_id, resolution=cfg.resolution, render=True, second_view=cfg.second_view,
                      fast_render=cfg.fast_render)
@@ -79,33 +76,15 @@ def make_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
                           "language_instruction": t.instruction},
             bddl_file_name="",
         )
-        have = writer.num_demos()
-        progress_path = path.with_suffix(".progress.json")
-        prog = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
-        attempt, fails = int(prog.get("attempts", 0)), int(prog.get("failures", 0))
-        max_attempts = cfg.max_attempts or 3 * cfg.episodes
-        policy = KitchenScriptedPolicy(seed=cfg.seed, noise=cfg.noise, jitter=cfg.jitter)
-        max_steps = cfg.max_steps or env.max_steps
-        bar = tqdm(total=cfg.episodes, initial=min(have, cfg.episodes), desc=f"kitchen:{t.short}")
         t0 = time.time()
-        while have + len(writer.pending) < cfg.episodes and attempt < max_attempts:
-            demo, ok = record_episode(env, policy, attempt, cfg.seed * 1_000_003 + task_id * 10_007 + attempt,
-                                      max_steps)
-            attempt += 1
-            if ok:
-                writer.add(demo)
-                bar.update(1)
-            else:
-                fails += 1
-            bar.set_postfix(kept=have + len(writer.pending), failed=fails)
-            if len(writer.pending) >= cfg.flush_every:
-                have = writer.flush()
-                atomic_write_json(progress_path, {"attempts": attempt, "failures": fails})
-        if writer.pending:
-            have = writer.flush()
-        atomic_write_json(progress_path, {"attempts": attempt, "failures": fails})
-        bar.close()
-        return {"task_id": task_id, "task": t.short, "element": t.element, "file": str(path), "demos": have,
+        got = collect_demos(env, KitchenScriptedPolicy(seed=cfg.seed, noise=cfg.noise, jitter=cfg.jitter), writer,
+                            episodes=cfg.episodes, max_attempts=cfg.max_attempts or 3 * cfg.episodes,
+                            max_steps=cfg.max_steps or env.max_steps,
+                            seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
+                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
+                            desc=f"kitchen:{t.short}")
+        attempt, fails = got["attempts"], got["failures"]
+        return {"task_id": task_id, "task": t.short, "element": t.element, "file": str(path), "demos": got["demos"],
                 "attempts": attempt, "failures": fails,
                 "scripted_success": round((attempt - fails) / attempt, 4) if attempt else None,
                 "wall_s": round(time.time() - t0, 1)}

@@ -11,13 +11,10 @@ disk are kept and generation continues from the next attempt.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,47 +49,8 @@ class DemoConfig:
             raise ValueError(f"flush_every must be >= 1, got {self.flush_every}")
 
 
-def record_episode(env, policy, trial: int, seed: int, max_steps: int):
-    """Run the expert once from init state `trial`; returns (Demo, success)."""
-    from envs.demos import Demo
-
-    policy.seed_episode(seed)
-    policy.reset()
-    policy.bind_env(env)
-    obs = env.reset(trial=trial)
-    init_state = env.get_state()
-    keys = ("agentview_rgb", "eye_in_hand_rgb", "ee_pos", "ee_ori", "gripper_states", "joint_states")
-    buf: dict[str, list] = {k: [] for k in keys}
-    actions, states, labels = [], [], []
-    success = False
-    for _ in range(max_steps):
-        for k in keys:
-            buf[k].append(obs[k])
-        states.append(env.get_state())
-        a = policy.act(obs, env.instruction)
-        labels.append(policy.label)
-        actions.append(a)
-        obs, _, _, info = env.step(a)
-        if info["success"]:
-            success = True
-            break
-    T = len(actions)
-    o = {k: np.stack(v) for k, v in buf.items()}
-    o["ee_states"] = np.concatenate([o["ee_pos"], o["ee_ori"]], axis=1)
-    rewards = np.zeros(T, dtype=np.uint8)
-    dones = np.zeros(T, dtype=np.uint8)
-    if success:
-        rewards[-1] = dones[-1] = 1
-    demo = Demo(actions=np.stack(actions), obs=o, states=np.stack(states), rewards=rewards, dones=dones,
-                instruction=env.instruction, skills=labels, init_state=init_state,
-                attrs={"attempt_seed": seed, "init_trial": trial})
-    return demo, success
-
-
 def make_task(cfg: DemoConfig, task_id: int, out: Path) -> dict:
-    from tqdm import tqdm
-
-    from envs.demos import DemoWriter
+    from envs.demos import DemoWriter, collect_demos
     from envs.libero_env import LiberoEnv
     from envs.skills.programs import ScriptedPolicy
 
@@ -107,34 +65,16 @@ def make_task(cfg: DemoConfig, task_id: int, out: Path) -> dict:
             problem_info={"problem_name": env.raw.__class__.__name__, "language_instruction": env.instruction},
             bddl_file_name=env.task.bddl_file,
         )
-        have = writer.num_demos()
-        progress_path = path.with_suffix(".progress.json")
-        attempt = json.loads(progress_path.read_text())["attempts"] if progress_path.is_file() else 0
-        max_attempts = cfg.max_attempts or 3 * cfg.episodes
-        policy = ScriptedPolicy(seed=cfg.seed, noise=cfg.noise)
         max_steps = cfg.max_steps or env.max_steps
-        bar = tqdm(total=cfg.episodes, initial=min(have, cfg.episodes), desc=f"{cfg.suite}:{task_id}")
-        fails = 0
         t0 = time.time()
-        while have + len(writer.pending) < cfg.episodes and attempt < max_attempts:
-            trial = attempt % env.n_init_states
-            demo, ok = record_episode(env, policy, trial, cfg.seed * 1_000_003 + task_id * 10_007 + attempt, max_steps)
-            attempt += 1
-            if ok:
-                writer.add(demo)
-                bar.update(1)
-            else:
-                fails += 1
-            bar.set_postfix(kept=have + len(writer.pending), failed=fails)
-            if len(writer.pending) >= cfg.flush_every:
-                have = writer.flush()
-                atomic_write_json(progress_path, {"attempts": attempt})
-        if writer.pending:
-            have = writer.flush()
-        atomic_write_json(progress_path, {"attempts": attempt})
-        bar.close()
-        return {"task_id": task_id, "name": env.task.name, "file": str(path), "demos": have,
-                "attempts": attempt, "failed_this_run": fails, "wall_s": round(time.time() - t0, 1)}
+        got = collect_demos(env, ScriptedPolicy(seed=cfg.seed, noise=cfg.noise), writer, episodes=cfg.episodes,
+                            max_attempts=cfg.max_attempts or 3 * cfg.episodes, max_steps=max_steps,
+                            seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
+                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
+                            desc=f"{cfg.suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
+        return {"task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
+                "attempts": got["attempts"], "failed_this_run": got["failed_this_run"],
+                "wall_s": round(time.time() - t0, 1)}
     finally:
         env.close()
 

@@ -337,7 +337,7 @@ def test_checkpoint_naming_anything_but_a_registered_policy_is_refused(tmp_path:
     legacy = tmp_path / "legacy"  # the old format named a module:Class to import
     legacy.mkdir()
     (legacy / "policy.json").write_text(json.dumps({"policy_class": "evil_ckpt_mod:Evil"}))
-    with pytest.raises(ValueError, match="missing string field 'policy_type'"):
+    with pytest.raises(ValueError, match="policy.json: damaged policy checkpoint.*missing field 'policy_type'"):
         load_policy(legacy)
     (legacy / "policy.json").write_text("{not json")
     with pytest.raises(ValueError, match="damaged"):

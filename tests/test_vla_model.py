@@ -330,7 +330,7 @@ def test_openvla_bad_checkpoints_name_the_key(tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     del cfg["llm_backbone_id"]
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(KeyError, match="llm_backbone_id"):
+    with pytest.raises(ValueError, match="config.json: damaged OpenVLA config.*missing field 'llm_backbone_id'"):
         build_vla(VLAConfig(name="openvla", path=str(d)))
 
 

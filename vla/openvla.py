@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from configs.runs import read_json_fields
 from vla.modeling import VLAS, PrismaticVLA, Projector, VisionTower, VLAConfig, resize_float, truncate_layers
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -289,13 +290,7 @@ def read_config(path: str | Path) -> dict:
         raise FileNotFoundError(f"openvla: checkpoint directory not found: {d}")
     if not f.is_file():
         raise FileNotFoundError(f"openvla: {d} has no config.json (expected an OpenVLA checkpoint in HF layout)")
-    try:
-        cfg = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from None
-    for key in ("vision_backbone_id", "llm_backbone_id", "text_config"):
-        if key not in cfg:
-            raise KeyError(f"{f}: missing field {key!r} (OpenVLA config schema)")
+    cfg = read_json_fields(f, ("vision_backbone_id", "llm_backbone_id", "text_config"), "OpenVLA config (JSON)")
     if cfg["llm_backbone_id"] not in LLAMA_BACKBONES:
         raise ValueError(f"{f}: llm_backbone_id {cfg['llm_backbone_id']!r} is not a Llama backbone; "
                          f"supported: {', '.join(LLAMA_BACKBONES)}")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from configs.loader import parse_cli
-from configs.runs import atomic_write_json, seed_everything
+from configs.runs import atomic_write_json, read_json_fields, seed_everything
 from vla.heads import (
     ActionHead,
     ActionVLA,
@@ -226,13 +226,8 @@ def load_action_vla(path: str | Path) -> tuple[ActionVLA, dict[str, Any]]:
     f = d / POLICY_FILE
     if not f.is_file():
         raise FileNotFoundError(f"{d}: no {POLICY_FILE} (not a vla/posttrain.py policy export)")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: damaged (not valid JSON: {e})") from None
-    for key in ("model", "lm_id", "lora", "chunk", "action_stats", "image_size"):
-        if key not in meta:
-            raise ValueError(f"{f}: missing field {key!r}")
+    meta = read_json_fields(f, ("model", "lm_id", "lora", "chunk", "action_stats", "image_size"),
+                            "VLA policy export (JSON)")
     vla = build_base(meta["model"], meta.get("model_args", {}))
     if str(vla.lm_id) != str(meta["lm_id"]):
         raise ValueError(f"{f}: lm_id {meta['lm_id']!r} but model {meta['model']!r} builds {vla.lm_id!r}")

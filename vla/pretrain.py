@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import torch
 
 from configs.loader import parse_cli, save_config, to_dict
-from configs.runs import atomic_write, atomic_write_json, seed_everything
+from configs.runs import atomic_write, atomic_write_json, read_json_fields, seed_everything
 from vla.heads import LatentHead, LatentVLA, LoraSpec, add_lora, latent_loss, lora_state
 
 STAGE2_DIR = "stage2"
@@ -221,14 +221,7 @@ def read_stage2(run: str | Path) -> tuple[Path, dict[str, Any]]:
     f = d / STAGE2_FILE
     if not f.is_file():
         raise FileNotFoundError(f"init={run}: no {STAGE2_DIR}/{STAGE2_FILE} (not a finished vla/pretrain.py run)")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: damaged (not valid JSON: {e})") from None
-    for key in ("model", "lm_id", "lora"):
-        if key not in meta:
-            raise ValueError(f"{f}: missing field {key!r}")
-    return d, meta
+    return d, read_json_fields(f, ("model", "lm_id", "lora"), "stage-2 export (JSON)")
 
 
 def run_stage(cfg: Any, make_method: Any, *, stage: int, kind: str, export: str, desc: str, progress: bool,

@@ -194,14 +194,9 @@ class KitchenScriptedPolicy(Policy):
 
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> KitchenScriptedPolicy:
-        _, sep, arg = spec.partition(":")
-        if sep:
-            try:
-                noise = float(arg)
-            except ValueError:
-                raise ValueError(f"policy {spec!r}: the argument is the action noise (e.g. kitchen_scripted:0.05)") \
-                    from None
-        return cls(seed=seed, noise=noise)
+        from policies.base import spec_float
+
+        return cls(seed=seed, noise=spec_float(spec, noise, "action noise"))
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

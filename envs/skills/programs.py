@@ -135,14 +135,9 @@ class ScriptedPolicy(Policy):
 
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> ScriptedPolicy:
-        _, sep, arg = spec.partition(":")
-        if sep:
-            try:
-                noise = float(arg)
-            except ValueError:
-                raise ValueError(f"policy {spec!r}: the scripted expert's argument is its action noise "
-                                 "(a float, e.g. scripted:0.02)") from None
-        return cls(seed=seed, noise=noise)
+        from policies.base import spec_float
+
+        return cls(seed=seed, noise=spec_float(spec, noise, "action noise"))
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

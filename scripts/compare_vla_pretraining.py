@@ -262,8 +262,7 @@ def run_variant(cfg: CompareConfig, v: str, src: dict[str, Any], vdir: Path, h: 
     print(f"[{v}] stage 3: {post.steps} steps x batch {post.batch}, init={post.init}", flush=True)
     s3 = stage3.train(post, progress=cfg.progress)
     r3 = json.loads((s3 / "results.json").read_text())
-    row |= {k: r3.get(k) for k in ("heldout_l1_norm", "heldout_l1_norm_mean_baseline", "heldout_l1_raw",
-                                   "heldout_l1_raw_mean_baseline", "heldout_demos", "train_demos")}
+    row |= heldout_fields(r3)
     row |= {"stage3_loss": r3.get("final_loss"), "evals": []}
     for e in cfg.evals:
         print(f"[{v}] eval: {e.suite} tasks {e.tasks}, {cfg.trials} trial(s), {cfg.max_steps} steps", flush=True)
@@ -282,6 +281,33 @@ def run_variant(cfg: CompareConfig, v: str, src: dict[str, Any], vdir: Path, h: 
     return row
 
 
+HELDOUT_KEYS = ("heldout_l1_norm", "heldout_l1_norm_mean_baseline", "heldout_l1_raw", "heldout_l1_raw_mean_baseline",
+                "heldout_demos", "train_demos", "heldout_window_demo", "heldout_l1_norm_per_window",
+                "heldout_l1_norm_baseline_per_window")
+
+
+def heldout_fields(r3: dict[str, Any]) -> dict[str, Any]:
+    """The held-out report of a stage-3 run, with a demo-bootstrap 95% interval of its L1."""
+    from vla.heldout import PER_WINDOW, WINDOW_DEMO, demo_bootstrap
+
+    row = {k: r3.get(k) for k in HELDOUT_KEYS if k in r3 or not k.endswith(("_per_window", "_window_demo"))}
+    if r3.get(PER_WINDOW):
+        row["heldout_l1_norm_ci95"] = demo_bootstrap(r3[PER_WINDOW], r3[WINDOW_DEMO])
+    return row
+
+
+def add_per_window(rows: list[dict[str, Any]], out: Path) -> None:
+    """Rows of variants finished before per-window errors were kept: rescore their stage-3 runs once."""
+    from vla.heldout import PER_WINDOW, rescore
+
+    for r in rows:
+        run = out / r["variant"] / "posttrain"
+        if PER_WINDOW not in r and r.get("heldout_l1_norm") is not None and run.is_dir():
+            print(f"[{r['variant']}] held-out windows: rescoring {run} for per-window errors", flush=True)
+            r |= heldout_fields(rescore(run))
+            atomic_write_json(out / r["variant"] / RESULT_FILE, r)
+
+
 def pooled(evals: list[dict[str, Any]]) -> dict[str, Any]:
     from envs.protocol import wilson_interval
 
@@ -296,7 +322,8 @@ def table_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     cols = [(e["suite"], t["task_id"]) for e in rows[0]["evals"] for t in e["tasks"]]
     short = {"libero_goal": "goal", "libero_10": "l10"}
     head = ["variant", "latents"] + [f"{short.get(s, s)} {t}" for s, t in cols] + [
-        "success", "95% CI", "held-out L1 (norm)", "held-out L1 (raw)", "stage-2 loss"]
+        "success", "95% CI", "held-out L1 (norm) [95% CI]", "vs none [95% CI]", "held-out L1 (raw)", "stage-2 loss"]
+    ref = next((r for r in rows if r.get("source") == "none"), None)
 
     def cell(r: dict[str, Any]) -> list[str]:
         per = {(e["suite"], t["task_id"]): f"{t['successes']}/{t['n']}" for e in r["evals"] for t in e["tasks"]}
@@ -307,8 +334,9 @@ def table_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
         return [r["variant"], lat] + [per.get(c, "-") for c in cols] + [
             f"{o['successes']}/{o['n']} = {100 * o['success_rate']:.0f}%",
             f"[{100 * o['ci95'][0]:.1f}, {100 * o['ci95'][1]:.1f}]",
-            "-" if l1n is None else f"{l1n:.3f}", "-" if l1r is None else f"{l1r:.3f}",
-            "-" if s2 is None else f"{s2:.3f}"]
+            "-" if l1n is None else f"{l1n:.3f}" + (" [{:.3f}, {:.3f}]".format(*r["heldout_l1_norm_ci95"])
+                                                    if r.get("heldout_l1_norm_ci95") else ""),
+            l1_vs(r, ref), "-" if l1r is None else f"{l1r:.3f}", "-" if s2 is None else f"{s2:.3f}"]
 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cell(r)) + " |" for r in rows]
@@ -322,15 +350,36 @@ def table_markdown(rows: list[dict[str, Any]], title: str = "") -> str:
     return (f"{title}\n\n" if title else "") + "\n".join(lines) + "\n"
 
 
+def l1_vs(r: dict[str, Any], ref: dict[str, Any] | None) -> str:
+    """Held-out L1 minus the `none` variant's on the same windows, with its paired demo-bootstrap interval."""
+    from vla.heldout import paired_difference
+
+    d = None if ref is None or r is ref else paired_difference(r, ref)
+    return "-" if d is None else f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+
+
 def verdict(rows: list[dict[str, Any]]) -> str:
-    """Whether any two variants' 95% success intervals are disjoint (the only resolved differences)."""
+    """Which differences are resolved: disjoint 95% success intervals, and held-out L1 differences from
+    `none` whose paired demo-bootstrap interval excludes 0 (one training seed: the interval covers the
+    held-out demos, not training noise)."""
+    from vla.heldout import paired_difference
+
     apart = [(a["variant"], b["variant"]) for i, a in enumerate(rows) for b in rows[i + 1:]
              if max(a["overall"]["ci95"][0], b["overall"]["ci95"][0]) > min(a["overall"]["ci95"][1], b["overall"]["ci95"][1])]
-    if not apart:
-        return ("All 95% success intervals overlap: no difference in LIBERO success between these variants "
-                "is resolved at this budget. The held-out L1 is one number per variant (one seed, no interval): "
-                "differences in it are not evidence of an ordering either.")
-    return "Disjoint 95% success intervals (resolved differences): " + ", ".join(f"{a} vs {b}" for a, b in apart) + "."
+    text = ("All 95% success intervals overlap: no difference in LIBERO success between these variants is "
+            "resolved at this budget." if not apart else
+            "Disjoint 95% success intervals (resolved differences): " + ", ".join(f"{a} vs {b}" for a, b in apart) + ".")
+    ref = next((r for r in rows if r.get("source") == "none"), None)
+    diffs = {r["variant"]: paired_difference(r, ref) for r in rows if ref is not None and r is not ref}
+    diffs = {k: v for k, v in diffs.items() if v is not None}
+    if diffs:
+        res = [f"{k} ({v['mean']:+.3f})" for k, v in diffs.items() if v["resolved"]]
+        text += (" Held-out L1 vs none, paired over the same windows with a 95% interval over held-out demos: "
+                 + ("resolved for " + ", ".join(res) if res else "no difference excludes 0")
+                 + " (one training seed: the interval covers the choice of held-out demos, not training noise).")
+    else:
+        text += " The held-out L1 has no per-window errors here: differences in it carry no interval."
+    return text
 
 
 def bar_plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -417,6 +466,7 @@ def compare(cfg: CompareConfig, command: str = "") -> list[dict[str, Any]]:
         o = rows[-1]["overall"]
         print(f"[{v}] done in {rows[-1]['wall_s']:.0f}s: success {o['successes']}/{o['n']}, held-out L1 "
               f"{rows[-1].get('heldout_l1_norm')}", flush=True)
+    add_per_window(rows, out)
     files = write_outputs(cfg, rows, command)
     print(files["md"].read_text())
     print(f"table: {files['md']}, {files['json']}, plot: {files['png']}")

@@ -62,6 +62,22 @@ def test_two_variants_table_and_skip_on_rerun(inputs, monkeypatch):
     again = C.compare(tiny_cfg(inputs))
     assert [r["config_hash"] for r in again] == [r["config_hash"] for r in rows]
 
+    # held-out L1 per window (both variants on the same windows), its demo-bootstrap interval and the
+    # paired difference from none; a row written without them is rescored from its stage-3 run
+    r1 = rows[1]
+    assert len(r1["heldout_l1_norm_per_window"]) == len(r1["heldout_window_demo"]) > 0
+    assert r1["heldout_window_demo"] == rows[0]["heldout_window_demo"]
+    lo, hi = r1["heldout_l1_norm_ci95"]
+    assert lo <= r1["heldout_l1_norm"] + 1e-5 and r1["heldout_l1_norm"] <= hi + 1e-5  # per-window values: 6 decimals
+    assert "vs none [95% CI]" in (out / "compare.md").read_text()
+    f = out / "random" / C.RESULT_FILE
+    stripped = {k: v for k, v in json.loads(f.read_text()).items()
+                if not k.endswith(("_per_window", "_window_demo", "_ci95"))}
+    f.write_text(json.dumps(stripped))
+    again = C.compare(tiny_cfg(inputs))
+    assert again[1]["heldout_l1_norm_per_window"] == pytest.approx(r1["heldout_l1_norm_per_window"], abs=1e-5)
+    assert "heldout_l1_norm_per_window" in json.loads(f.read_text())
+
     # results=PATH copies the table out; notes below the marker survive a regeneration
     res = inputs / "docs" / "vla_compare"
     C.write_outputs(tiny_cfg(inputs, results=res), rows, "python cmd")
@@ -103,3 +119,24 @@ def test_changed_config_retires_stale_stage_folders(tmp_path):
     assert sorted(p.name for p in (tmp_path / "laq.stale-old").iterdir()) == ["eval_libero_goal", "posttrain", "pretrain"]
     C.retire_stale(v, "newer", "other-encoder")  # the encoder changed too
     assert not (v / "encoder_run").exists() and (v / "latents").is_dir()
+
+
+def test_demo_bootstrap_and_paired_difference():
+    import numpy as np
+
+    from vla.heldout import demo_bootstrap, paired_difference
+
+    demos = np.repeat(np.arange(5), 4)
+    vals = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 4)
+    lo, hi = demo_bootstrap(vals, demos)
+    assert 0.1 <= lo < 0.3 < hi <= 0.5
+    assert demo_bootstrap(np.full(20, 0.2), demos) == pytest.approx([0.2, 0.2])
+    with pytest.raises(ValueError, match="demo_bootstrap"):
+        demo_bootstrap(vals, demos[:3])
+    ref = {"heldout_l1_norm_per_window": vals.tolist(), "heldout_window_demo": demos.tolist()}
+    better = {"heldout_l1_norm_per_window": (vals - 0.05).tolist(), "heldout_window_demo": demos.tolist()}
+    d = paired_difference(better, ref)
+    assert d["mean"] == pytest.approx(-0.05) and d["resolved"] and d["ci95"][1] < 0
+    noisy = {"heldout_l1_norm_per_window": (vals + np.tile([0.1, -0.1], 10)).tolist(), "heldout_window_demo": demos.tolist()}
+    assert not paired_difference(noisy, ref)["resolved"]
+    assert paired_difference({"heldout_l1_norm": 0.3}, ref) is None

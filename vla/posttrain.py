@@ -188,6 +188,10 @@ class PosttrainMethod:
             raw_base.append(np.abs(self.data.stats.unnormalize(np.broadcast_to(mean_norm, pred.shape)) - true_raw)
                             .mean(axis=(1, 2)))
         return {"heldout_windows": int(len(idx)), "heldout_demos": len(self.val.episodes),
+                # per window, for intervals over held-out demos (scripts/compare_vla_pretraining.py)
+                "heldout_window_demo": self.val.index[idx, 0].tolist(),
+                "heldout_l1_norm_per_window": [round(float(v), 6) for v in np.concatenate(errs)],
+                "heldout_l1_norm_baseline_per_window": [round(float(v), 6) for v in np.concatenate(base)],
                 "heldout_l1_norm": float(np.concatenate(errs).mean()),
                 "heldout_l1_norm_mean_baseline": float(np.concatenate(base).mean()),
                 "heldout_l1_raw": float(np.concatenate(raw_errs).mean()),

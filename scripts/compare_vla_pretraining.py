@@ -81,10 +81,13 @@ class CompareConfig:
     eval_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # other LiberoEvalConfig fields
     results: str = ""  # also copy compare.{md,json,png} to <results>.{md,json,png}
     title: str = ""  # a line under the table's heading (budget, load)
-    threads: int = 0
+    threads: int = 0  # per process; 0 = its share of the free cores
     progress: bool = True
+    workers: int = 1  # unfinished variants run in this many child processes side by side (2 on a 2-core box)
 
     def validate(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers: must be >= 1, got {self.workers}")
         if not self.all_variants():
             raise ValueError("variants: give at least one (none, laq, invact, roboact_clip, a name or a dir)")
         if len(set(map(variant_slug, self.all_variants()))) != len(self.all_variants()):
@@ -438,6 +441,41 @@ def write_outputs(cfg: CompareConfig, rows: list[dict[str, Any]], command: str =
     return files
 
 
+def is_finished(vdir: Path, h: str) -> bool:
+    f = vdir / RESULT_FILE
+    try:
+        return json.loads(f.read_text()).get("config_hash") == h
+    except (OSError, ValueError):
+        return False
+
+
+def run_workers(cfg: CompareConfig, todo: list[str], out: Path) -> None:
+    """Run the unfinished variants `todo` in `cfg.workers` child processes of this script (round robin),
+    each with its share of the free cores, all into the same `out` (every variant has its own folder).
+    Logs: `out/worker_<i>.log`. A failed worker is one error naming its log."""
+    import subprocess
+
+    from configs.threads import default_threads
+
+    n = min(cfg.workers, len(todo))
+    threads = cfg.threads or default_threads(0, workers=n)
+    procs = []
+    for i in range(n):
+        part = todo[i::n]
+        log = out / f"worker_{i}.log"
+        args = [sys.executable, str(Path(__file__).resolve()), "--config", str(out / "config.yaml"),
+                f"variants=[{','.join(part)}]", "encoders=[]", "workers=1", f"threads={threads}",
+                "progress=false", "results="]
+        print(f"worker {i}: {', '.join(part)} ({threads} thread(s)) -> {log}", flush=True)
+        with open(log, "w") as fh:
+            procs.append((subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO), log))
+    failed = [(p.wait(), log) for p, log in procs]
+    failed = [(rc, log) for rc, log in failed if rc != 0]
+    if failed:
+        tail = failed[0][1].read_text().strip().splitlines()[-1:] if failed[0][1].is_file() else []
+        raise RuntimeError(f"compare worker failed (exit {failed[0][0]}), see {failed[0][1]}: {' '.join(tail)}")
+
+
 def compare(cfg: CompareConfig, command: str = "") -> list[dict[str, Any]]:
     """Run (or resume) every variant; returns the table rows (also written under cfg.out)."""
     from vla.data import find_demo_files
@@ -452,6 +490,10 @@ def compare(cfg: CompareConfig, command: str = "") -> list[dict[str, Any]]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    todo = [v for v, src in srcs.items() if not is_finished(out / variant_slug(v), variant_hash(cfg, v, src))]
+    if cfg.workers > 1 and len(todo) > 1:
+        run_workers(cfg, todo, out)
+        save_config(cfg, out / "config.yaml")  # the workers wrote their own subsets there
     rows = []
     for i, (v, src) in enumerate(srcs.items()):
         vdir, h = out / variant_slug(v), variant_hash(cfg, v, src)

@@ -121,6 +121,29 @@ def test_changed_config_retires_stale_stage_folders(tmp_path):
     assert not (v / "encoder_run").exists() and (v / "latents").is_dir()
 
 
+@pytest.mark.slow
+def test_workers_run_variants_in_parallel_processes(inputs, tmp_path):
+    """workers=2: the two unfinished variants run in two child processes into one `out`; the parent
+    then finds both finished and writes the table (and a rerun starts no worker)."""
+    import compare_vla_pretraining as C
+
+    cfg = tiny_cfg(inputs, out=tmp_path / "par", workers=2)
+    rows = C.compare(cfg)
+    out = Path(cfg.out)
+    assert [r["variant"] for r in rows] == ["none", "random"]
+    logs = sorted(out.glob("worker_*.log"))
+    assert [p.name for p in logs] == ["worker_0.log", "worker_1.log"]
+    assert "[1/1] none" in logs[0].read_text() and "[1/1] random" in logs[1].read_text()
+    assert "| none |" in (out / "compare.md").read_text() and "| random |" in (out / "compare.md").read_text()
+    assert "variants:\n- none\n- random" in (out / "config.yaml").read_text().replace("'", "")
+    for p in logs:
+        p.unlink()
+    C.compare(tiny_cfg(inputs, out=tmp_path / "par", workers=2))
+    assert not list(out.glob("worker_*.log"))
+    with pytest.raises(ValueError, match="workers"):
+        tiny_cfg(inputs, workers=0).validate()
+
+
 def test_demo_bootstrap_and_paired_difference():
     import numpy as np
 

@@ -57,3 +57,16 @@ def rescore(run: str | Path) -> dict[str, Any]:
     method = PosttrainMethod(load_config(PosttrainConfig, run / "config.yaml", []))
     load_checkpoint(ck, method.model)
     return method.heldout_l1(method.model)
+
+
+HELDOUT_KEYS = ("heldout_l1_norm", "heldout_l1_norm_mean_baseline", "heldout_l1_raw", "heldout_l1_raw_mean_baseline",
+                "heldout_demos", "train_demos", "heldout_window_demo", "heldout_l1_norm_per_window",
+                "heldout_l1_norm_baseline_per_window")
+
+
+def heldout_fields(r3: dict[str, Any]) -> dict[str, Any]:
+    """The held-out report of a stage-3 run, with a demo-bootstrap 95% interval of its L1."""
+    row = {k: r3.get(k) for k in HELDOUT_KEYS if k in r3 or not k.endswith(("_per_window", "_window_demo"))}
+    if r3.get(PER_WINDOW):
+        row["heldout_l1_norm_ci95"] = demo_bootstrap(r3[PER_WINDOW], r3[WINDOW_DEMO])
+    return row

@@ -25,7 +25,7 @@ import dataclasses
 from pathlib import Path
 
 from envs.datasets import DATASETS
-from envs.datasets.common import ClipSpec, Item, Report, Source
+from envs.datasets.common import ClipSpec, Item, Report, Source, check_splits
 
 COLUMNS = ("id", "scene", "actions", "egocentric")
 
@@ -59,9 +59,7 @@ class CharadesEgoOptions:
             raise ValueError(f"charades_ego.views: {self.views!r} is not 'ego' or 'both'")
         if self.label not in ("class", "verb"):
             raise ValueError(f"charades_ego.label: {self.label!r} is not 'class' or 'verb'")
-        bad = [s for s in self.splits if s not in ("train", "val")]
-        if bad:
-            raise ValueError(f"charades_ego.splits: {bad} not in ['train', 'val']")
+        check_splits("charades_ego", self.splits)
 
 
 @DATASETS.register("charades_ego")

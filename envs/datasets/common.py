@@ -82,6 +82,13 @@ class Report:
         self.problems.append(f"MISSING {path}: {what}")
 
 
+def check_splits(name: str, splits: Iterable[str], note: str = "") -> None:
+    """`<name>.splits` may name only train and val; anything else is one error naming the field."""
+    bad = [s for s in splits if s not in ("train", "val")]
+    if bad:
+        raise ValueError(f"{name}.splits: {bad} not in ['train', 'val']{note}")
+
+
 def safe_key(text: str) -> str:
     """A file-name-safe form of an item key."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "item"

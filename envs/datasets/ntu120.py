@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from envs.datasets import DATASETS
-from envs.datasets.common import ClipSpec, Item, Report, Source
+from envs.datasets.common import ClipSpec, Item, Report, Source, check_splits
 
 NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})_rgb\.avi$")
 CLASSES = (
@@ -72,9 +72,7 @@ class NTU120Options:
             raise ValueError(f"ntu120.protocol: {self.protocol!r} is not 'xsub' or 'xset'")
         if not 1 <= self.max_action <= 120:
             raise ValueError(f"ntu120.max_action must be in 1..120, got {self.max_action}")
-        bad = [s for s in self.splits if s not in ("train", "val")]
-        if bad:
-            raise ValueError(f"ntu120.splits: {bad} not in ['train', 'val']")
+        check_splits("ntu120", self.splits)
 
 
 @DATASETS.register("ntu120")

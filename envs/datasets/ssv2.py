@@ -22,7 +22,7 @@ import dataclasses
 from pathlib import Path
 
 from envs.datasets import DATASETS
-from envs.datasets.common import ClipSpec, Item, Report, Source, load_json
+from envs.datasets.common import ClipSpec, Item, Report, Source, check_splits, load_json
 
 FILES = {
     "labels": ("labels.json", "something-something-v2-labels.json"),
@@ -44,9 +44,7 @@ class SSv2Options:
     view: str = "ego"
 
     def validate(self) -> None:
-        bad = [s for s in self.splits if s not in ("train", "val")]
-        if bad:
-            raise ValueError(f"ssv2.splits: {bad} not in ['train', 'val'] (the test split has no labels)")
+        check_splits("ssv2", self.splits, " (the test split has no labels)")
         if self.scene not in ("video", "dataset"):
             raise ValueError(f"ssv2.scene: {self.scene!r} is not 'video' or 'dataset'")
 

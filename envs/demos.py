@@ -228,28 +228,29 @@ def _json_attr(attrs: Any, key: str) -> dict:
 
 
 def record_episode(env, policy, trial: int, seed: int, max_steps: int):
-    """Run the expert `policy` once in `env` (LIBERO or Kitchen) from init state `trial`; returns
-    (Demo, success). Observations `(T, H, W, 3)` images and proprio parts, as the demo files hold them."""
-    policy.seed_episode(seed)
-    policy.reset()
-    policy.bind_env(env)
-    obs = env.reset(trial=trial)
+    """Run the expert `policy` once in `env` (LIBERO or Kitchen) from init state `trial` through the
+    rollout loop; returns (Demo, success). Both cameras are rendered at every step for the file
+    (`(T, H, W, 3)` images) whatever the policy reads; the per-step skill label is `policy.label()`."""
+    from envs.rollout import EnvStepper, run_loop
+
+    stepper = EnvStepper(env)
+    stepper.reset(trial=trial)  # the env's own protocol seed
     init_state = env.get_state()
-    keys = ("agentview_rgb", "eye_in_hand_rgb", "ee_pos", "ee_ori", "gripper_states", "joint_states")
+    cams = ("agentview_rgb", "eye_in_hand_rgb")
+    keys = (*cams, "ee_pos", "ee_ori", "gripper_states", "joint_states")
     buf: dict[str, list] = {k: [] for k in keys}
     actions, states, labels = [], [], []
-    success = False
-    for _ in range(max_steps):
+
+    def record(t: int, obs: dict, action: np.ndarray) -> None:
         for k in keys:
             buf[k].append(obs[k])
         states.append(env.get_state())
-        a = policy.act(obs, env.instruction)
-        labels.append(policy.label)
-        actions.append(a)
-        obs, _, _, info = env.step(a)
-        if info["success"]:
-            success = True
-            break
+        labels.append(policy.label())
+        actions.append(action)
+
+    res = run_loop(stepper, policy, env.instruction, max_steps, seed=seed, bind=env, every_step=cams,
+                   to_action=lambda a: a, before_step=record)
+    success = res.success
     T = len(actions)
     o = {k: np.stack(v) for k, v in buf.items()}
     o["ee_states"] = np.concatenate([o["ee_pos"], o["ee_ori"]], axis=1)
@@ -261,6 +262,7 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
                 instruction=env.instruction, skills=labels, init_state=init_state,
                 attrs={"attempt_seed": seed, "init_trial": trial})
     return demo, success
+
 
 def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempts: int, max_steps: int,
                   seed_base: int, progress_path: Path, flush_every: int, desc: str,

@@ -26,11 +26,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import envs.skills.kitchen  # noqa: F401  (registers the "kitchen_scripted" policy, also in workers)
 from configs.loader import parse_cli
 from envs import kitchen
 from envs.env_api import make_env
 from envs.evaluator import Benchmark, results_markdown, run_evaluation
+from envs.policy_api import EnvSpec
 
 __all__ = ["KitchenEvalConfig", "evaluate", "kitchen_benchmark", "main"]
 
@@ -102,6 +102,7 @@ def kitchen_benchmark(cfg: KitchenEvalConfig) -> Benchmark:
         protocol=proto,
         header=protocol_header(proto),
         record_extra={"fast_render": cfg.fast_render},
+        env_spec=EnvSpec("kitchen", cameras=kitchen.CAMERA_KEYS, proprio_dim=kitchen.PROPRIO_DIM, action_dim=7),
     )
 
 

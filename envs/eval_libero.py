@@ -31,6 +31,7 @@ from configs.loader import parse_cli
 from envs import protocol
 from envs.env_api import make_env
 from envs.evaluator import Benchmark, episode_path, parse_tasks, results_markdown, run_evaluation
+from envs.policy_api import POLICIES, EnvSpec
 from envs.videos import export_gifs
 
 __all__ = ["LiberoEvalConfig", "episode_path", "evaluate", "libero_benchmark", "main", "parse_tasks"]
@@ -91,12 +92,13 @@ def libero_benchmark(cfg: LiberoEvalConfig) -> Benchmark:
     from envs.libero_env import num_tasks
 
     task_ids = parse_tasks(cfg.tasks, num_tasks(cfg.suite))
-    if cfg.policy == "scripted" and str(cfg.tasks).strip() in ("all", ""):
-        from envs.skills.programs import supported_tasks
-
-        task_ids = [t for t in task_ids if t in supported_tasks(cfg.suite)]
-        if not task_ids:
-            raise ValueError(f"the scripted expert has no task program for any {cfg.suite} task")
+    name = cfg.policy.split(":", 1)[0]
+    if name in POLICIES and str(cfg.tasks).strip() in ("all", ""):
+        supported = POLICIES.get(name).supported_tasks(cfg.suite)  # e.g. the scripted expert's programs
+        if supported is not None:
+            task_ids = [t for t in task_ids if t in supported]
+            if not task_ids:
+                raise ValueError(f"policy {name!r} has no program for any {cfg.suite} task")
     proto = libero_protocol(cfg)
     return Benchmark(
         title="LIBERO",
@@ -107,6 +109,8 @@ def libero_benchmark(cfg: LiberoEvalConfig) -> Benchmark:
         protocol=proto,
         header=protocol_header(proto),
         record_extra={"fast_render": cfg.fast_render},
+        env_spec=EnvSpec(f"libero {cfg.suite}", cameras=protocol.CAMERA_KEYS, proprio_dim=protocol.PROPRIO_DIM,
+                         action_dim=protocol.ACTION_DIM),
     )
 
 

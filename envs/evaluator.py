@@ -15,8 +15,8 @@ list and its protocol constants, bundled in a `Benchmark`; this module does the 
 - an mp4 per episode (agentview, optionally | wrist), `results.json` / `results.md` with 95% Wilson
   intervals per task and overall.
 
-Policies are reached only through the policy registry (`policies.build_policy`) and called only
-through the `Policy` hooks; simulators only through the `envs.env_api.Env` protocol.
+Policies are reached only through the policy registry (`envs.policy_api.build_policy`) and run only
+through the rollout loop (`envs.rollout.run_loop`); simulators only through the `envs.env_api.Env` protocol.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,10 +39,9 @@ from configs.loader import save_config
 from configs.runs import atomic_write_json, atomic_write_text
 from envs import protocol
 from envs.env_api import Env
+from envs.policy_api import EnvSpec, Policy, build_policy, check_inputs
+from envs.rollout import EnvStepper, run_loop
 from envs.videos import write_video
-
-if TYPE_CHECKING:
-    from policies.base import Policy
 
 
 class EvalSettings(Protocol):
@@ -69,7 +68,9 @@ class Benchmark:
 
     `env_factory(task_id, render=bool) -> Env` (a module-level function or functools.partial);
     `protocol` goes verbatim into results.json; `header` is the results.md line under the title;
-    `record_extra` is added to every episode record (e.g. which renderer produced it)."""
+    `record_extra` is added to every episode record (e.g. which renderer produced it);
+    `env_spec` is what the env provides, checked against the policy's declared inputs before
+    anything is written."""
 
     title: str
     suite: str
@@ -78,6 +79,7 @@ class Benchmark:
     protocol: dict[str, Any]
     header: str = ""
     record_extra: dict[str, Any] = field(default_factory=dict)
+    env_spec: EnvSpec | None = None
 
 
 def parse_tasks(spec: str, n_tasks: int) -> list[int]:
@@ -115,26 +117,14 @@ def env_seed(cfg: EvalSettings, trial: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def policy_obs(obs: dict, policy: Policy) -> dict:
-    """The observation as the policy wants it (VLA resize / centre crop of the camera frames)."""
-    if not policy.image_size:
-        return obs
-    out = dict(obs)
-    for k in ("agentview_rgb", "eye_in_hand_rgb"):
-        if k in out:
-            out[k] = protocol.vla_image(out[k], size=policy.image_size, crop=policy.center_crop)
-    return out
-
-
 def run_episode(env: Env, policy: Policy, trial: int, cfg: EvalSettings, video_path: Path | None = None) -> dict:
-    """Run one protocol episode -> {success, steps, wall_s, **policy.episode_info()}; exceptions
-    propagate to the caller. Hooks, in order: seed_episode, reset, bind_env, act x steps, episode_info."""
+    """Run one protocol episode through the rollout loop (envs/rollout.py) -> {success, steps,
+    wall_s, acts, rendered_frames, **policy.episode_info()}; exceptions propagate to the caller.
+    The env renders only the cameras the policy reads, on the steps where it acts (plus the video
+    frames, every `video_stride` steps)."""
     t0 = time.time()
-    policy.seed_episode(cfg.seed * 100003 + env.task_id * 1000 + trial)
-    policy.reset()
-    policy.bind_env(env)
-    obs = env.reset(trial=trial, seed=env_seed(cfg, trial))
-    max_steps = cfg.max_steps or env.max_steps
+    stepper = EnvStepper(env)
+    stepper.reset(trial=trial, seed=env_seed(cfg, trial))
     frames: list[np.ndarray] = []
 
     def grab(o: dict) -> None:
@@ -144,24 +134,18 @@ def run_episode(env: Env, policy: Policy, trial: int, cfg: EvalSettings, video_p
             main = np.concatenate([main, wrist], axis=1)
         frames.append(main)
 
-    chunk: list[np.ndarray] = []
-    success = False
-    steps = 0
-    while steps < max_steps:
-        if video_path is not None and steps % cfg.video_stride == 0:
+    def video_frame(t: int, obs: dict, action: np.ndarray) -> None:
+        if t % cfg.video_stride == 0:
             grab(obs)
-        if not chunk:  # a (K, action_dim) chunk is executed open loop
-            a = np.asarray(policy.act(policy_obs(obs, policy), env.instruction), dtype=np.float64)
-            chunk = list(a) if a.ndim == 2 else [a]
-        obs, _, _, info = env.step(protocol.to_env_action(chunk.pop(0), policy.gripper_convention))
-        steps += 1
-        if info["success"]:
-            success = True
-            break
+
+    res = run_loop(stepper, policy, env.instruction, cfg.max_steps or env.max_steps,
+                   seed=cfg.seed * 100003 + env.task_id * 1000 + trial, bind=env,
+                   before_step=video_frame if video_path is not None else None)
     if video_path is not None:
-        grab(obs)
+        grab(stepper.observe(()))
         write_video(video_path, frames, fps=max(1, 20 // cfg.video_stride))
-    record = {"success": success, "steps": steps, "wall_s": round(time.time() - t0, 3)}
+    record = {"success": res.success, "steps": res.steps, "wall_s": round(time.time() - t0, 3),
+              "acts": res.acts, "rendered_frames": stepper.rendered}
     record.update(policy.episode_info())  # e.g. the scripted expert's skill outcomes
     return record
 
@@ -205,8 +189,6 @@ def _watch_parent(driver_pid: int) -> None:
 
 def _get_policy(cfg: EvalSettings) -> Policy:
     if "policy" not in _W:
-        from policies.base import build_policy
-
         _W["policy"] = build_policy(cfg.policy, seed=cfg.seed)
     return _W["policy"]
 
@@ -216,7 +198,8 @@ def _get_env(bench: Benchmark, task_id: int, policy: Policy) -> Env:
     if env is not None and env.task_id == task_id:
         return env
     _close_env()
-    env = bench.env_factory(task_id, render=policy.needs_images)
+    # never render inside step(): the rollout loop renders the policy's cameras when it acts
+    env = bench.env_factory(task_id, render=False)
     _W["env"] = env
     return env
 
@@ -334,6 +317,9 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
     from tqdm import tqdm
 
     out = Path(cfg.out)
+    policy = build_policy(cfg.policy, seed=cfg.seed)  # a bad policy fails here, before anything is written
+    if bench.env_spec is not None:
+        check_inputs(policy, bench.env_spec, cfg.policy)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     jobs = [(t, i) for t in bench.task_ids for i in range(cfg.trials)]
@@ -352,6 +338,7 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
     workers = min(cfg.workers, len(todo))
     if workers == 1:
         _init_worker(cfg, bench)
+        _W["policy"] = policy  # the one already built (a large VLA is loaded once)
         try:
             for t, i in todo:
                 note(_run_job(t, i))

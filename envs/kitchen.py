@@ -105,6 +105,11 @@ def parse_kitchen_tasks(spec: str) -> list[int]:
     return sorted({get_task(p).task_id for p in spec.split(",") if p.strip()})
 
 
+# what an observation carries: two cameras (agentview = the default free camera, the second view
+# below), proprio = 9 robot joint positions + end-effector position (3)
+CAMERA_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
+PROPRIO_DIM: int = 12
+
 # the second view's choices: a model camera name, "default" (the env's free camera) or "wrist"
 VIEWS = ("default", "left_cap", "right_cap", "wrist")
 

@@ -50,6 +50,10 @@ VLA_RESOLUTION: int = 224
 CENTER_CROP_AREA: float = 0.9
 
 ACTION_DIM: int = 7
+# what a LiberoEnv observation carries (envs/libero_env.py): both cameras, proprio = eef pos (3) +
+# eef axis-angle (3) + gripper qpos (2)
+CAMERA_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
+PROPRIO_DIM: int = 8
 # OSC_POSE scaling of robosuite's default controller config: an action of 1.0 moves this much.
 OSC_POS_SCALE_M: float = 0.05
 OSC_ROT_SCALE_RAD: float = 0.5

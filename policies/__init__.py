@@ -1,5 +1,2 @@
-"""Policies: everything that maps (obs, instruction) -> action. See policies/base.py."""
-
-from policies.base import POLICIES, Policy, RandomPolicy, build_policy, load_policy
-
-__all__ = ["POLICIES", "Policy", "RandomPolicy", "build_policy", "load_policy"]
+"""Policies: implementations of the Policy contract (envs/policy_api.py): random, the scripted
+experts (policies/scripted), the frozen-encoder policy heads (policies/heads)."""

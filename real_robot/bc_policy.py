@@ -29,7 +29,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.base import POLICIES, POLICY_FILE, Policy  # noqa: E402
+from envs.policy_api import POLICIES, POLICY_FILE, Policy  # noqa: E402
 
 STEP_VERBS = ("open", "pick", "place", "close")
 LABEL_TO_VERB = {"open": "open", "grasp": "pick", "place": "place", "close": "close"}

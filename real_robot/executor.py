@@ -6,9 +6,9 @@
 
 Each atomic step (real_robot/decompose.py) is given to the policy as its own one-step instruction
 (`step.instruction`, e.g. "open the middle drawer"): the policy is reset at every attempt and conditioned
-on that step only. An attempt ends when the policy says it is done (`policy.done`: scripted skills, learned heads
-with a done output), when the checker already passes (polled every `check_every` frames, for policies
-without `done`), or after `max_frames`; then the arm settles for `settle_frames` and the checker decides completion. A
+on that step only. An attempt runs through the shared rollout loop (envs/rollout.py) and ends when the policy says it
+is done (`policy.done()`: scripted skills, learned heads with a done output), when the checker already passes (polled every `check_every` frames, for policies
+whose `done()` is None), or after `max_frames`; then the arm settles for `settle_frames` and the checker decides completion. A
 failed step is retried up to `retries` more times; a step that still fails ends the episode (later
 steps are not reached), so per-subtask success is conditional on reaching the step, as in Table V.
 
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.rollout import run_loop
 from real_robot.decompose import AtomicStep, decompose
 from real_robot.robot import Robot, action_dict
 from real_robot.skills import GRIP_FORCE, PREDICATES
@@ -162,32 +163,62 @@ class Executor:
         return result
 
     def _attempt(self, step: AtomicStep) -> tuple[bool, int]:
-        self.policy.reset()
-        frames: list[np.ndarray] = []
-        obs = self.robot.get_observation()
-        last: dict[str, float] | None = None
-        n = 0
-        while n < self.max_frames and not getattr(self.robot, "estopped", None):
-            a = np.asarray(self.policy.act(obs, step.instruction), float)
-            for row in a.reshape(-1, a.shape[-1]):  # a (K, D) chunk runs open loop
-                last = self._send(to_action(row))
-                if self.on_frame is not None:
-                    self.on_frame(obs, last, step)
-                obs = self.robot.get_observation()
-                if self.frame_key in obs:
-                    frames.append(obs[self.frame_key])
-                n += 1
-            if getattr(self.policy, "done", False):
-                break
-            if not hasattr(self.policy, "done") and n % self.check_every == 0 and self.checker(obs, step, frames):
-                break  # a policy that cannot say it is done stops when the outcome holds
-        for _ in range(self.settle_frames if last is not None else 0):
-            last = self._send(last)
+        """One attempt at `step` through the shared rollout loop (envs/rollout.py), then the settle."""
+        stepper = _RobotStepper(self)
+        policy = self.policy
+
+        def frame(t: int, obs: dict, action: np.ndarray) -> None:
             if self.on_frame is not None:
-                self.on_frame(obs, last, step)
-            obs = self.robot.get_observation()
+                self.on_frame(obs, stepper.sent, step)
+
+        def stop(n: int) -> bool:
+            if getattr(self.robot, "estopped", None):
+                return True
+            # a policy that cannot say it is done stops when the outcome holds
+            return policy.done() is None and n % self.check_every == 0 and \
+                self.checker(stepper.obs, step, stepper.frames)
+
+        res = run_loop(stepper, policy, step.instruction, self.max_frames, to_action=lambda a: a,
+                       after_step=frame, stop=stop)
+        n = res.steps
+        # the arm settles under the last command (no policy involved), then the checker decides
+        for _ in range(self.settle_frames if stepper.sent is not None else 0):
+            obs = stepper.obs
+            stepper.hold()
+            if self.on_frame is not None:
+                self.on_frame(obs, stepper.sent, step)
             n += 1
-        return self.checker(obs, step, frames), n
+        return self.checker(stepper.obs, step, stepper.frames), n
+
+
+class _RobotStepper:
+    """A (safety-wrapped) Robot as a rollout-loop Stepper: observe() returns the robot's last
+    observation (it reads all its cameras itself), step() sends one paced command; success is the
+    checker's call, never the step's."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.obs = ex.robot.get_observation()
+        self.frames: list[np.ndarray] = []  # the front camera over the attempt, for the checker
+        self.sent: dict[str, float] | None = None
+
+    def observe(self, cameras: Sequence[str]) -> dict:
+        return self.obs
+
+    def _after(self) -> None:
+        self.obs = self.ex.robot.get_observation()
+        if self.ex.frame_key in self.obs:
+            self.frames.append(self.obs[self.ex.frame_key])
+
+    def step(self, action: np.ndarray) -> bool:
+        self.sent = self.ex._send(to_action(action))
+        self._after()
+        return False
+
+    def hold(self) -> None:
+        assert self.sent is not None
+        self.sent = self.ex._send(self.sent)
+        self._after()
 
 
 def table_v(episodes: Sequence[EpisodeResult], verbs: Sequence[str] = ("open", "pick", "place", "close")) -> dict:

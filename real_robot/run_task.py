@@ -76,7 +76,7 @@ def build_checker(cfg: RunTaskConfig) -> Any:
 
 
 def run(cfg: RunTaskConfig) -> dict[str, Any]:
-    from policies.base import build_policy
+    from envs.policy_api import build_policy
     from real_robot.decompose import decompose
     from real_robot.executor import Executor, table_v
     from real_robot.safety import SafeRobot, SafetyLimits

@@ -3,7 +3,7 @@
     policy = build_policy("twin_scripted")     # after `import real_robot.skills`
     policy.reset()
     a = policy.act(obs, "open the middle drawer")   # (9,) [7 joint targets, gripper 0..1, grip force N]
-    policy.done                                      # True once the skill's waypoints are spent
+    policy.done()                                    # True once the skill's waypoints are spent
 
 A skill is a list of task-space waypoints (fingertip position, gripper orientation, gripper command,
 frames to wait) built from the observation's scene estimate (tape.*, handle.*) when the step starts;
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import POLICIES, Policy
+from envs.policy_api import POLICIES, Policy
 from real_robot.decompose import AtomicStep, decompose
 from real_robot.kinematics import R_DOWN, R_FORWARD, ArmKinematics
 from real_robot.robot import GRIPPER_KEY, joints_of
@@ -46,14 +46,12 @@ def _vec(obs: dict[str, Any], name: str) -> np.ndarray:
 class TwinScriptedPolicy(Policy):
     """Scripted skills open / close (drawer), pick / place (tape) for the twin's workcell."""
 
-    needs_images = False
-
     def __init__(self, seed: int = 0, control_hz: float = 20.0, speed: float = 1.0, noise: float = 0.0) -> None:
         self.control_hz, self.speed, self.noise = control_hz, speed, noise
         self.rng = np.random.default_rng(seed)
         self.kin = ArmKinematics()
         self.plan: list[tuple[np.ndarray, float]] = []
-        self.done = False
+        self._done = False
         self._step: AtomicStep | None = None
 
     @classmethod
@@ -65,7 +63,7 @@ class TwinScriptedPolicy(Policy):
         self.rng = np.random.default_rng(seed)
 
     def reset(self) -> None:
-        self.plan, self.done, self._step = [], False, None
+        self.plan, self._done, self._step = [], False, None
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         if self._step is None:
@@ -75,12 +73,15 @@ class TwinScriptedPolicy(Policy):
             self._step = steps[0]
             self.plan = self._build(obs, self._step)
         if not self.plan:
-            self.done = True
+            self._done = True
             q = joints_of(obs)
             return np.array([*q, _shut(obs), GRIP_FORCE])
         q, g = self.plan.pop(0)
-        self.done = not self.plan
+        self._done = not self.plan
         return np.array([*q, g, GRIP_FORCE])
+
+    def done(self) -> bool:
+        return self._done
 
     def episode_info(self) -> dict[str, Any]:
         return {"skill": self._step.verb if self._step else None}

@@ -59,7 +59,7 @@ class KitchenDemoConfig:
 def make_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
     from envs.demos import DemoWriter, collect_demos
     from envs.kitchen import KitchenEnv
-    from envs.skills.kitchen import KitchenScriptedPolicy
+    from policies.scripted.kitchen import KitchenScriptedPolicy
 
     env = KitchenEnv(task_id, resolution=cfg.resolution, render=True, second_view=cfg.second_view,
                      fast_render=cfg.fast_render)

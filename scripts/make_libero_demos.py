@@ -52,7 +52,7 @@ class DemoConfig:
 def make_task(cfg: DemoConfig, task_id: int, out: Path) -> dict:
     from envs.demos import DemoWriter, collect_demos
     from envs.libero_env import LiberoEnv
-    from envs.skills.programs import ScriptedPolicy
+    from policies.scripted.programs import ScriptedPolicy
 
     env = LiberoEnv(cfg.suite, task_id, resolution=cfg.resolution, render=True, fast_render=cfg.fast_render)
     try:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     from envs.evaluator import parse_tasks
     from envs.libero_env import num_tasks
-    from envs.skills.programs import supported_tasks
+    from policies.scripted.programs import supported_tasks
 
     seed_everything(cfg.seed)
     out = Path(cfg.out)

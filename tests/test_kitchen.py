@@ -27,11 +27,11 @@ def test_task_mapping_follows_the_paper():
 
 def test_kitchen_registered_in_env_and_policy_registries():
     from envs.env_api import ENVS
-    from policies.base import POLICIES
+    from envs.policy_api import POLICIES
 
     assert "kitchen" in ENVS
     assert "policy_head" in POLICIES
-    import envs.skills.kitchen  # noqa: F401  (registers on import, as envs/eval_kitchen.py does)
+    import policies.scripted.kitchen  # noqa: F401  (registers on import, as envs/eval_kitchen.py does)
 
     assert "kitchen_scripted" in POLICIES
 
@@ -39,7 +39,7 @@ def test_kitchen_registered_in_env_and_policy_registries():
 @pytest.mark.slow
 def test_scripted_expert_completes_a_primitive_in_the_real_env():
     from envs.kitchen import KitchenEnv
-    from envs.skills.kitchen import KitchenScriptedPolicy
+    from policies.scripted.kitchen import KitchenScriptedPolicy
 
     env = KitchenEnv("slide", render=False)
     try:
@@ -52,7 +52,7 @@ def test_scripted_expert_completes_a_primitive_in_the_real_env():
         labels, success = [], False
         for _ in range(env.max_steps):
             obs, _, _, info = env.step(pol.act(obs, env.instruction))
-            labels.append(pol.label)
+            labels.append(pol.label())
             if info["success"]:
                 success = True
                 break

@@ -15,7 +15,7 @@ import pytest
 from envs import protocol
 from envs.eval_libero import LiberoEvalConfig, episode_path, evaluate, parse_tasks
 from envs.evaluator import Benchmark, run_episode, run_evaluation
-from policies.base import POLICIES, Policy
+from envs.policy_api import POLICIES, Policy, PolicyInputs
 
 # -- test policies, registered once at import ----------------------------------------------------
 
@@ -24,8 +24,6 @@ CALLS: list[str] = []  # hooks the evaluator called on _Hooks, in order (in-proc
 
 @POLICIES.register("test_crashy")
 class _Crashy(Policy):
-    needs_images = False
-
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, **kwargs: object) -> _Crashy:
         return cls()
@@ -41,7 +39,7 @@ class _Crashy(Policy):
 class _Hooks(Policy):
     """Drives the fake env forward; records every hook and checks the VLA image preprocessing."""
 
-    image_size = 8
+    inputs = PolicyInputs(cameras=("agentview_rgb",), image_size=8)
 
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, **kwargs: object) -> _Hooks:
@@ -280,7 +278,8 @@ def test_bad_config_values_are_named():
 
 def test_eval_config_files_and_policy_registry(tmp_path: Path):
     from configs.loader import load_config
-    from policies import RandomPolicy, build_policy
+    from envs.policy_api import build_policy
+    from policies.random import RandomPolicy
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs" / "eval").glob("libero*.yaml"))
     assert files
@@ -298,8 +297,8 @@ def test_eval_config_files_and_policy_registry(tmp_path: Path):
 
 
 def test_policy_contract_is_abstract_and_scripted_is_registered():
-    from envs.skills.programs import ScriptedPolicy
-    from policies.base import build_policy
+    from policies.scripted.programs import ScriptedPolicy
+    from envs.policy_api import build_policy
 
     class NoAct(Policy):
         def reset(self) -> None:
@@ -321,7 +320,7 @@ def test_policy_contract_is_abstract_and_scripted_is_registered():
 
 def test_checkpoint_naming_anything_but_a_registered_policy_is_refused(tmp_path: Path, monkeypatch):
     """issue 10 section 2: policy.json names a registered type; module paths are never imported."""
-    from policies.base import build_policy, load_policy
+    from envs.policy_api import build_policy, load_policy
 
     # a module that would announce its import, importable from the checkpoint's folder
     (tmp_path / "evil_ckpt_mod.py").write_text("import os\nos.environ['ATOMVLA_PWNED'] = '1'\nclass Evil:\n    pass\n")
@@ -390,11 +389,12 @@ def test_evaluator_core_hooks_records_resume_and_crashes(tmp_path: Path):
 
 
 def test_run_episode_blind_policy_and_step_budget(tmp_path: Path):
-    from policies.base import RandomPolicy
+    from policies.random import RandomPolicy
 
-    env = FakeEnv(0, render=False)  # what the evaluator builds for needs_images=False
+    env = FakeEnv(0, render=False)  # what the evaluator always builds: the rollout loop renders
     rec = run_episode(env, RandomPolicy(seed=0), 0, FakeConfig(max_steps=3, video_stride=2), tmp_path / "v.mp4")
-    assert rec["steps"] <= 3 and set(rec) == {"success", "steps", "wall_s"} and (tmp_path / "v.mp4").stat().st_size > 0
+    assert rec["steps"] <= 3 and (tmp_path / "v.mp4").stat().st_size > 0
+    assert set(rec) == {"success", "steps", "wall_s", "acts", "rendered_frames"} and rec["rendered_frames"] == 0
 
 
 @pytest.mark.slow

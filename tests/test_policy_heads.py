@@ -78,7 +78,7 @@ def test_feature_cache_reuse(tmp_path):
 
 def test_bc_loss_falls_and_saved_head_reloads_and_acts_identically(tmp_path):
     from configs.training import LoopConfig, fit
-    from policies.base import build_policy
+    from envs.policy_api import build_policy
     from policies.train import HeadMethod, TrainHeadConfig
 
     torch.manual_seed(0)

@@ -55,7 +55,7 @@ def test_every_kind_uses_the_registry():
     from encoders.methods import METHODS
     from encoders.roboact.annotation_parsers import PARSERS
     from encoders.text import TEXT_ENCODERS
-    from policies.base import POLICIES
+    from envs.policy_api import POLICIES
 
     for reg in (BACKBONES, ENCODERS, METHODS, PARSERS, TEXT_ENCODERS, POLICIES):
         assert isinstance(reg, Registry)

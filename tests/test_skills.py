@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.skills.core import R_DOWN, rot_z, rotvec, wrap_yaw
+from policies.scripted.core import R_DOWN, rot_z, rotvec, wrap_yaw
 
 
 def test_rotation_helpers():
@@ -18,7 +18,7 @@ def test_rotation_helpers():
 
 def test_program_registry_covers_roboact_tasks():
     from envs import protocol
-    from envs.skills.programs import program_for, supported_tasks
+    from policies.scripted.programs import program_for, supported_tasks
 
     for tid in ("T1", "T2", "T3", "T4"):
         suite, idx, _ = protocol.ROBOACT_TASKS[tid]
@@ -37,9 +37,9 @@ def test_turn_knob_skill_success_predicate_through_simulator():
     """T4 (turn on the stove): the predicate is False at the start, the expert makes it True and
     the benchmark's own goal check agrees."""
     from envs.libero_env import LiberoEnv
-    from envs.skills.core import Scene
-    from envs.skills.library import TurnKnob
-    from envs.skills.programs import ScriptedPolicy
+    from policies.scripted.core import Scene
+    from policies.scripted.library import TurnKnob
+    from policies.scripted.programs import ScriptedPolicy
 
     with LiberoEnv("libero_goal", 7, render=False) as env:
         policy = ScriptedPolicy(seed=0)
@@ -52,7 +52,7 @@ def test_turn_knob_skill_success_predicate_through_simulator():
         labels = []
         for _ in range(150):
             a = policy.act(obs, env.instruction)
-            labels.append(policy.label)
+            labels.append(policy.label())
             assert a.shape == (7,) and np.all(np.abs(a) <= 1.0)
             obs, _, _, info = env.step(a)
             if info["success"]:
@@ -65,8 +65,8 @@ def test_turn_knob_skill_success_predicate_through_simulator():
 def test_open_then_close_drawer_predicates():
     """The drawer skills drive LIBERO's own is_open/is_close states (T1's middle drawer)."""
     from envs.libero_env import LiberoEnv
-    from envs.skills.core import Scene, SkillRunner
-    from envs.skills.library import CloseDrawer, OpenDrawer
+    from policies.scripted.core import Scene, SkillRunner
+    from policies.scripted.library import CloseDrawer, OpenDrawer
 
     with LiberoEnv("libero_goal", 0, render=False) as env:
         env.reset(trial=1)
@@ -86,7 +86,7 @@ def test_open_then_close_drawer_predicates():
 
 
 def test_hand_clearance_footprint():
-    from envs.skills.core import HAND_HALF_ACROSS, HAND_HALF_ALONG, hand_clearance
+    from policies.scripted.core import HAND_HALF_ACROSS, HAND_HALF_ALONG, hand_clearance
 
     c = np.zeros(2)
     # at yaw 0 the palm is long along world y (the finger axis) and thin along x
@@ -103,8 +103,8 @@ def test_hand_clearance_footprint():
 def test_grasp_geometry_in_real_scenes():
     """Mug walls are found off the body origin; a cluttered grasp turns/slides clear of the milk."""
     from envs.libero_env import LiberoEnv
-    from envs.skills.core import Scene
-    from envs.skills.library import Grasp
+    from policies.scripted.core import Scene
+    from policies.scripted.library import Grasp
 
     with LiberoEnv("libero_10", 4, render=False) as env:
         env.reset(trial=0)
@@ -132,8 +132,8 @@ def test_tilted_close_puts_bowl_drawer_home():
     """libero_10 task 3 starts with the bottom drawer open: its exposed floor lies inside LIBERO's
     drawer region, and the tilted push closes it (LIBERO's is_close)."""
     from envs.libero_env import LiberoEnv
-    from envs.skills.core import Scene, SkillRunner
-    from envs.skills.library import CloseDrawer
+    from policies.scripted.core import Scene, SkillRunner
+    from policies.scripted.library import CloseDrawer
 
     with LiberoEnv("libero_10", 3, render=False) as env:
         env.reset(trial=0)

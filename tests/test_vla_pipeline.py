@@ -203,7 +203,7 @@ def test_merge_then_new_lora_keeps_outputs():
 # -- stage 3 + policy -----------------------------------------------------------------------------
 def test_stage3_export_load_identical_actions_and_eval(work):
     from envs.eval_libero import LiberoEvalConfig, episode_path, evaluate
-    from policies import build_policy
+    from envs.policy_api import build_policy
     from vla.policy import VLAPolicy
     from vla.posttrain import PosttrainMethod, train
 

@@ -4,8 +4,8 @@
     python envs/eval_libero.py --suite libero_goal --tasks 0,5,6,7 --policy runs/vla/posttrain-x/policy
 
 `act(obs, instruction)` returns a chunk of K actions `(K, 7)` (un-normalised with the checkpoint's
-q01/q99, gripper in the "env" convention of the demos), which the evaluator executes open loop
-before calling `act` again (OpenVLA-OFT's chunked execution). The evaluator resizes (and optionally
+q01/q99, gripper in the "env" convention of the demos), which the rollout loop executes in order
+before calling `act` again (OpenVLA-OFT's chunked execution). The rollout loop resizes (and optionally
 centre-crops) the agentview frame to `image_size` before `act` (envs.protocol.vla_image), the same
 transform the training images went through.
 """
@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.base import POLICIES, Policy
+from envs.policy_api import POLICIES, Policy, PolicyInputs
 
 
 @POLICIES.register("vla")
 class VLAPolicy(Policy):
     """A VLA with an action-chunk head. `execute` (<= K) actions of each chunk are returned."""
-
-    needs_images = True
-    gripper_convention = "env"
 
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], execute: int = 0, device: str = "cpu") -> None:
         from vla.data import ActionStats
@@ -41,9 +38,13 @@ class VLAPolicy(Policy):
         self.proprio_mean = np.asarray(ps.get("mean", []), np.float32)
         self.proprio_std = np.asarray(ps.get("std", []), np.float32)
         self.use_proprio = int(meta.get("proprio_dim", 0)) > 0
-        self.image_size = int(meta["image_size"])  # type: ignore[misc]  # instance value of the class attr
+        self.image_size = int(meta["image_size"])
         self.center_crop = bool(meta.get("center_crop", False))  # type: ignore[misc]
         self.gripper_convention = str(meta.get("gripper_convention", "env"))  # type: ignore[misc]
+        # one camera, read once per chunk: the rollout loop renders it only on the steps where act runs
+        self.inputs = PolicyInputs(cameras=("agentview_rgb",), image_size=self.image_size,
+                                   proprio_dim=int(meta["proprio_dim"]) if self.use_proprio else None,
+                                   chunk=self.execute)
         self.calls = 0
 
     @classmethod

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from configs.runs import atomic_write, atomic_write_json
-from policies.base import POLICIES, POLICY_FILE, Policy
+from envs.policy_api import POLICIES, POLICY_FILE, Policy
 from policies.heads.data import WindowConfig, window_indices
 from policies.heads.model import HeadConfig, PolicyHead
 

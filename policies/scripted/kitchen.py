@@ -2,7 +2,7 @@
 
     policy = KitchenScriptedPolicy(seed=0, noise=0.05)   # or build_policy("kitchen_scripted:0.05")
     policy.bind_env(env)                                 # privileged: reads the simulator state
-    a = policy.act(obs, instr)                           # (7,) ee-delta action; policy.label = atomic skill
+    a = policy.act(obs, instr)                           # (7,) ee-delta action; policy.label() = atomic skill
 
 One generic articulation skill drives every task: the handle (a site on the moving body) is reached
 from the front, grasped (the light switch's lever too; mode "push", a closed hand, is unused), then
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import POLICIES, Policy
+from envs.policy_api import POLICIES, Policy
 
 OPEN, CLOSE = -1.0, 1.0
 
@@ -179,11 +179,10 @@ class KitchenExpert:
 
 @POLICIES.register("kitchen_scripted")
 class KitchenScriptedPolicy(Policy):
-    """Scripted Kitchen expert: blind (needs_images=False), privileged (bind_env).
+    """Scripted Kitchen expert: blind (declares no camera), privileged (bind_env).
 
     `build_policy("kitchen_scripted")`, or `"kitchen_scripted:0.05"` for action noise of std 0.05."""
 
-    needs_images = False
     gripper_convention = "env"
 
     def __init__(self, seed: int = 0, noise: float = 0.0, jitter: float = 0.01) -> None:
@@ -194,7 +193,7 @@ class KitchenScriptedPolicy(Policy):
 
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> KitchenScriptedPolicy:
-        from policies.base import spec_float
+        from envs.policy_api import spec_float
 
         return cls(seed=seed, noise=spec_float(spec, noise, "action noise"))
 
@@ -210,7 +209,6 @@ class KitchenScriptedPolicy(Policy):
         self._env = env
         self.expert = None
 
-    @property
     def label(self) -> str:
         return self.expert.label if self.expert is not None else "reach"
 

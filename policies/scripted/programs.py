@@ -2,7 +2,7 @@
 
     policy = ScriptedPolicy(seed=0)   # or build_policy("scripted"), registered in policies.POLICIES
     policy.bind_env(env)              # picks the program for env.suite/env.task_id; privileged state
-    a = policy.act(obs, instr)        # (7,) env action; policy.label is the current atomic skill
+    a = policy.act(obs, instr)        # (7,) env action; policy.label() is the current atomic skill
 
 Perturbations (for demo diversity, also active when evaluating so the measured success is that of
 the demo generator): waypoint jitter of a few mm, random lift/pull lengths, optional action noise.
@@ -15,9 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from envs.skills.core import Scene, Skill, SkillRunner
-from envs.skills.library import CloseDrawer, Grasp, GraspRim, Lift, OpenDrawer, PlaceInRegion, Push, TurnKnob
-from policies.base import POLICIES, Policy
+from envs.policy_api import POLICIES, Policy
+from policies.scripted.core import Scene, Skill, SkillRunner
+from policies.scripted.library import (
+    CloseDrawer,
+    Grasp,
+    GraspRim,
+    Lift,
+    OpenDrawer,
+    PlaceInRegion,
+    Push,
+    TurnKnob,
+)
 
 
 def _pick_place(obj: str, target: str, predicate: str = "on", region: str | None = None, site: bool = False,
@@ -118,11 +127,10 @@ def program_for(suite: str, task_id: int) -> list[Skill]:
 
 @POLICIES.register("scripted")
 class ScriptedPolicy(Policy):
-    """The scripted expert as a Policy: blind (needs_images=False) but privileged (bind_env).
+    """The scripted expert as a Policy: blind (declares no camera) but privileged (bind_env).
 
     `build_policy("scripted")`, or `"scripted:0.02"` for Gaussian action noise of std 0.02."""
 
-    needs_images = False
     gripper_convention = "env"
 
     def __init__(self, seed: int = 0, noise: float = 0.0) -> None:
@@ -135,9 +143,13 @@ class ScriptedPolicy(Policy):
 
     @classmethod
     def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> ScriptedPolicy:
-        from policies.base import spec_float
+        from envs.policy_api import spec_float
 
         return cls(seed=seed, noise=spec_float(spec, noise, "action noise"))
+
+    @classmethod
+    def supported_tasks(cls, suite: str) -> list[int]:
+        return supported_tasks(suite)
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -150,7 +162,6 @@ class ScriptedPolicy(Policy):
         self._skills = program_for(env.suite, env.task_id)
         self.runner = None  # phases are built from the first observation after the reset
 
-    @property
     def label(self) -> str:
         return self.runner.label if self.runner is not None else "idle"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.skills.core import (
+from policies.scripted.core import (
     CLOSE,
     HAND_BOTTOM_ABOVE_EE,
     OPEN,
@@ -75,7 +75,7 @@ class Grasp(Skill):
     fingertips, so a tall neighbour up to ~12 cm away blocks the descent. With `avoid_yaw` (rad) and
     `avoid_shift` (m) > 0 the grasp turns by up to avoid_yaw and slides along the object's long axis
     (across the fingers) by up to avoid_shift to the pose whose palm footprint is furthest from the
-    other objects (envs.skills.core.hand_clearance); a pose already `clear` metres clear is kept."""
+    other objects (policies.scripted.core.hand_clearance); a pose already `clear` metres clear is kept."""
 
     label = "grasp"
 

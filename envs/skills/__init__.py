@@ -1,1 +1,0 @@
-"""Scripted atomic-skill experts for LIBERO (privileged state, OSC_POSE). See library.py / programs.py."""

@@ -53,7 +53,10 @@ class PolicyInputs:
     - `image_size`: frames are resized to this square size before `act` (None: the env's size);
     - `proprio_dim`: length of obs["proprio"] it was trained on (None: does not read it);
     - `history`: frames of each camera it keeps (window span in env steps; 1 = the current frame);
-    - `chunk`: actions returned per `act` call (a (chunk, A) array is executed in order).
+    - `chunk`: actions returned per `act` call (a (chunk, A) array);
+    - `execution`: "receding" (the chunk is executed in order, then the policy acts again;
+      OpenVLA-OFT) or "ensemble" (it acts at every step and the overlapping chunks' predictions for
+      a step are averaged with weights exp(-m i), i = 0 the oldest; ACT), m = `ensemble_decay`.
     """
 
     cameras: tuple[str, ...] = ()
@@ -61,6 +64,8 @@ class PolicyInputs:
     proprio_dim: int | None = None
     history: int = 1
     chunk: int = 1
+    execution: str = "receding"
+    ensemble_decay: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ def check_inputs(policy: Policy, env: EnvSpec, policy_name: str = "") -> None:
     if need.proprio_dim is not None and need.proprio_dim != env.proprio_dim:
         raise ValueError(f"{who} reads proprio of {need.proprio_dim} dims, env {env.name} provides "
                          f"{env.proprio_dim}")
+    if need.execution not in ("receding", "ensemble"):
+        raise ValueError(f"{who} declares execution={need.execution!r}; use 'receding' or 'ensemble'")
     if need.chunk < 1 or need.history < 1:
         raise ValueError(f"{who} declares chunk={need.chunk}, history={need.history}; both must be >= 1")
 

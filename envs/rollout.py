@@ -6,7 +6,8 @@ executor (real_robot/executor.py) all run a policy through `run_loop`.
     res = run_loop(stepper, policy, env.instruction, max_steps=300, seed=7, bind=env)
     res.success, res.steps, res.acts, stepper.rendered
 
-Per step: if the chunk queue is empty the policy acts, on an observation that carries exactly the
+Per step: if the chunk queue is empty the policy acts (a policy declaring `execution="ensemble"`
+acts at every step and its overlapping chunks are averaged, ACT's temporal ensembling), on an observation that carries exactly the
 cameras it declared (`policy.inputs.cameras`, rendered now, resized to `inputs.image_size`); the
 next queued action is applied. So a policy with chunk 8 renders its one camera once per 8 steps,
 and a blind scripted expert renders nothing. Callers that need frames on every step (the demo
@@ -48,6 +49,42 @@ class ChunkQueue:
 
     def clear(self) -> None:
         self._rows.clear()
+
+
+class TemporalEnsemble:
+    """ACT's temporal ensembling (Zhao et al. 2023, Sec. 3.3): the policy acts at *every* step, each
+    act returning a (K, A) chunk; the action applied at step t is the weighted mean of every chunk
+    prediction made for t, weights w_i = exp(-m * i) with i = 0 the *oldest* prediction (m = `decay`;
+    ACT uses 0.01: a small m weighs new predictions almost as much as old ones).
+
+    Interface as ChunkQueue's, for the loop: `push` once per step, then `pop` once per step."""
+
+    def __init__(self, decay: float = 0.01) -> None:
+        if decay < 0:
+            raise ValueError(f"temporal ensembling decay m must be >= 0, got {decay}")
+        self.decay = decay
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step it was predicted at, (K, A))
+        self._t = 0
+
+    def __len__(self) -> int:
+        return 0  # empty after every pop: the policy acts at every step
+
+    def push(self, action: Any) -> None:
+        a = np.asarray(action, dtype=np.float64)
+        self._chunks.append((self._t, a if a.ndim == 2 else a[None]))
+
+    def pop(self) -> np.ndarray:
+        t = self._t
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= t:
+            self._chunks.popleft()  # chunks that end before t predict nothing for it any more
+        rows = [c[t - s] for s, c in self._chunks]  # oldest first
+        w = np.exp(-self.decay * np.arange(len(rows)))
+        self._t += 1
+        return (w[:, None] * np.stack(rows)).sum(0) / w.sum()
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._t = 0
 
 
 class Stepper(Protocol):
@@ -133,7 +170,8 @@ def run_loop(stepper: Stepper, policy: Policy, instruction: str, max_steps: int,
     convert = to_action or (lambda a: protocol.to_env_action(a, policy.gripper_convention))
     cams = tuple(policy.inputs.cameras)
     extra = tuple(k for k in every_step if k not in cams)
-    queue = ChunkQueue()
+    queue: ChunkQueue | TemporalEnsemble = (TemporalEnsemble(policy.inputs.ensemble_decay)
+                                             if policy.inputs.execution == "ensemble" else ChunkQueue())
     steps = acts = 0
     while steps < max_steps:
         acting = not queue

@@ -161,3 +161,33 @@ def test_evaluation_refuses_a_policy_the_env_cannot_feed_before_writing(tmp_path
     with pytest.raises(ValueError, match="policy test_wrist_reader reads camera"):
         run_evaluation(Cfg(out=str(out)), bench)
     assert not out.exists()
+
+
+def test_temporal_ensemble_matches_hand_computed_weighted_average():
+    from envs.rollout import TemporalEnsemble
+
+    m = 0.5
+    ens = TemporalEnsemble(decay=m)
+    # chunks of 3 predicted at steps 0, 1, 2: value = 10 * (step predicted at) + offset within chunk
+    chunks = [np.array([[10.0 * s + k] for k in range(3)]) for s in range(3)]
+    out = []
+    for c in chunks:
+        ens.push(c)
+        out.append(float(ens.pop()[0]))
+    w = np.exp(-m * np.arange(3))
+    # step 0: only chunk 0 -> 0; step 1: chunk0[1]=1 (oldest), chunk1[0]=10
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx((w[0] * 1 + w[1] * 10) / w[:2].sum())
+    assert out[2] == pytest.approx((w[0] * 2 + w[1] * 11 + w[2] * 20) / w.sum())
+    ens.push(np.array([[30.0], [31.0], [32.0]]))  # step 3: chunk 0 ended, chunks 1, 2, 3 remain
+    assert float(ens.pop()[0]) == pytest.approx((w[0] * 12 + w[1] * 21 + w[2] * 30) / w.sum())
+
+
+def test_ensemble_policy_acts_every_step():
+    env = LineEnv()
+    stepper = EnvStepper(env)
+    stepper.reset()
+    p = Chunky(4)
+    p.inputs = PolicyInputs(cameras=("agentview_rgb",), chunk=4, execution="ensemble")
+    res = run_loop(stepper, p, "x", 5, to_action=lambda a: a)
+    assert res.acts == 5 and stepper.rendered == 5

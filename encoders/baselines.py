@@ -50,6 +50,18 @@ class BackboneMeanEncoder(ActionEncoder):
         _, pooled = self.backbone().extract(video, batch_size=self.cfg.frame_batch, tokens=False)
         return pooled.mean(1)
 
+    # streaming hooks (encoders/base.py): every frame's pooled features, averaged per window
+    def stream_positions(self, window: int) -> np.ndarray:
+        return np.arange(window)
+
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `pooled (M, C)`."""
+        _, pooled = self.backbone().extract(frames[None], batch_size=self.cfg.frame_batch, tokens=False)
+        return {"pooled": pooled[0]}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        return frames["pooled"].mean(1)
+
     def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
         # reuse the frozen-feature cache: the backbone runs once per dataset, not once per evaluation
         from encoders.features import backbone_features

@@ -150,3 +150,24 @@ def test_bad_input_is_named():
         stream.push([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
     with pytest.raises(ValueError, match="same, non-zero number of frames"):
         episode_features(stream.encoder, [np.zeros((4, 8, 8, 3), np.uint8), np.zeros((5, 8, 8, 3), np.uint8)], 3, 1)
+
+
+def test_head_policy_features_are_the_per_camera_windows_and_reset_restarts():
+    """HeadPolicy (one stream over both cameras, frames resized to frame_size) sees the concatenated
+    `encode` of each camera's window at every `act`; reset() starts the next episode at step 0."""
+    from policies.heads.data import WindowConfig
+    from policies.heads.model import HeadConfig, PolicyHead
+    from policies.heads.policy import HeadPolicy
+
+    enc = _build("laq")
+    head = PolicyHead(HeadConfig(feature_dim=2 * enc.dim, proprio_dim=3)).eval()
+    policy = HeadPolicy(enc, head, WindowConfig(frames=4, stride=2), frame_size=32)
+    for seed in (4, 5):  # two episodes on one policy
+        policy.reset()
+        big = [np.repeat(np.repeat(v, 2, 1), 2, 2) for v in _episode(9, seed=seed)]  # 64 px -> resized to 32
+        small = [np.stack([policy._frame(f, "x") for f in v]) for v in big]
+        for t in range(9):
+            obs = {"agentview_rgb": big[0][t], "eye_in_hand_rgb": big[1][t], "proprio": np.zeros(3, np.float32)}
+            assert policy.act(obs, "").shape == (7,)
+            ref = _reference(enc, small, t, 4, 2).reshape(-1)
+            assert np.abs(policy._feats[-1] - ref).max() <= TOL, (seed, t)

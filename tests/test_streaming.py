@@ -117,6 +117,22 @@ def test_episode_features_equal_per_window_encode(name):
     assert np.abs(feats - rows).max() <= TOL
 
 
+def test_one_camera_with_several_threads_is_exact():
+    """A one-camera stream runs the backbone on single frames; with >1 torch thread oneDNN computes a
+    lone image differently from one inside a batch (~2e-5), which `Backbone.extract` pads away."""
+    enc = _build("backbone_mean")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        videos = _episode(9, views=1, seed=6)
+        stream = EncoderStream(enc, frames=4, stride=2, views=1)
+        for t in range(9):
+            got = stream.push(videos[0][t][None])
+            assert np.abs(got - _reference(enc, videos, t, 4, 2)).max() <= TOL, t
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_stream_does_only_the_new_frames_work():
     """After the first window, each push runs the frame hook on one frame per camera and the pair
     hook on one pair per camera (window length = the encoder's frame count)."""

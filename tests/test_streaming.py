@@ -1,6 +1,6 @@
 """Streaming encoders (encoders/streaming.py): at every step the stream equals `encode` of the window.
 
-For each encoder with hooks (invact, roboact_clip, laq, backbone_mean) and the fallback (random):
+For each encoder with hooks (invact, roboact_clip, laq, backbone_mean, flow_mean) and the fallback (random):
 2 cameras, episodes shorter and longer than the window span (clamped starts), window lengths equal
 to and different from the encoder's own frame count (lazy per-frame / per-pair work), after reset(),
 and `episode_features` against per-window `encode`.
@@ -51,6 +51,8 @@ def _build(name: str) -> torch.nn.Module:
 
     if name == "backbone_mean":
         return build_encoder("backbone_mean", backbone="efficientnet_lite0", image_size=64)
+    if name == "flow_mean":
+        return build_encoder("flow_mean", size=16, grid=2)
     return build_encoder("random", mode="projection", dim=16)
 
 
@@ -79,7 +81,7 @@ def _reference(enc, videos: list[np.ndarray], t: int, frames: int, stride: int) 
     return np.stack(rows)
 
 
-ENCODERS = ["invact", "invact_rgb", "roboact_clip", "laq", "backbone_mean", "random"]
+ENCODERS = ["invact", "invact_rgb", "roboact_clip", "laq", "backbone_mean", "flow_mean", "random"]
 
 
 @pytest.mark.parametrize("name", ENCODERS)

@@ -10,6 +10,10 @@ Old path: `encoder.encode` of each camera's `(1, frames, 3, H, W)` window at eve
 `EncoderStream` over all cameras). Encoders: InvAct with the `model` section of
 configs/encoder/invact.yaml (random init: latency does not depend on the weights) and
 configs/encoder/backbone_mean.yaml. The head is a random-init mlp head.
+
+Also timed once per encoder (`episode_steps` > 0): training-time feature extraction of one episode,
+per-window `encode` in batches of 32 windows per camera (what policies/heads/data.py's
+`embed_windows` does) vs `encoders.streaming.episode_features`, and their max abs difference.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class BenchPolicyConfig:
     size: int = 128  # camera frame side (px)
     steps: int = 40  # measured steps per path
     warmup: int = 5  # unmeasured first steps per path (lazy init, allocator, the clamped start)
+    episode_steps: int = 60  # training-time extraction comparison on an episode of this length; 0: skip
     proprio_dim: int = 12
     threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
     seed: int = 0
@@ -106,6 +111,29 @@ def legacy_policy_cls():
     return FullReencodePolicy
 
 
+def extraction(enc, episode: list[dict[str, np.ndarray]], frames: int, stride: int) -> dict:
+    """Seconds to embed every step's windows of one episode: per-window encode vs episode_features."""
+    import torch
+
+    from encoders.streaming import episode_features, window_steps
+
+    videos = [np.stack([o[k] for o in episode]) for k in ("agentview_rgb", "eye_in_hand_rgb")]
+    idx = np.stack([window_steps(t, frames, stride) for t in range(len(episode))])
+    t0 = time.perf_counter()
+    parts = []
+    with torch.no_grad():
+        for vid in videos:
+            rows = [enc.encode(torch.from_numpy(vid[idx[s : s + 32]]).permute(0, 1, 4, 2, 3).contiguous()).numpy()
+                    for s in range(0, len(idx), 32)]
+            parts.append(np.concatenate(rows))
+    old_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    new = episode_features(enc, videos, frames, stride)
+    new_s = time.perf_counter() - t0
+    return {"steps": len(episode), "per_window_encode_s": round(old_s, 2), "episode_features_s": round(new_s, 2),
+            "speedup": round(old_s / new_s, 2), "max_abs_diff": float(np.abs(np.concatenate(parts, 1) - new).max())}
+
+
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms)
     return {"median_ms": round(float(np.median(a)), 2), "p90_ms": round(float(np.percentile(a, 90)), 2),
@@ -154,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
                "max_abs_action_diff": diff}
         res["speedup_median"] = round(res["old_full_reencode"]["median_ms"] / res["new_stream"]["median_ms"], 2)
         res["speedup_p90"] = round(res["old_full_reencode"]["p90_ms"] / res["new_stream"]["p90_ms"], 2)
+        if cfg.episode_steps > 0:
+            res["extraction"] = extraction(enc, synthetic_episode(cfg.episode_steps, cfg.size, cfg.seed + 1),
+                                           cfg.frames, cfg.stride)
         if name == "invact":
             res["note"] = "random init (configs/encoder/invact.yaml model section); latency does not depend on weights"
         result["encoders"][name] = res

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,7 +52,7 @@ class BenchPolicyConfig:
     out: str = ""  # optional JSON path
 
 
-def build_bench_encoder(name: str):
+def build_bench_encoder(name: str) -> Any:
     """`invact`: InvActConfig from configs/encoder/invact.yaml's `model` (random init); other names:
     configs/encoder/NAME.yaml (EncoderSpec form)."""
     from configs.loader import from_dict, read_yaml
@@ -83,7 +84,7 @@ def synthetic_episode(n: int, size: int, seed: int) -> list[dict[str, np.ndarray
     return obs
 
 
-def legacy_policy_cls():
+def legacy_policy_cls() -> type:
     """`HeadPolicy` with the pre-streaming `features`: each camera's window re-encoded at every step."""
     import torch
 
@@ -111,7 +112,7 @@ def legacy_policy_cls():
     return FullReencodePolicy
 
 
-def extraction(enc, episode: list[dict[str, np.ndarray]], frames: int, stride: int) -> dict:
+def extraction(enc: Any, episode: list[dict[str, np.ndarray]], frames: int, stride: int) -> dict:
     """Seconds to embed every step's windows of one episode: per-window encode vs episode_features."""
     import torch
 

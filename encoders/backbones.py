@@ -82,8 +82,16 @@ class Backbone(nn.Module):
         flat = video.reshape(b * t, *video.shape[2:])
         toks, pools = [], []
         for i in range(0, flat.shape[0], batch_size):
-            x = self.preprocess(flat[i : i + batch_size])
+            chunk = flat[i : i + batch_size]
+            # With >1 torch thread, oneDNN splits a lone image's 1x1-conv GEMMs across threads, which
+            # changes the summation order (~2e-5 off vs the same frame in any batch >= 2). Padding it
+            # to 2 keeps every frame's features independent of its batch, so a streamed frame
+            # (encoders/streaming.py) equals the frame inside a full clip.
+            single = chunk.shape[0] == 1 and torch.get_num_threads() > 1
+            x = self.preprocess(chunk.expand(2, *chunk.shape[1:]) if single else chunk)
             tk, pl = self.frame_tokens(x)
+            if single:
+                tk, pl = tk[:1], pl[:1]
             pools.append(pl.float())
             if tokens:
                 toks.append(tk.float())

@@ -129,6 +129,39 @@ class ActionEncoder(nn.Module):
     def _encode(self, video: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -- streaming hooks (encoders/streaming.py) --------------------------------------------------
+    # A rollout encodes a window that slides by one frame per step, so almost all of `encode`'s
+    # frozen work (backbone passes, resizes, optical flow) was already done for the previous window.
+    # An encoder whose `encode` splits into
+    #     per-frame work   frame_work(frames)          one row per frame, from that frame alone
+    #     per-pair work    pair_work(first, second)    one row per pair of sampled frames (e.g. flow)
+    #     the rest         encode_from_work(...)       cheap, over the window's rows
+    # implements these hooks, and `EncoderStream` / `episode_features` compute each frame's and each
+    # pair's work once per episode. Contract: `encode_from_work` over the work of the frames at
+    # `stream_positions(T)` of a `(B, T, ...)` video (and of their consecutive pairs) equals
+    # `encode(video)`; tests/test_streaming.py checks it per encoder to 1e-5. An encoder without
+    # hooks (`stream_positions` returns None) is streamed by re-encoding each window: correct, not faster.
+    stream_pairs: ClassVar[bool] = False  # True: encode_from_work also reads pair work
+
+    def stream_positions(self, window: int) -> np.ndarray | None:
+        """Positions in a window of `window` frames whose work `encode` reads, in order (repeats
+        allowed), e.g. `frame_indices(window, cfg.frames)`; None: no streaming hooks."""
+        return None
+
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> per-frame work `{name: (M, ...)}`; row m depends on frame m only."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming hooks")
+
+    def pair_work(self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Frame work of M pairs (rows of `first` -> rows of `second`) -> per-pair work `{name: (M, ...)}`."""
+        raise NotImplementedError(f"{type(self).__name__} has no pair work")
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor],
+                         pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """Work of the sampled frames `{name: (B, n, ...)}` and of their n-1 consecutive pairs
+        `{name: (B, n-1, ...)}` (None unless `stream_pairs`) -> embeddings `(B, D)` float32."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming hooks")
+
     def freeze(self) -> ActionEncoder:
         """No gradients, eval mode (dropout/batch-norm statistics fixed); returns self."""
         for p in self.parameters():

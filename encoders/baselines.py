@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from encoders.backbones import build_backbone
 from encoders.base import ActionEncoder, register_encoder
-from encoders.flow import FLOW_METHODS, compute_flow_batch
+from encoders.flow import FLOW_METHODS, compute_flow, compute_flow_batch
 
 
 @dataclasses.dataclass
@@ -49,6 +49,18 @@ class BackboneMeanEncoder(ActionEncoder):
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         _, pooled = self.backbone().extract(video, batch_size=self.cfg.frame_batch, tokens=False)
         return pooled.mean(1)
+
+    # streaming hooks (encoders/base.py): every frame's pooled features, averaged per window
+    def stream_positions(self, window: int) -> np.ndarray:
+        return np.arange(window)
+
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `pooled (M, C)`."""
+        _, pooled = self.backbone().extract(frames[None], batch_size=self.cfg.frame_batch, tokens=False)
+        return {"pooled": pooled[0]}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        return frames["pooled"].mean(1)
 
     def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
         # reuse the frozen-feature cache: the backbone runs once per dataset, not once per evaluation
@@ -100,6 +112,32 @@ class FlowMeanEncoder(ActionEncoder):
             raise ValueError(f"flow_mean: needs T >= 2 frames, got video shape {tuple(video.shape)}")
         flow = compute_flow_batch(video, self.cfg.method, self.cfg.size)
         return self._from_flow(torch.from_numpy(flow))
+
+    # streaming hooks (encoders/base.py): frames resized once (as compute_flow does), flow once per pair
+    stream_pairs = True
+
+    def stream_positions(self, window: int) -> np.ndarray:
+        if window < 2:
+            raise ValueError(f"flow_mean: needs windows of >= 2 frames, got {window}")
+        return np.arange(window)
+
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `small (M, S, S, 3)` uint8, the flow input."""
+        import cv2
+
+        hwc, s = frames.permute(0, 2, 3, 1).contiguous().numpy(), self.cfg.size
+        if hwc.shape[1:3] != (s, s):  # compute_flow resizes only frames that are not S x S already
+            hwc = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in hwc])
+        return {"small": torch.from_numpy(np.ascontiguousarray(hwc))}
+
+    def pair_work(self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`flow (M, S, S, 3)` float32 from each `first` frame to its `second` frame."""
+        a, b = first["small"].numpy(), second["small"].numpy()
+        flows = [compute_flow(np.stack([x, y]), self.cfg.method, self.cfg.size)[0] for x, y in zip(a, b)]
+        return {"flow": torch.from_numpy(np.stack(flows))}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        return self._from_flow(pairs["flow"])
 
     def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
         from encoders.features import flow_maps

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import ActionEncoder, register_encoder
+from encoders.base import ActionEncoder, frame_indices, register_encoder
 from encoders.invact.inputs import prepare_inputs, prepared_inputs
 
 MODALITIES = ("flow", "rgb", "rgb+flow", "backbone+flow")
@@ -160,6 +160,7 @@ class InvActEncoder(ActionEncoder):
         self.ctx_proj = nn.Linear(self.backbone().dim, cfg.dim) if cfg.uses_backbone else None
         self.verb_head = nn.Linear(cfg.dim, cfg.num_verbs)  # h(.) of Eq. 6
         self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)  # text embedding -> action space (Eq. 5)
+        self.stream_pairs = cfg.uses_flow  # flow is the per-pair work of the streaming hooks
 
     def positions(self, t: int, h: int, w: int, device=None) -> torch.Tensor:
         """`(1 + t*h*w, 3)` integer (t, y, x) per token; the CLS token sits at the origin."""
@@ -204,6 +205,52 @@ class InvActEncoder(ActionEncoder):
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         return self.forward_inputs(self.prepare(video))
+
+    # -- streaming hooks (encoders/base.py, encoders/streaming.py): the same ops as `prepare_inputs`,
+    # split into per-frame work (resized frames, backbone tokens) and per-pair work (flow) ------------
+    def stream_positions(self, window: int) -> np.ndarray:
+        return frame_indices(window, self.cfg.frames)
+
+    @torch.no_grad()
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `small (M, S, S, 3)` uint8 (flow input), `rgb (M, 3, S, S)`
+        uint8, `tok (M, N, C)` float32 backbone patch tokens (each only when the modality uses it)."""
+        import cv2
+
+        cfg, s = self.cfg, self.cfg.flow_size
+        hwc = frames.permute(0, 2, 3, 1).contiguous().numpy()
+        out: dict[str, torch.Tensor] = {}
+        if cfg.uses_flow:  # compute_flow resizes only frames that are not S x S already
+            small = hwc if hwc.shape[1:3] == (s, s) else np.stack(
+                [cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in hwc])
+            out["small"] = torch.from_numpy(np.ascontiguousarray(small))
+        if cfg.uses_rgb:
+            rgb = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in hwc])
+            out["rgb"] = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()
+        if cfg.uses_backbone:
+            tokens, _ = self.backbone().extract(frames[None], tokens=True)  # (1, M, N, C)
+            out["tok"] = tokens[0]
+        return out
+
+    @torch.no_grad()
+    def pair_work(self, first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Flow from each `first` frame to its `second` frame: `flow (M, 3, S, S)` float32."""
+        from encoders.flow import compute_flow
+
+        a, b = first["small"].numpy(), second["small"].numpy()
+        flows = np.stack([compute_flow(np.stack([x, y]), self.cfg.flow_method, self.cfg.flow_size)[0]
+                          for x, y in zip(a, b)])  # fmt: skip
+        return {"flow": torch.from_numpy(flows).permute(0, 3, 1, 2)}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        inputs: dict[str, torch.Tensor] = {}
+        if self.cfg.uses_flow:
+            inputs["flow"] = pairs["flow"].to(torch.float16)  # the dtype prepare_inputs (and its cache) hands over
+        if self.cfg.uses_rgb:
+            inputs["rgb"] = frames["rgb"]
+        if self.cfg.uses_backbone:
+            inputs["ctx"] = frames["tok"].mean(1).to(torch.float16)  # frame-averaged, as prepare_inputs
+        return self.forward_inputs(inputs).float()
 
     def embed_dataset(self, root, split=None, views=None, batch_size=32, cache_root=None):
         """Embeddings through the prepared-input cache (flow and backbone run once per dataset)."""

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import ActionEncoder, register_encoder, sample_frames
+from encoders.base import ActionEncoder, frame_indices, register_encoder, sample_frames
 from encoders.laq.nsvq import NSVQ
 
 
@@ -149,14 +150,21 @@ class LAQEncoder(ActionEncoder):
         x = frames.to(self.pos.device, torch.float32) / 255.0
         return self.patch_embed(self.patchify(x))
 
-    def encode_pair(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, 2, 3, S, S) uint8` -> encoder features of frame t and frame t+H, each `(B, N, dim)`."""
-        b, n = pairs.shape[0], self.grid * self.grid
-        tok = self.embed(pairs.reshape(b * 2, *pairs.shape[2:])) + self.pos
-        tok = self.enc_spatial(tok).reshape(b, 2, n, -1)
+    def spatial(self, frames: torch.Tensor) -> torch.Tensor:
+        """`(M, 3, S, S) uint8` -> spatial encoder features `(M, N, dim)`; each frame on its own."""
+        return self.enc_spatial(self.embed(frames) + self.pos)
+
+    def temporal(self, tok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spatial features of (frame t, frame t+H) `(B, 2, N, dim)` -> encoder features of each, `(B, N, dim)`."""
+        b, n = tok.shape[0], self.grid * self.grid
         tok = tok.permute(0, 2, 1, 3).reshape(b * n, 2, -1) + self.time
         tok = self.enc_temporal(tok, mask=self.causal, is_causal=True).reshape(b, n, 2, -1)
         return tok[:, :, 0], tok[:, :, 1]
+
+    def encode_pair(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, 2, 3, S, S) uint8` -> encoder features of frame t and frame t+H, each `(B, N, dim)`."""
+        b, n = pairs.shape[0], self.grid * self.grid
+        return self.temporal(self.spatial(pairs.reshape(b * 2, *pairs.shape[2:])).reshape(b, 2, n, -1))
 
     def decode(self, first: torch.Tensor, action_tokens: torch.Tensor) -> torch.Tensor:
         """Frame t `(B, 3, S, S) uint8` + action tokens `(B, code_tokens, dim)` -> frame t+H `(B, 3, S, S)` in [0, 1]."""
@@ -186,6 +194,20 @@ class LAQEncoder(ActionEncoder):
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         return self.tokens(video).flatten(1)
+
+    # -- streaming hooks (encoders/base.py, encoders/streaming.py): the spatial encoder runs once per
+    # frame; the temporal encoder and the quantiser per window (first and last frame) -------------
+    def stream_positions(self, window: int) -> np.ndarray:
+        return frame_indices(window, 2)
+
+    @torch.no_grad()
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `spatial (M, N, dim)` (resized to image_size first)."""
+        return {"spatial": self.spatial(resize_frames(frames, self.cfg.image_size))}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        first, last = self.temporal(frames["spatial"])
+        return self.vq.codebook[self.vq.nearest(self.vq.delta(first, last))].flatten(1).float()
 
     def code_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
         """`codes (B, code_tokens)` -> what `encode` returns for them, `(B, code_tokens * quant_dim)`."""

@@ -229,6 +229,20 @@ class RoboActEncoder(ActionEncoder):
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         return self.output_of(self.forward_features(self.frame_features(video)))
 
+    # -- streaming hooks (encoders/base.py, encoders/streaming.py): per-frame work = the frozen pooled
+    # features of `frame_features`; everything after them is cheap and runs per window -------------
+    def stream_positions(self, window: int) -> np.ndarray:
+        return frame_indices(window, self.cfg.frames)
+
+    @torch.no_grad()
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `pooled (M, C)` frozen frame features F_vi (Eq. 5)."""
+        _, pooled = self.backbone().extract(frames[None], tokens=False)
+        return {"pooled": pooled[0]}
+
+    def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        return self.output_of(self.forward_features(frames["pooled"])).float()
+
     # -- the pieces the policy heads and the real-arm executor use ------------------------------
     def branches(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         """`video (B, T, 3, H, W) uint8` -> {"subject", "action", "object"}: `(B, b)` each (Eq. 10-12)."""

@@ -7,8 +7,10 @@ Checkpoint directory (what policies/train.py exports; `build_policy(DIR)` / `--p
     head.safetensors     the head's weights (BatchNorm statistics included)
     encoder/             the frozen encoder (ActionEncoder.save_pretrained)
 
-Online, `act` keeps the last frames of each view, builds the same window as policies/heads/data.py
-did for the demo step, embeds it with the frozen encoder, appends obs["proprio"] and runs the head.
+Online, `act` pushes this step's frame of every view into one `EncoderStream` (encoders/streaming.py):
+it embeds the same windows as policies/heads/data.py did for the demo steps (`encode` of the last
+`frames` frames, `stride` apart, clamped at the episode start), all views in one batch, reusing the
+per-frame and per-pair encoder work of earlier steps. Then obs["proprio"] is appended and the head runs.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import numpy as np
 import torch
 
 from configs.runs import atomic_write, atomic_write_json
-from envs.policy_api import POLICIES, POLICY_FILE, Policy
-from policies.heads.data import WindowConfig, window_indices
+from encoders.streaming import EncoderStream
+from envs.policy_api import POLICIES, POLICY_FILE, Policy, PolicyInputs
+from policies.heads.data import WindowConfig
 from policies.heads.model import HeadConfig, PolicyHead
 
 HEAD_WEIGHTS = "head.safetensors"
@@ -31,7 +34,6 @@ HEAD_WEIGHTS = "head.safetensors"
 
 @POLICIES.register("policy_head")
 class HeadPolicy(Policy):
-    needs_images = True
     gripper_convention = "env"
 
     def __init__(self, encoder: Any, head: PolicyHead, window: WindowConfig, env: str = "kitchen",
@@ -42,11 +44,15 @@ class HeadPolicy(Policy):
         self.env = env
         self.frame_size = frame_size
         self.meta = meta or {}
+        # every view, every step (chunk 1); the head's proprio; the window's span of env steps
+        self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim),
+                                   history=(window.frames - 1) * window.stride + 1)
+        self.stream = EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
         self.reset()
 
     # -- episode --------------------------------------------------------------------------------
     def reset(self) -> None:
-        self._frames: dict[str, list[np.ndarray]] = {v: [] for v in self.window.views}
+        self.stream.reset()
         self._feats: list[np.ndarray] = []
 
     def _frame(self, img: np.ndarray, key: str) -> np.ndarray:
@@ -60,20 +66,13 @@ class HeadPolicy(Policy):
         return img.astype(np.uint8, copy=False)
 
     def features(self, obs: dict) -> np.ndarray:
-        """Append this step's frames and return the (F,) features of the current windows."""
-        span = (self.window.frames - 1) * self.window.stride + 1
-        parts = []
+        """Push this step's frame of every view; returns the `(V * D,)` features of the current windows."""
+        frames = []
         for v in self.window.views:
             if v not in obs:
                 raise KeyError(f"policy_head needs obs[{v!r}] (render=True); got keys {sorted(obs)}")
-            hist = self._frames[v]
-            hist.append(self._frame(obs[v], v))
-            del hist[:-span]
-            idx = window_indices(len(hist) - 1, self.window.frames, self.window.stride)
-            video = torch.from_numpy(np.stack([hist[i] for i in idx]))[None].permute(0, 1, 4, 2, 3).contiguous()
-            with torch.no_grad():
-                parts.append(self.encoder.encode(video).float().cpu().numpy()[0])
-        return np.concatenate(parts).astype(np.float32)
+            frames.append(self._frame(obs[v], v))
+        return self.stream.push(frames).reshape(-1).astype(np.float32, copy=False)
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         f = self.features(obs)

@@ -45,7 +45,7 @@ class HeadPolicy(Policy):
         self.frame_size = frame_size
         self.meta = meta or {}
         # every view, every step (chunk 1); the head's proprio; the window's span of env steps
-        self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim),
+        self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim) or None,
                                    history=(window.frames - 1) * window.stride + 1)
         self.stream = EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
         self.reset()

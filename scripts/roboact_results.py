@@ -157,7 +157,7 @@ def recombination(model, train_index, val_index, rec_texts: torch.Tensor, trip: 
 def evaluate_variant(row: dict, enc_dir: Path, data: str, train_index, val_index, cache_dir: str = "") -> list:
     """Fill row["accuracy"] (and row["recombination"]) for the encoder in `enc_dir` on `data`'s val split."""
     from encoders.base import build_encoder
-    from encoders.roboact.annotation_parsers import compose_description, recombination_text
+    from envs.datasets.annotations import compose_description, recombination_text
 
     model = build_encoder(str(enc_dir))
     index, feats = model.dataset_features(data, "val", cache_root=cache_dir or None)

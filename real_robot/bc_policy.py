@@ -26,9 +26,6 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from policies.base import POLICIES, POLICY_FILE, Policy  # noqa: E402
 
 STEP_VERBS = ("open", "pick", "place", "close")

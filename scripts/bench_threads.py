@@ -24,9 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from configs.cli import run_cli
 from configs.loader import load_config, parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything

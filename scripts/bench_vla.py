@@ -19,12 +19,7 @@ import dataclasses
 import json
 import os
 import resource
-import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch

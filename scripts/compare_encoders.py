@@ -25,12 +25,8 @@ intervals, max and final), bar.png, and runs/<encoder>/<task>/ (the policies/tra
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, atomic_write_text

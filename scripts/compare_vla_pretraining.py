@@ -38,9 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from configs.loader import from_dict, parse_cli, read_yaml, save_config, set_dotted, to_dict
 from configs.runs import atomic_write, atomic_write_json, atomic_write_text
 from vla.compare_report import bar_plot, pooled, table_markdown, verdict

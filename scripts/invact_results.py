@@ -16,9 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from configs.cli import run_cli
 from configs.loader import load_config, parse_cli, save_config
 from configs.runs import atomic_write_json, atomic_write_text, seed_everything

@@ -15,13 +15,9 @@ The recording loop is the LIBERO writer's (envs.demos.collect_demos).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything

@@ -16,9 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from configs.cli import run_cli
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, seed_everything

@@ -16,9 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from configs.runs import atomic_write_json, atomic_write_text
 from configs.threads import apply_threads
 

@@ -21,9 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 TASK = "open the middle drawer, pick up the tape, place it on the table, close the drawer"
 JOG = {"w": (0.01, 0, 0), "s": (-0.01, 0, 0), "a": (0, 0.01, 0), "d": (0, -0.01, 0), "r": (0, 0, 0.01),

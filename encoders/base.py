@@ -29,7 +29,7 @@ from torch import nn
 from configs.loader import ConfigError, from_dict, to_dict
 from configs.registry import Registry
 from configs.runs import atomic_write, atomic_write_json, damaged, read_json_fields
-from encoders.video import check_video, frame_indices, sample_frames  # noqa: F401 (public names, kept here too)
+from encoders.video import check_video, frame_indices, sample_frames  # noqa: F401 (public here too)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from configs.registry import Registry
-from encoders.base import check_video
+from encoders.video import check_video
 
 # name -> class taking (image_size=...); a spec "name:arg" passes `arg` as the first argument
 # (e.g. "hf:/path/to/dinov2" -> HFVisionBackbone("/path/to/dinov2", image_size=...)).

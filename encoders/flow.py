@@ -105,7 +105,7 @@ def compute_flow_batch(video: Any, method: str = "dis", size: int | None = None)
     import torch
 
     if isinstance(video, torch.Tensor):
-        from encoders.base import check_video
+        from encoders.video import check_video
 
         check_video(video, name="flow input")
         video = video.permute(0, 1, 3, 4, 2).contiguous().numpy()

@@ -12,10 +12,6 @@ Trains on `train_split`, evaluates on `eval_split` under each test-time frame or
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli
 from encoders.probes.experiment import run_probe

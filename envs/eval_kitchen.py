@@ -18,13 +18,8 @@ best of several such evaluations during training (policies/train.py reports both
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli
 from envs import kitchen

@@ -22,10 +22,6 @@ import functools
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli
 from envs import protocol

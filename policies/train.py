@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write_json, atomic_write_text

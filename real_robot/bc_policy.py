@@ -26,10 +26,7 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from envs.policy_api import POLICIES, POLICY_FILE, Policy  # noqa: E402
+from envs.policy_api import POLICIES, POLICY_FILE, Policy
 
 STEP_VERBS = ("open", "pick", "place", "close")
 LABEL_TO_VERB = {"open": "open", "grasp": "pick", "place": "place", "close": "close"}

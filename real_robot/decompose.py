@@ -6,7 +6,7 @@
 
 Planner "rules" (offline default): split the instruction into clauses (commas, semicolons, "then",
 "and" before a verb, "after that"), read each clause's verb and object with the RoboAct-CLIP annotation
-parser's rules lexicon (encoders/roboact/annotation_parsers.py; the same verb vocabulary the encoders
+parser's rules lexicon (envs/datasets/annotations.py; the same verb vocabulary the encoders
 are trained on), read a destination after on/onto/in/into/to, and resolve pronouns ("it") and bare
 nouns ("the drawer" after "the middle drawer") to the earlier mention. Planner "llm": the same module's
 OpenAI-compatible client (one client in the project) is asked Algorithm 1's question; its reply's
@@ -61,13 +61,7 @@ class DecompositionError(ValueError):
 
 
 def _parsers() -> Any:
-    # the lead may move this module during the reorganisation; accept both homes
-    for mod in ("encoders.roboact.annotation_parsers", "encoders.annotation_parsers"):
-        try:
-            return importlib.import_module(mod)
-        except ModuleNotFoundError:
-            continue
-    raise ModuleNotFoundError("encoders.roboact.annotation_parsers (RoboAct-CLIP annotation parsers) not found")
+    return importlib.import_module("envs.datasets.annotations")
 
 
 def _clauses(text: str) -> list[str]:

@@ -10,13 +10,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from real_robot.robot import JOINT_KEYS, action_dict, joints_of, make_robot  # noqa: E402
 from real_robot.safety import SafeRobot, SafetyLimits  # noqa: E402

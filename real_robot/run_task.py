@@ -17,11 +17,7 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli  # noqa: E402
 from configs.runs import atomic_write_json  # noqa: E402

@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from real_robot.robot import make_robot  # noqa: E402
-from real_robot.tcp import DEFAULT_PORT, MAX_REQUEST, BridgeServer  # noqa: E402
+from real_robot.robot import make_robot
+from real_robot.tcp import DEFAULT_PORT, MAX_REQUEST, BridgeServer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,13 @@ Old path: `encoder.encode` of each camera's `(1, frames, 3, H, W)` window at eve
 configs/encoder/invact.yaml (random init: latency does not depend on the weights) and
 configs/encoder/backbone_mean.yaml. The head is a random-init mlp head.
 
+LIBERO (`libero_steps` > 0), through the rollout loop (envs/rollout.py) on libero_goal task 0, one
+episode per path: (1) the head with `libero_encoder`, both cameras: old = the env renders both
+cameras inside every step (render=True, as before) + full re-encode; new = the loop renders the
+policy's cameras when it acts + the stream; episode wall time. (2) a random-init `tiny` VLA behind
+the real VLAPolicy class (chunk 8, agentview only): frames rendered per episode, old = both
+cameras inside every step, new = the loop's count; the weights do not change either count.
+
 Also timed once per encoder (`episode_steps` > 0): training-time feature extraction of one episode,
 per-window `encode` in batches of 32 windows per camera (what policies/heads/data.py's
 `embed_windows` does) vs `encoders.streaming.episode_features`, and their max abs difference.
@@ -47,6 +54,9 @@ class BenchPolicyConfig:
     warmup: int = 5  # unmeasured first steps per path (lazy init, allocator, the clamped start)
     episode_steps: int = 60  # training-time extraction comparison on an episode of this length; 0: skip
     proprio_dim: int = 12
+    libero_steps: int = 150  # one LIBERO episode (libero_goal task 0) per path for the head and the VLA; 0: skip
+    libero_resolution: int = 128  # camera size of that episode
+    libero_encoder: str = "invact"
     threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
     seed: int = 0
     out: str = ""  # optional JSON path
@@ -88,7 +98,7 @@ def legacy_policy_cls() -> type:
     """`HeadPolicy` with the pre-streaming `features`: each camera's window re-encoded at every step."""
     import torch
 
-    from policies.heads.data import window_indices
+    from encoders.streaming import window_steps
     from policies.heads.policy import HeadPolicy
 
     class FullReencodePolicy(HeadPolicy):
@@ -103,7 +113,7 @@ def legacy_policy_cls() -> type:
                 hist = self._frames[v]
                 hist.append(self._frame(obs[v], v))
                 del hist[:-span]
-                idx = window_indices(len(hist) - 1, self.window.frames, self.window.stride)
+                idx = window_steps(len(hist) - 1, self.window.frames, self.window.stride)
                 video = torch.from_numpy(np.stack([hist[i] for i in idx]))[None].permute(0, 1, 4, 2, 3).contiguous()
                 with torch.no_grad():
                     parts.append(self.encoder.encode(video).float().cpu().numpy()[0])
@@ -133,6 +143,65 @@ def extraction(enc: Any, episode: list[dict[str, np.ndarray]], frames: int, stri
     new_s = time.perf_counter() - t0
     return {"steps": len(episode), "per_window_encode_s": round(old_s, 2), "episode_features_s": round(new_s, 2),
             "speedup": round(old_s / new_s, 2), "max_abs_diff": float(np.abs(np.concatenate(parts, 1) - new).max())}
+
+
+def libero_head_episode(enc: Any, head: Any, window: Any, legacy: type, steps: int, resolution: int) -> dict:
+    """Wall time of one `steps`-step LIBERO episode per path (module docstring (1)), same head."""
+    from envs.libero_env import LiberoEnv
+    from envs.rollout import EnvStepper, run_loop
+    from policies.heads.policy import HeadPolicy
+
+    out: dict[str, Any] = {}
+    for name, cls, render in (("old", legacy, True), ("new", HeadPolicy, False)):
+        env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
+        pol = cls(enc, head, window, env="libero", frame_size=resolution)
+        stepper = EnvStepper(env)
+        stepper.reset(trial=0)
+        t0 = time.perf_counter()
+        res = run_loop(stepper, pol, env.instruction, steps, seed=0, bind=env)
+        wall = time.perf_counter() - t0
+        out[name] = {"steps": res.steps, "wall_s": round(wall, 2), "ms_per_step": round(1e3 * wall / res.steps, 1),
+                     "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
+        env.close()
+    out["speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
+    return out
+
+
+def tiny_vla_policy(chunk: int = 8) -> Any:
+    """A random-init `tiny` VLA with a `chunk`-action head behind the real VLAPolicy class."""
+    from vla.data import ActionStats
+    from vla.heads import ActionHead, ActionVLA
+    from vla.modeling import build_vla
+    from vla.policy import VLAPolicy
+
+    vla = build_vla("tiny")
+    model = ActionVLA(vla, ActionHead(vla.hidden_size, chunk, 7, 0)).eval()
+    meta = {"chunk": chunk, "action_stats": ActionStats(q01=-np.ones(7), q99=np.ones(7)).to_dict(),
+            "image_size": int(vla.image_size), "center_crop": False, "gripper_convention": "env", "proprio_dim": 0}
+    return VLAPolicy(model, meta)
+
+
+def libero_vla_frames(steps: int, resolution: int) -> dict:
+    """Frames rendered in one `steps`-step LIBERO episode per path (module docstring (2))."""
+    from envs.libero_env import LiberoEnv
+    from envs.rollout import EnvStepper, run_loop
+
+    policy = tiny_vla_policy(8)
+    out: dict[str, Any] = {"policy": "VLAPolicy, tiny random-init VLA, chunk 8, agentview only"}
+    for name, render in (("old", True), ("new", False)):
+        env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
+        stepper = EnvStepper(env)
+        stepper.reset(trial=0)
+        t0 = time.perf_counter()
+        res = run_loop(stepper, policy, env.instruction, steps, seed=0, bind=env)
+        wall = time.perf_counter() - t0
+        # old: the two camera observables drawn inside every step and the reset; new: counted draws
+        out[name] = {"steps": res.steps, "acts": res.acts, "wall_s": round(wall, 2),
+                     "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
+        env.close()
+    out["frames_new_over_old"] = round(out["new"]["rendered_frames"] / out["old"]["rendered_frames"], 4)
+    out["wall_speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
+    return out
 
 
 def _stats(ms: list[float]) -> dict:
@@ -188,7 +257,15 @@ def main(argv: list[str] | None = None) -> dict:
                                            cfg.frames, cfg.stride)
         if name == "invact":
             res["note"] = "random init (configs/encoder/invact.yaml model section); latency does not depend on weights"
+        if cfg.libero_steps > 0 and name == cfg.libero_encoder:
+            lhead = PolicyHead(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=8)).eval()
+            result["libero_head_episode"] = {"encoder": name, "resolution": cfg.libero_resolution,
+                                             **libero_head_episode(enc, lhead, window, legacy, cfg.libero_steps,
+                                                                   cfg.libero_resolution)}
         result["encoders"][name] = res
+    if cfg.libero_steps > 0:
+        result["libero_vla_episode"] = {"resolution": cfg.libero_resolution,
+                                        **libero_vla_frames(cfg.libero_steps, cfg.libero_resolution)}
     result["load_after"] = _load()
     if cfg.out:
         atomic_write_json(cfg.out, result)

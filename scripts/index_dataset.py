@@ -21,10 +21,6 @@ envs/demos.py and real_robot/lerobot_reader.py respectively.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.loader import parse_cli
 from envs.datasets.index import IndexConfig, format_summary, index_dataset

@@ -20,9 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from real_robot.ingest import ingest  # noqa: E402
+from real_robot.ingest import ingest
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,46 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageDraw
 
 from configs.cli import run_cli
 from configs.runs import atomic_write
-from envs.atomic_world.dataset import load_clip, read_index
-
-
-def contact_sheet(root: str | Path, takes: int = 12, frames: int = 3, gap: int = 4) -> Image.Image:
-    """RGB image: rows = the first `takes` takes, columns = views x `frames` frames, with a label strip."""
-    df = read_index(root)
-    views = list(dict.fromkeys(df["view"]))
-    rows = []
-    for take_id in sorted(set(df["take_id"]))[:takes]:
-        t = df[df["take_id"] == take_id]
-        first = t[t["segment_index"] == t["segment_index"].min()]
-        tiles = []
-        for v in views:
-            clip = load_clip(Path(root) / first[first["view"] == v]["path"].iloc[0])
-            idx = np.round(np.linspace(0, len(clip) - 1, frames)).astype(int)
-            tiles.append(np.concatenate(list(clip[idx]), axis=1))
-            tiles.append(np.full((clip.shape[1], gap, 3), 255, np.uint8))
-        strip = np.concatenate(tiles[:-1], axis=1)
-        r = first.iloc[0]
-        what = r["keystep"] or r["caption"]
-        label = f"take {take_id} | {r['scene']} ({r['split']}) | {r['subject']} | {what}"
-        if r["keystep"]:
-            label += " = " + " > ".join(t.drop_duplicates("clip_id")["action"])
-        band = Image.new("RGB", (strip.shape[1], 14), (30, 30, 30))
-        ImageDraw.Draw(band).text((3, 1), label, fill=(255, 255, 255))
-        rows.append(np.concatenate([np.asarray(band), strip], axis=0))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    header = Image.new("RGB", (width, 16), (255, 255, 255))
-    per_view = (width + gap) // max(1, len(views))
-    for i, v in enumerate(views):
-        ImageDraw.Draw(header).text((i * per_view + 3, 2), v, fill=(0, 0, 0))
-    return Image.fromarray(np.concatenate([np.asarray(header), *rows], axis=0))
+from envs.atomic_world.preview import contact_sheet
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,16 @@
 """Suite-wide setup: headless EGL rendering before any test module imports MuJoCo; shared fixtures."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# entry points that tests run as files (subprocesses) import this checkout's packages, whichever
+# checkout the environment's editable install names (no file edits sys.path; see tests/test_layers.py)
+_REPO = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_REPO, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _REPO)])
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be fetched from a hub at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

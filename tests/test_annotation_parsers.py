@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from encoders.roboact.annotation_parsers import (
+from envs.datasets.annotations import (
     AnnotationParseError,
     ParserConfig,
     build_parser,
@@ -163,13 +163,26 @@ def test_http_parser_unreachable_endpoint():
         _http("http://127.0.0.1:9/v1/chat/completions", timeout_s=2).parse("the robot opens the drawer")
 
 
-# ----------------------------------------------------------------------------- prepare script
-def test_prepare_lists_bad_and_discards_multi_action(tmp_path, server):
-    import sys
-    from pathlib import Path
+# ----------------------------------------------------------------------------- prepare (the script's library)
+class _Prep:
+    """What scripts/prepare_single_action.py does, from the library: parse the same arguments, run."""
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import prepare_single_action as prep
+    @staticmethod
+    def main(argv: list[str]) -> dict:
+        from configs.loader import parse_cli
+        from envs.datasets.single_action import PrepareConfig, prepare
+
+        return prepare(parse_cli(PrepareConfig, argv, flags={"--src": ("src", ""), "--out": ("out", "")}))
+
+    @staticmethod
+    def read_annotations(src):
+        from envs.datasets.single_action import read_annotations
+
+        return read_annotations(src)
+
+
+def test_prepare_lists_bad_and_discards_multi_action(tmp_path, server):
+    prep = _Prep()
 
     src = tmp_path / "ann.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in [
@@ -208,14 +221,10 @@ def test_prepare_lists_bad_and_discards_multi_action(tmp_path, server):
 
 def test_prepare_from_a_dataset_folder_discards_take_level_chains(tmp_path):
     """Dataset source: one annotation per clip (views share it) + the joined annotation of a 2-clip take."""
-    import sys
-    from pathlib import Path
-
     from configs.runs import atomic_write_json
     from envs.atomic_world.dataset import write_index
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import prepare_single_action as prep
+    prep = _Prep()
 
     def row(take, seg, view, s, a, o, cap):
         return {"take_id": take, "clip_id": f"t{take}_c{seg}", "view": view, "split": "train", "scene": "s0",

@@ -1,22 +1,19 @@
-"""scripts/compare_vla_pretraining.py on the tiny VLA: a 2-variant comparison (none + a random
+"""vla.compare (scripts/compare_vla_pretraining.py) on the tiny VLA: a 2-variant comparison (none + a random
 encoder, 1 LIBERO episode of 5 steps each) writes the table and skips finished variants on rerun."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
 
 def tiny_cfg(tmp: Path, **kw):
-    from compare_vla_pretraining import CompareConfig
-
     from configs.loader import load_config
+    from vla.compare import CompareConfig
 
     ovs = [f"data={tmp / 'aw'}", f"demos={tmp / 'demos'}", f"out={tmp / 'cmp'}"] + [f"{k}={v}" for k, v in kw.items()]
     return load_config(CompareConfig, REPO / "configs" / "vla" / "compare_tiny.yaml", ovs)
@@ -33,8 +30,7 @@ def inputs(tmp_path_factory) -> Path:
 
 
 def test_two_variants_table_and_skip_on_rerun(inputs, monkeypatch):
-    import compare_vla_pretraining as C
-
+    import vla.compare as C
     import vla.posttrain
     import vla.pretrain
 
@@ -93,7 +89,7 @@ def test_two_variants_table_and_skip_on_rerun(inputs, monkeypatch):
 
 
 def test_bad_input_is_one_clear_error(inputs, tmp_path):
-    import compare_vla_pretraining as C
+    import vla.compare as C
 
     with pytest.raises(ValueError, match="no_such_encoder"):
         C.compare(tiny_cfg(inputs, variants="none,no_such_encoder", out=tmp_path / "a"))
@@ -106,7 +102,7 @@ def test_bad_input_is_one_clear_error(inputs, tmp_path):
 
 def test_changed_config_retires_stale_stage_folders(tmp_path):
     """Stage 2/3 resume and the evaluator's episode cache must not reuse runs of another config."""
-    import compare_vla_pretraining as C
+    import vla.compare as C
 
     v = tmp_path / "laq"
     for d in ("encoder_run", "latents", "pretrain", "posttrain", "eval_libero_goal"):
@@ -125,7 +121,7 @@ def test_changed_config_retires_stale_stage_folders(tmp_path):
 def test_workers_run_variants_in_parallel_processes(inputs, tmp_path):
     """workers=2: the two unfinished variants run in two child processes into one `out`; the parent
     then finds both finished and writes the table (and a rerun starts no worker)."""
-    import compare_vla_pretraining as C
+    import vla.compare as C
 
     cfg = tiny_cfg(inputs, out=tmp_path / "par", workers=2)
     rows = C.compare(cfg)

@@ -184,15 +184,21 @@ def test_bridge(tmp_path):
     assert frames.shape == (FRAMES, SIZE, SIZE, 3)
 
 
-def test_cli(tmp_path, capsys):
-    from scripts.index_dataset import main
+def test_cli(tmp_path):
+    """What scripts/index_dataset.py does: its arguments through parse_cli, then index_dataset."""
+    from configs.loader import parse_cli
+    from envs.datasets.index import IndexConfig, format_summary, index_dataset
+
+    def main(argv):
+        return index_dataset(parse_cli(IndexConfig, argv, flags={
+            "--kind": ("kind", ""), "--root": ("root", ""), "--out": ("out", ""), "--frames": ("frames", ""),
+            "--size": ("size", "")}))  # fmt: skip
 
     root = MAKERS["ssv2"](tmp_path / "ssv2")
-    main(["--kind", "ssv2", "--root", str(root), "--out", str(tmp_path / "o"), "--frames", "2", "--size", "16",
-          "progress=false", "threads=1", "ssv2.splits=[val]"])  # fmt: skip
-    out = capsys.readouterr().out
+    out = format_summary(main(["--kind", "ssv2", "--root", str(root), "--out", str(tmp_path / "o"), "--frames", "2",
+                               "--size", "16", "progress=false", "threads=1", "ssv2.splits=[val]"]))  # fmt: skip
     assert "kept 2 clips" in out and "by split: val=2" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises((SystemExit, ValueError)):
         main(["--kind", "nope", "--root", str(root), "--out", str(tmp_path / "p")])
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from encoders import build_encoder
 from encoders.evaluate import main
-from tests.toy_data import make_toy_dataset
+from envs.atomic_world.toy import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

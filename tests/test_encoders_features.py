@@ -9,7 +9,7 @@ import torch
 from encoders.backbones import build_backbone
 from encoders.features import backbone_features, dataset_key, flow_maps
 from encoders.flow import compute_flow, compute_flow_batch, raft_available
-from tests.toy_data import make_toy_dataset
+from envs.atomic_world.toy import make_toy_dataset
 
 
 @pytest.fixture(scope="module")

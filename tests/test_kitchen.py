@@ -82,10 +82,10 @@ def test_two_views_render_small_and_fast(tmp_path):
 
 @pytest.mark.slow
 def test_demo_writer_and_reader_roundtrip(tmp_path):
+    from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
     from envs.demos import DemoReader
-    from scripts.make_kitchen_demos import main
 
-    s = main(["--task", "slide", "--episodes", "1", "--out", str(tmp_path), "resolution=16", "noise=0.0"])
+    s = make_kitchen_demos(KitchenDemoConfig(task="slide", episodes=1, out=str(tmp_path), resolution=16, noise=0.0))
     row = s["tasks"][0]
     assert row["demos"] == 1 and row["task"] == "slide"
     with DemoReader(row["file"]) as r:

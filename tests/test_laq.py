@@ -29,7 +29,7 @@ def _video(b=3, t=5, size=40, seed=0):
 
 @pytest.fixture(scope="module")
 def toy_world(tmp_path_factory):
-    from tests.toy_data import make_toy_dataset
+    from envs.atomic_world.toy import make_toy_dataset
 
     return make_toy_dataset(tmp_path_factory.mktemp("laq") / "toy", scenes=2, takes_per_scene=1, frames=6, size=32,
                             split="train")

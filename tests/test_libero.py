@@ -297,8 +297,8 @@ def test_eval_config_files_and_policy_registry(tmp_path: Path):
 
 
 def test_policy_contract_is_abstract_and_scripted_is_registered():
-    from policies.scripted.programs import ScriptedPolicy
     from envs.policy_api import build_policy
+    from policies.scripted.programs import ScriptedPolicy
 
     class NoAct(Policy):
         def reset(self) -> None:

@@ -154,7 +154,7 @@ def test_bad_encoder_task_and_missing_demos_are_named(tmp_path):
 
 
 def test_compare_encoders_table_and_encoder_list(tmp_path):
-    from scripts.compare_encoders import CompareConfig, column_names, markdown, overall
+    from policies.compare import CompareConfig, column_names, markdown, overall
 
     cfg = CompareConfig(encoders="a=random, b=runs/x/encoder", exports="")
     assert cfg.encoder_list() == [("a", "random"), ("b", "runs/x/encoder")]

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from envs.demos import DemoReader
+from real_robot import teleop
 from real_robot.decompose import decompose
 from real_robot.ingest import ingest
 from real_robot.recorder import RawRecorder
 from real_robot.robot import make_robot
 from real_robot.safety import SafeRobot
 from real_robot.skills import TwinScriptedPolicy
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import teleop  # noqa: E402
 
 
 def test_scripted_teleop_records_markers_and_ingests_with_step_labels(tmp_path):

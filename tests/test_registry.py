@@ -53,8 +53,8 @@ def test_every_kind_uses_the_registry():
     from encoders.backbones import BACKBONES
     from encoders.base import ENCODERS
     from encoders.methods import METHODS
-    from encoders.roboact.annotation_parsers import PARSERS
     from encoders.text import TEXT_ENCODERS
+    from envs.datasets.annotations import PARSERS
     from envs.policy_api import POLICIES
 
     for reg in (BACKBONES, ENCODERS, METHODS, PARSERS, TEXT_ENCODERS, POLICIES):

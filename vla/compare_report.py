@@ -1,4 +1,4 @@
-"""The latent-action comparison's table, verdict and bar plot (scripts/compare_vla_pretraining.py):
+"""The latent-action comparison's table, verdict and bar plot (vla/compare.py):
 LIBERO success with Wilson intervals per task and pooled, held-out action L1 with demo-bootstrap
 intervals and the paired difference from the `none` variant."""
 

@@ -44,12 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 GIB = 1024**3
 GPUS = ((16, "16 GB (T4/V100)"), (24, "24 GB (RTX 4090/A10/L4)"), (40, "40 GB (A100-40G)"),

@@ -1,5 +1,5 @@
 """Held-out demo action error with intervals: the informative column of a latent-action comparison
-when every LIBERO success is 0 (scripts/compare_vla_pretraining.py).
+when every LIBERO success is 0 (vla/compare.py).
 
 The windows of one demo are strongly correlated, so intervals resample whole held-out demos (a
 cluster bootstrap), and a difference between two variants is a paired bootstrap over the same windows.

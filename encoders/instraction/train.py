@@ -86,6 +86,14 @@ def _batch(items: list[TakeItem], feats: np.ndarray, bank: TextBank, actions: li
 
 def train_instraction(cfg: InstrActionRunConfig, feats_tr: np.ndarray, items: list[TakeItem], bank: TextBank,
                       actions: list[str], log=print) -> tuple[InstrActionModel, list[dict]]:
+    # Not configs.training.fit, deliberately: (1) fit resumes and shards by deriving batch `step` from
+    # (seed, step, rank, world) alone, but here every batch comes from one sequential generator `rng`
+    # (epoch permutations, random crops, sampled negatives), so batch k depends on all earlier draws;
+    # (2) an epoch is a variable number of batches grouped by the takes' step count, and batches of one
+    # take are skipped (the contrastive losses need two), so steps per epoch are not fixed; (3) it runs
+    # in-process without a run folder (probe_results trains five variants in one process), while fit
+    # always writes metrics.jsonl and checkpoints/. Re-deriving the batches from (seed, step) would change
+    # the data order and so every number in docs/results/probes.md: a change of its own, not a refactor.
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     vocab = WordVocab([render_caption(it.subject, it.steps) for it in items])

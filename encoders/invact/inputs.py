@@ -20,7 +20,7 @@ from encoders.features import cached_arrays, dataset_key, default_cache_root, it
 from envs.atomic_world.dataset import read_index
 
 if TYPE_CHECKING:
-    from encoders.invact.model import InvActConfig
+    from encoders.invact.config import InvActConfig
 
 
 @torch.no_grad()

@@ -79,6 +79,12 @@ class ProbeConfig:
 def train_probe(cfg: ProbeConfig, x: torch.Tensor, y: torch.Tensor, n_classes: int,
                 log=print) -> tuple[torch.nn.Module, list[dict]]:
     """Fit probe `cfg.probe` on tokens `x (M, T, N, C)` or `(M, N, D)` with labels `y (M,)`."""
+    # Not configs.training.fit, deliberately: (1) the default schedule is the paper's per-step cosine
+    # annealing (LambdaLR below), and fit's optimiser has a constant learning rate with no scheduler hook;
+    # (2) fit always writes a run folder (metrics.jsonl, checkpoints/) while a probe is seconds of work
+    # that probe_results runs dozens of times in one process with write=False; (3) the result records
+    # per-epoch training accuracy over one permutation per epoch, fit only knows steps. Nothing here needs
+    # what fit adds (resume, data-parallel ranks): the inputs are cached tensors held in memory.
     torch.manual_seed(cfg.seed)
     kwargs = {"pe": cfg.pe, "pe_init": cfg.pe_init} if cfg.probe == "step" else {}
     frames = x.shape[1]

@@ -19,7 +19,6 @@ import torch
 from configs.loader import from_dict
 from configs.training import rank_slice
 from encoders.methods import register_method
-from encoders.roboact.annotation_parsers import compose_description, recombination_text
 from encoders.roboact.losses import (
     RoboActLossConfig,
     aux_classification_loss,
@@ -31,6 +30,7 @@ from encoders.roboact.losses import (
     total_loss,
 )
 from encoders.roboact.model import RoboActConfig, RoboActEncoder
+from envs.datasets.annotations import compose_description, recombination_text
 
 if TYPE_CHECKING:
     from encoders.train import TrainConfig

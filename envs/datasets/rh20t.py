@@ -9,7 +9,7 @@ Layout read (rh20t.github.io download, unpacked; the rh20t_api README / extract.
 (depth.mp4 / timestamps.npy next to color.mp4 are not needed.) One episode = one take = one clip
 over the whole color video; its cameras (static, time-synchronised) are its views, named by their
 `cam_<serial>` folder. The task's English description goes through Algorithm 1
-(envs.datasets.single_action -> encoders.roboact.annotation_parsers): multi-action descriptions are
+(envs.datasets.single_action -> envs.datasets.annotations): multi-action descriptions are
 dropped, the rest labelled subject-action-object; subject = robot, or human for `_human` episodes.
 scene = the robot configuration folder (`scene="cfg"`, e.g. RH20T_cfg3) or that plus the episode's
 scene number (`scene="episode"`). RH20T has no official split: everything is "train" except

@@ -192,10 +192,11 @@ class KitchenScriptedPolicy(Policy):
         self.expert: KitchenExpert | None = None
 
     @classmethod
-    def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, **kwargs: Any) -> KitchenScriptedPolicy:
+    def from_spec(cls, spec: str, seed: int = 0, noise: float = 0.0, jitter: float = 0.01,
+                  **kwargs: Any) -> KitchenScriptedPolicy:
         from envs.policy_api import spec_float
 
-        return cls(seed=seed, noise=spec_float(spec, noise, "action noise"))
+        return cls(seed=seed, noise=spec_float(spec, noise, "action noise"), jitter=jitter)
 
     def seed_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""A tiny synthetic clip dataset on disk (same format as scripts/make_atomic_videos.py) for tests and benches.
+"""A tiny synthetic clip dataset on disk (the format of scripts/make_atomic_videos.py) for tests and benches.
 
 Scene = background colour + texture, verb = motion of a textured square (direction/pattern), so
 appearance features retrieve by scene and motion features retrieve by verb. Every take is seen from

@@ -1,0 +1,192 @@
+"""Scripted demonstration sets: the per-task recording of the LIBERO and Franka Kitchen demo writers.
+
+    from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
+    make_kitchen_demos(KitchenDemoConfig(task="slide", episodes=5, out="runs/demos/kitchen"))
+
+`make_libero_task` / `make_kitchen_task` open the env, name the hdf5 file and fill its `env_args` /
+`problem_info` (the schema `policies/heads/data.py` and `vla/data.py` read back) and run the shared
+recording loop (`envs.demos.collect_demos`) with the scripted expert; `make_libero_demos` /
+`make_kitchen_demos` do it for every task of a config and write `config.yaml` + `summary.json`.
+The command lines are scripts/make_libero_demos.py and scripts/make_kitchen_demos.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs.loader import save_config
+from configs.runs import atomic_write_json, seed_everything
+from envs import protocol
+
+
+# ------------------------------------------------------------------------------------------- LIBERO
+@dataclass
+class LiberoDemoConfig:
+    suite: str = "libero_goal"
+    tasks: str = "all"  # "all" = every task with a scripted program
+    episodes: int = 50  # successful demos per task
+    max_attempts: int = 0  # 0 = 3 x episodes
+    out: str = "data/libero_demos"
+    seed: int = 0
+    resolution: int = 128  # LIBERO's datasets are 128x128
+    fast_render: bool = True
+    noise: float = 0.02  # std of Gaussian noise on the arm actions
+    flush_every: int = 5
+    max_steps: int = 0  # 0 = the suite's protocol max
+
+    def validate(self) -> None:
+        self.suite = protocol.canonical_suite(self.suite)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if self.flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {self.flush_every}")
+
+
+def make_libero_task(cfg: LiberoDemoConfig, task_id: int, out: Path) -> dict:
+    from envs.demos import DemoWriter, collect_demos
+    from envs.libero_env import LiberoEnv
+    from envs.policy_api import build_policy
+
+    # render=False: the rollout loop renders both cameras on every step with render_frame, exactly as
+    # the evaluator renders a policy's cameras (frames of the state after the step)
+    env = LiberoEnv(cfg.suite, task_id, resolution=cfg.resolution, render=False, fast_render=cfg.fast_render)
+    try:
+        path = out / cfg.suite / f"{env.task.name}_demo.hdf5"
+        writer = DemoWriter(
+            path,
+            env_args={"type": 1, "env_name": env.task.name, "suite": cfg.suite, "task_id": task_id,
+                      "env_kwargs": {"camera_heights": cfg.resolution, "camera_widths": cfg.resolution,
+                                     "controller": "OSC_POSE", "fast_render": cfg.fast_render}},
+            problem_info={"problem_name": env.raw.__class__.__name__, "language_instruction": env.instruction},
+            bddl_file_name=env.task.bddl_file,
+        )
+        max_steps = cfg.max_steps or env.max_steps
+        t0 = time.time()
+        expert = build_policy("scripted", seed=cfg.seed, noise=cfg.noise)  # by registered name: envs < policies
+        got = collect_demos(env, expert, writer, episodes=cfg.episodes,
+                            max_attempts=cfg.max_attempts or 3 * cfg.episodes, max_steps=max_steps,
+                            seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
+                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
+                            desc=f"{cfg.suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
+        return {"task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
+                "attempts": got["attempts"], "failed_this_run": got["failed_this_run"],
+                "wall_s": round(time.time() - t0, 1)}
+    finally:
+        env.close()
+
+
+def make_libero_demos(cfg: LiberoDemoConfig) -> dict:
+    """Demos for every task of `cfg` (resumable); writes <out>/config.yaml and <out>/summary.json."""
+    from envs.evaluator import parse_tasks
+    from envs.libero_env import num_tasks
+    from envs.policy_api import POLICIES
+
+    supported_tasks = POLICIES.get("scripted").supported_tasks
+    cfg.validate()
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    if str(cfg.tasks).strip() in ("all", ""):
+        tasks = supported_tasks(cfg.suite)
+    else:
+        tasks = parse_tasks(cfg.tasks, num_tasks(cfg.suite))
+        missing = [t for t in tasks if t not in supported_tasks(cfg.suite)]
+        if missing:
+            raise SystemExit(f"no scripted program for {cfg.suite} tasks {missing}; "
+                             f"available: {supported_tasks(cfg.suite)}")
+    summary = {"suite": cfg.suite, "tasks": [make_libero_task(cfg, t, out) for t in tasks]}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ Kitchen
+@dataclass
+class KitchenDemoConfig:
+    task: str = "all"  # all | knob,door,light,micro,slide | ids 0-4
+    episodes: int = 25  # successful demos per task (R3M: 25)
+    max_attempts: int = 0  # 0 = 3 x episodes
+    out: str = "runs/demos/kitchen"
+    seed: int = 0
+    resolution: int = 96
+    second_view: str = "left_cap"
+    fast_render: bool = True
+    noise: float = 0.1  # std of Gaussian noise on the arm actions (units of the (7,) action)
+    jitter: float = 0.01  # metres of approach/grasp point jitter
+    flush_every: int = 5
+    max_steps: int = 0  # 0 = 280
+
+    def validate(self) -> None:
+        from envs.kitchen import VIEWS, parse_kitchen_tasks
+
+        parse_kitchen_tasks(self.task)
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.noise < 0 or self.jitter < 0:
+            raise ValueError(f"noise and jitter must be >= 0, got {self.noise}, {self.jitter}")
+        if self.second_view not in VIEWS:
+            raise ValueError(f"second_view must be one of {VIEWS}, got {self.second_view!r}")
+        if self.flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {self.flush_every}")
+
+
+def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
+    from envs.demos import DemoWriter, collect_demos
+    from envs.kitchen import KitchenEnv
+    from envs.policy_api import build_policy
+
+    env = KitchenEnv(task_id, resolution=cfg.resolution, render=False, second_view=cfg.second_view,
+                     fast_render=cfg.fast_render)
+    try:
+        t = env.task
+        path = out / "kitchen" / f"{t.short}_demo.hdf5"
+        writer = DemoWriter(
+            path,
+            env_args={"type": "kitchen", "env_name": "FrankaKitchen-v1", "suite": "kitchen", "task_id": task_id,
+                      "task": t.short, "element": t.element,
+                      "env_kwargs": {"resolution": cfg.resolution, "views": ["default", cfg.second_view],
+                                     "fast_render": cfg.fast_render, "action": "ee_delta_dls_ik"}},
+            problem_info={"problem_name": f"kitchen_{t.short}", "primitive": t.primitive,
+                          "language_instruction": t.instruction},
+            bddl_file_name="",
+        )
+        t0 = time.time()
+        expert = build_policy("kitchen_scripted", seed=cfg.seed, noise=cfg.noise, jitter=cfg.jitter)
+        got = collect_demos(env, expert, writer,
+                            episodes=cfg.episodes, max_attempts=cfg.max_attempts or 3 * cfg.episodes,
+                            max_steps=cfg.max_steps or env.max_steps,
+                            seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
+                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
+                            desc=f"kitchen:{t.short}")
+        attempt, fails = got["attempts"], got["failures"]
+        return {"task_id": task_id, "task": t.short, "element": t.element, "file": str(path), "demos": got["demos"],
+                "attempts": attempt, "failures": fails,
+                "scripted_success": round((attempt - fails) / attempt, 4) if attempt else None,
+                "wall_s": round(time.time() - t0, 1)}
+    finally:
+        env.close()
+
+
+def make_kitchen_demos(cfg: KitchenDemoConfig) -> dict:
+    """Demos for every task of `cfg` (resumable); writes <out>/config.yaml and <out>/summary.json
+    (rows of tasks from earlier runs into the same folder are kept)."""
+    from envs.kitchen import parse_kitchen_tasks
+
+    cfg.validate()
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    summary = {"suite": "kitchen", "tasks": [make_kitchen_task(cfg, t, out) for t in parse_kitchen_tasks(cfg.task)]}
+    prev = out / "summary.json"
+    if prev.is_file():  # keep other tasks' rows from earlier runs into the same folder
+        old = {r["task_id"]: r for r in json.loads(prev.read_text()).get("tasks", [])}
+        old.update({r["task_id"]: r for r in summary["tasks"]})
+        summary["tasks"] = [old[k] for k in sorted(old)]
+    atomic_write_json(prev, summary)
+    return summary

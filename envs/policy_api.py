@@ -38,7 +38,7 @@ POLICY_FILE = "policy.json"
 # are named as strings and resolved here only when a name is looked up: envs/ never imports them.
 POLICIES: Registry[type[Policy]] = Registry(
     "policy",
-    modules=("policies.random", "policies.scripted.programs", "policies.scripted.kitchen", "vla.policy",
+    modules=("policies.random_actions", "policies.scripted.programs", "policies.scripted.kitchen", "vla.policy",
              "policies.heads", "real_robot.skills"),
     hint="or pass a checkpoint directory holding policy.json",
 )

@@ -279,7 +279,7 @@ def test_bad_config_values_are_named():
 def test_eval_config_files_and_policy_registry(tmp_path: Path):
     from configs.loader import load_config
     from envs.policy_api import build_policy
-    from policies.random import RandomPolicy
+    from policies.random_actions import RandomPolicy
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs" / "eval").glob("libero*.yaml"))
     assert files
@@ -389,7 +389,7 @@ def test_evaluator_core_hooks_records_resume_and_crashes(tmp_path: Path):
 
 
 def test_run_episode_blind_policy_and_step_budget(tmp_path: Path):
-    from policies.random import RandomPolicy
+    from policies.random_actions import RandomPolicy
 
     env = FakeEnv(0, render=False)  # what the evaluator always builds: the rollout loop renders
     rec = run_episode(env, RandomPolicy(seed=0), 0, FakeConfig(max_steps=3, video_stride=2), tmp_path / "v.mp4")

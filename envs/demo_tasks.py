@@ -60,6 +60,7 @@ def make_libero_task(cfg: LiberoDemoConfig, task_id: int, out: Path) -> dict:
         writer = DemoWriter(
             path,
             env_args={"type": 1, "env_name": env.task.name, "suite": cfg.suite, "task_id": task_id,
+                      "proprio_keys": list(protocol.PROPRIO_KEYS),
                       "env_kwargs": {"camera_heights": cfg.resolution, "camera_widths": cfg.resolution,
                                      "controller": "OSC_POSE", "fast_render": cfg.fast_render}},
             problem_info={"problem_name": env.raw.__class__.__name__, "language_instruction": env.instruction},
@@ -137,7 +138,7 @@ class KitchenDemoConfig:
 
 def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
     from envs.demos import DemoWriter, collect_demos
-    from envs.kitchen import KitchenEnv
+    from envs.kitchen import PROPRIO_KEYS, KitchenEnv
     from envs.policy_api import build_policy
 
     env = KitchenEnv(task_id, resolution=cfg.resolution, render=False, second_view=cfg.second_view,
@@ -148,7 +149,7 @@ def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
         writer = DemoWriter(
             path,
             env_args={"type": "kitchen", "env_name": "FrankaKitchen-v1", "suite": "kitchen", "task_id": task_id,
-                      "task": t.short, "element": t.element,
+                      "task": t.short, "element": t.element, "proprio_keys": list(PROPRIO_KEYS),
                       "env_kwargs": {"resolution": cfg.resolution, "views": ["default", cfg.second_view],
                                      "fast_render": cfg.fast_render, "action": "ee_delta_dls_ik"}},
             problem_info={"problem_name": f"kitchen_{t.short}", "primitive": t.primitive,

@@ -178,9 +178,15 @@ class DemoReader:
         return len(self.keys)
 
     def __getitem__(self, i: int) -> Demo:
+        return self.read(i)
+
+    def read(self, i: int, obs_keys: set[str] | None = None) -> Demo:
+        """Demo i with only `obs_keys` of its obs loaded (None = all; images are the bulk of a file)."""
         g = self._f["data"][self.keys[i]]
         obs = {}
         for k in g["obs"]:
+            if obs_keys is not None and k not in obs_keys:
+                continue
             v = np.asarray(g["obs"][k])
             if k.endswith("_rgb") and self.flip and v.ndim == 4:
                 v = np.ascontiguousarray(v[:, ::-1, ::-1])

@@ -108,6 +108,7 @@ def parse_kitchen_tasks(spec: str) -> list[int]:
 # what an observation carries: two cameras (agentview = the default free camera, the second view
 # below), proprio = 9 robot joint positions + end-effector position (3)
 CAMERA_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
+PROPRIO_KEYS: tuple[str, ...] = ("joint_states", "gripper_states", "ee_pos")  # demo obs keys: 7 + 2 + 3
 PROPRIO_DIM: int = 12
 
 # the second view's choices: a model camera name, "default" (the env's free camera) or "wrist"
@@ -287,12 +288,12 @@ class KitchenEnv:
         pos, mat = self.ee_pose()
         q = self.data.qpos[:9].astype(np.float32)
         obs = {
-            "proprio": np.concatenate([q, pos.astype(np.float32)]),
             "ee_pos": pos.astype(np.float32),
             "ee_ori": Rotation.from_matrix(mat).as_rotvec().astype(np.float32),
             "gripper_states": q[7:9].copy(),
             "joint_states": q[:7].copy(),
         }
+        obs["proprio"] = np.concatenate([obs[k] for k in PROPRIO_KEYS]).astype(np.float32)
         if self.render_enabled:
             for key in ("agentview_rgb", "eye_in_hand_rgb"):
                 obs[key] = self.render_frame(key)

@@ -303,8 +303,8 @@ class LiberoEnv:
             "ee_ori": ee_ori,
             "gripper_states": grip,
             "joint_states": np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
-            "proprio": np.concatenate([ee_pos, ee_ori, grip]).astype(np.float32),
         }
+        obs["proprio"] = np.concatenate([obs[k] for k in protocol.PROPRIO_KEYS]).astype(np.float32)
         if "agentview_image" in raw and self.render_enabled:
             obs["agentview_rgb"] = protocol.flip_image(np.asarray(raw["agentview_image"]))
         if "robot0_eye_in_hand_image" in raw and self.render_enabled and self.wrist:

@@ -53,6 +53,7 @@ ACTION_DIM: int = 7
 # what a LiberoEnv observation carries (envs/libero_env.py): both cameras, proprio = eef pos (3) +
 # eef axis-angle (3) + gripper qpos (2)
 CAMERA_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
+PROPRIO_KEYS: tuple[str, ...] = ("ee_pos", "ee_ori", "gripper_states")  # the demo obs keys, in this order
 PROPRIO_DIM: int = 8
 # OSC_POSE scaling of robosuite's default controller config: an action of 1.0 moves this much.
 OSC_POS_SCALE_M: float = 0.05

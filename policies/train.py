@@ -114,14 +114,14 @@ class HeadMethod:
     def __init__(self, cfg: TrainHeadConfig, data: Any, encoder: Any, window: Any, frame_size: int) -> None:
         import torch
 
-        from policies.heads.model import HeadConfig, PolicyHead
+        from policies.heads.model import HeadConfig, HeadNetwork
 
         self.cfg, self.data, self.encoder, self.window, self.frame_size = cfg, data, encoder, window, frame_size
         torch.manual_seed(cfg.seed)
         self.head_cfg = HeadConfig(feature_dim=data.features.shape[1], proprio_dim=data.proprio.shape[1],
                                    action_dim=data.actions.shape[1], hidden=tuple(cfg.hidden), kind=cfg.head,
                                    history=cfg.history)
-        self.model = PolicyHead(self.head_cfg)
+        self.model = HeadNetwork(self.head_cfg)
         self._f = torch.from_numpy(np.array(data.features, dtype=np.float32))  # a writable copy of the cache
         self._p = torch.from_numpy(np.ascontiguousarray(data.proprio))
         self._a = torch.from_numpy(np.ascontiguousarray(data.actions))
@@ -144,9 +144,9 @@ class HeadMethod:
         return loss, {}
 
     def export(self, model: Any, out: Path) -> None:
-        from policies.heads.policy import HeadPolicy
+        from policies.heads.policy import EncoderHeadPolicy
 
-        pol = HeadPolicy(self.encoder, model, self.window, env=self.cfg.env, frame_size=self.frame_size)
+        pol = EncoderHeadPolicy(self.encoder, model, self.window, env=self.cfg.env, frame_size=self.frame_size)
         pol.save_pretrained(Path(out) / "policy", encoder_spec=self.cfg.encoder,
                             extra={"trained_on": {"env": self.cfg.env, "suite": self.cfg.suite if self.cfg.env == "libero"
                                                   else "kitchen", "tasks": self.cfg.task_ids(),

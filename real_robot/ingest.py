@@ -1,6 +1,6 @@
 """Teleoperation data -> the project's demo format (envs/demos.py), with checks and time alignment.
 
-    episodes = read_raw(src) | read_lerobot(src) (real_robot/lerobot_reader.py) | read_robomimic(src)
+    episodes = read_raw(src) | read_lerobot(src) (envs/lerobot.py) | read_robomimic(src)
     report = ingest(src, fmt, out, rate=10.0)   # out/demos.hdf5 + out/manifest.json, or out/report.json
 
 RAW LAYOUT (what scripts/teleop.py writes; one directory per episode, processed in sorted order):
@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,39 +44,15 @@ import numpy as np
 
 from configs.runs import atomic_write_json
 from envs.demos import Demo, DemoReader, DemoWriter
+from envs.streams import SNAP_S, Problem, StreamEpisode, on_grid, resample
+from real_robot.robot import PROPRIO_KEYS
 
 REQUIRED = ("joint_states", "action")
 DIMS = {"joint_states": (7,), "force_torque": (6,)}  # fixed per-sample shapes
-HOLD = ("action",)  # zero-order hold (commands); cameras are held too
-CAMERA_OBS = {"front": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
-SNAP_S = 1e-4
-
-
-@dataclass
-class Episode:
-    """One episode before alignment. streams[field] = (t (N,) float64 s, v (N, ...))."""
-
-    name: str
-    instruction: str
-    streams: dict[str, tuple[np.ndarray, np.ndarray]]
-    markers: list[tuple[float, str]] = field(default_factory=list)
-    skills: list[str] | None = None  # per-sample labels given by the source (robomimic)
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Problem:
-    episode: str
-    field: str
-    kind: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.episode}: {self.field}: {self.kind}: {self.detail}"
 
 
 # -- readers -------------------------------------------------------------------------------------------
-def read_raw(src: str | Path) -> tuple[list[Episode], list[Problem]]:
+def read_raw(src: str | Path) -> tuple[list[StreamEpisode], list[Problem]]:
     """The raw layout above -> episodes (+ problems found while reading)."""
     src = Path(src)
     episodes, problems = [], []
@@ -100,17 +75,17 @@ def read_raw(src: str | Path) -> tuple[list[Episode], list[Problem]]:
             if not tf.is_file():
                 problems.append(Problem(d.name, f.stem, "missing", f"{tf.name} (frame times) not found"))
                 continue
-            from real_robot.lerobot_reader import decode_video
+            from envs.lerobot import decode_video
 
             frames, _ = decode_video(f)
             streams[f.stem] = (np.load(tf), frames)
         markers = [(float(m["t"]), str(m["label"])) for m in meta.get("markers", [])]
-        episodes.append(Episode(d.name, str(meta.get("instruction", "")), streams, markers,
+        episodes.append(StreamEpisode(d.name, str(meta.get("instruction", "")), streams, markers,
                                 attrs={"robot": str(meta.get("robot", ""))}))
     return episodes, problems
 
 
-def read_robomimic(src: str | Path, rate: float) -> tuple[list[Episode], list[Problem]]:
+def read_robomimic(src: str | Path, rate: float) -> tuple[list[StreamEpisode], list[Problem]]:
     """A robomimic/LIBERO hdf5 file (through envs.demos.DemoReader) -> episodes sampled at `rate` Hz."""
     episodes = []
     with DemoReader(src) as reader:
@@ -121,12 +96,12 @@ def read_robomimic(src: str | Path, rate: float) -> tuple[list[Episode], list[Pr
                 name = {"agentview_rgb": "cam_front", "eye_in_hand_rgb": "cam_wrist",
                         "gripper_states": "gripper_state"}.get(k, k)  # fmt: skip
                 streams[name] = (t, v)
-            episodes.append(Episode(f"demo_{i}", demo.instruction, streams, skills=demo.skills))
+            episodes.append(StreamEpisode(f"demo_{i}", demo.instruction, streams, skills=demo.skills))
     return episodes, []
 
 
 # -- checks ----------------------------------------------------------------------------------------------
-def check(episodes: list[Episode], max_jump_s: float = 1.0, gap_factor: float = 3.0,
+def check(episodes: list[StreamEpisode], max_jump_s: float = 1.0, gap_factor: float = 3.0,
           required: tuple[str, ...] = REQUIRED) -> list[Problem]:
     """Every problem of every episode (see module docstring); an empty list means all are clean."""
     problems: list[Problem] = []
@@ -180,30 +155,10 @@ def check(episodes: list[Episode], max_jump_s: float = 1.0, gap_factor: float = 
     return problems
 
 
-# -- alignment -------------------------------------------------------------------------------------------
-def _nearest_exact(t: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    i = np.clip(np.searchsorted(t, grid), 1, len(t) - 1)
-    j = np.where(np.abs(t[i - 1] - grid) <= np.abs(t[i] - grid), i - 1, i)
-    return j, np.abs(t[j] - grid) <= SNAP_S
-
-
-def resample(t: np.ndarray, v: np.ndarray, grid: np.ndarray, hold: bool) -> np.ndarray:
-    """(N,) times + (N, ...) values -> (len(grid), ...) values: exact samples where a sample sits on a
-    grid time, otherwise linear interpolation (hold=False) or the last sample at or before it (hold=True)."""
-    j, exact = _nearest_exact(t, grid)
-    if hold or v.dtype.kind != "f":
-        prev = np.clip(np.searchsorted(t, grid + SNAP_S, side="right") - 1, 0, len(t) - 1)
-        return v[np.where(exact, j, prev)]
-    flat = v.reshape(len(t), -1).astype(np.float64)
-    out = np.stack([np.interp(grid, t, flat[:, c]) for c in range(flat.shape[1])], axis=1)
-    out[exact] = flat[j[exact]]
-    return out.reshape((len(grid), *v.shape[1:]))
-
-
 Segmenter = Callable[[np.ndarray, list[str]], list[int]]
 
 
-def align(ep: Episode, rate: float, segmenter: Segmenter | None = None) -> Demo:
+def align(ep: StreamEpisode, rate: float, segmenter: Segmenter | None = None) -> Demo:
     """A checked episode -> a Demo on the grid t0 + k / rate over the streams' common window.
 
     Step labels: the source's own, else the markers, else -- for a multi-step instruction --
@@ -212,22 +167,7 @@ def align(ep: Episode, rate: float, segmenter: Segmenter | None = None) -> Demo:
     every frame, else none."""
     from real_robot.decompose import decompose
 
-    t0 = max(float(t[0]) for t, _ in ep.streams.values())
-    t1 = min(float(t[-1]) for t, _ in ep.streams.values())
-    grid = t0 + np.arange(int(np.floor((t1 - t0) * rate + 1e-6)) + 1) / rate
-    obs: dict[str, np.ndarray] = {}
-    actions = None
-    for name, (t, v) in ep.streams.items():
-        r = resample(t, v, grid, hold=name in HOLD or name.startswith("cam_"))
-        if name == "action":
-            actions = r.astype(np.float64)
-        elif name.startswith("cam_"):
-            cam = name[4:]
-            obs[CAMERA_OBS.get(cam, f"{cam}_rgb")] = r.astype(np.uint8)
-        else:
-            obs[{"gripper_state": "gripper_states"}.get(name, name)] = (
-                r.reshape(len(grid), -1).astype(np.float64) if r.ndim == 1 or name == "gripper_state" else r)
-    assert actions is not None
+    grid, obs, actions = on_grid(ep, rate)
     T = len(grid)
     if ep.skills is not None:
         skills = list(resample(np.arange(len(ep.skills)) / rate, np.array(ep.skills), grid - grid[0], True))
@@ -248,7 +188,7 @@ def align(ep: Episode, rate: float, segmenter: Segmenter | None = None) -> Demo:
     dones[-1] = 1
     return Demo(actions=actions, obs=obs, states=np.concatenate(low, axis=1) if low else np.zeros((T, 0)),
                 rewards=np.zeros(T), dones=dones, instruction=ep.instruction, skills=skills,
-                attrs={"source_episode": ep.name, "rate_hz": float(rate), "t0": float(t0),
+                attrs={"source_episode": ep.name, "rate_hz": float(rate), "t0": float(grid[0]),
                        **{k: v for k, v in ep.attrs.items() if isinstance(v, (str, int, float))}})
 
 
@@ -281,7 +221,7 @@ def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_b
     if fmt == "raw":
         episodes, problems = read_raw(src)
     elif fmt == "lerobot":
-        from real_robot.lerobot_reader import read_lerobot
+        from envs.lerobot import read_lerobot
 
         episodes, problems = read_lerobot(src)
     elif fmt == "robomimic":
@@ -303,7 +243,8 @@ def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_b
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".demos.partial.hdf5"
     partial.unlink(missing_ok=True)
-    writer = DemoWriter(partial, env_args={"source_format": fmt, "rate_hz": rate},
+    writer = DemoWriter(partial, env_args={"source_format": fmt, "rate_hz": rate,
+                                                "proprio_keys": list(PROPRIO_KEYS)},
                         problem_info={"language_instruction": demos[0].instruction})
     for d in demos:
         writer.add(d)

@@ -32,6 +32,9 @@ EE_KEYS = ("ee.x", "ee.y", "ee.z")
 GRIPPER_KEY = "gripper.pos"
 GRIPPER_FORCE_KEY = "gripper.force"
 ACTION_KEYS = (*JOINT_KEYS, GRIPPER_KEY, GRIPPER_FORCE_KEY)
+# the twin's proprio as demo obs keys (what ingestion writes: 7 joints + gripper 0..1); ingestion
+# stores it in the file's env_args["proprio_keys"], so envs.episodes reads it without importing this
+PROPRIO_KEYS = ("joint_states", "gripper_states")
 
 # Backends register themselves on import; the registry imports these lazily on the first miss.
 ROBOTS: Registry[Any] = Registry("robot", modules=("real_robot.twin", "real_robot.tcp"))

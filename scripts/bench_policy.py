@@ -1,4 +1,4 @@
-"""Per-step `HeadPolicy.act` latency: full re-encode of every window (old path) vs the encoder stream.
+"""Per-step `EncoderHeadPolicy.act` latency: full re-encode of every window (old path) vs the encoder stream.
 
     python scripts/bench_policy.py                                   # JSON to stdout
     python scripts/bench_policy.py --out docs/results/bench_policy_act.json
@@ -6,7 +6,7 @@
 Both paths run side by side on the same synthetic episode (moving squares on noise, two cameras,
 `size` px), interleaved step by step so load changes hit both alike, after `warmup` steps each.
 Old path: `encoder.encode` of each camera's `(1, frames, 3, H, W)` window at every step (what
-`HeadPolicy.features` did before encoders/streaming.py). New path: `HeadPolicy` as it is (one
+`EncoderHeadPolicy.features` did before encoders/streaming.py). New path: `EncoderHeadPolicy` as it is (one
 `EncoderStream` over all cameras). Encoders: InvAct with the `model` section of
 configs/encoder/invact.yaml (random init: latency does not depend on the weights) and
 configs/encoder/backbone_mean.yaml. The head is a random-init mlp head.
@@ -95,13 +95,13 @@ def synthetic_episode(n: int, size: int, seed: int) -> list[dict[str, np.ndarray
 
 
 def legacy_policy_cls() -> type:
-    """`HeadPolicy` with the pre-streaming `features`: each camera's window re-encoded at every step."""
+    """`EncoderHeadPolicy` with the pre-streaming `features`: each camera's window re-encoded at every step."""
     import torch
 
     from encoders.streaming import window_steps
-    from policies.heads.policy import HeadPolicy
+    from policies.heads.policy import EncoderHeadPolicy
 
-    class FullReencodePolicy(HeadPolicy):
+    class FullReencodePolicy(EncoderHeadPolicy):
         def reset(self) -> None:
             super().reset()
             self._frames: dict[str, list[np.ndarray]] = {v: [] for v in self.window.views}
@@ -149,10 +149,10 @@ def libero_head_episode(enc: Any, head: Any, window: Any, legacy: type, steps: i
     """Wall time of one `steps`-step LIBERO episode per path (module docstring (1)), same head."""
     from envs.libero_env import LiberoEnv
     from envs.rollout import EnvStepper, run_loop
-    from policies.heads.policy import HeadPolicy
+    from policies.heads.policy import EncoderHeadPolicy
 
     out: dict[str, Any] = {}
-    for name, cls, render in (("old", legacy, True), ("new", HeadPolicy, False)):
+    for name, cls, render in (("old", legacy, True), ("new", EncoderHeadPolicy, False)):
         env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
         pol = cls(enc, head, window, env="libero", frame_size=resolution)
         stepper = EnvStepper(env)
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from policies.heads.data import WindowConfig
-    from policies.heads.model import HeadConfig, PolicyHead
-    from policies.heads.policy import HeadPolicy
+    from policies.heads.model import HeadConfig, HeadNetwork
+    from policies.heads.policy import EncoderHeadPolicy
 
     cfg = parse_cli(BenchPolicyConfig, argv, prog="scripts/bench_policy.py", description=__doc__.split("\n")[0],
                     flags={"--out": ("out", "JSON output path"), "--steps": ("steps", "measured steps per path")})
@@ -235,9 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in cfg.encoders:
         enc = build_bench_encoder(name)
         torch.manual_seed(cfg.seed)
-        head = PolicyHead(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=cfg.proprio_dim)).eval()
+        head = HeadNetwork(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=cfg.proprio_dim)).eval()
         old = legacy(enc, head, window, frame_size=cfg.size)
-        new = HeadPolicy(enc, head, window, frame_size=cfg.size)
+        new = EncoderHeadPolicy(enc, head, window, frame_size=cfg.size)
         times: dict[str, list[float]] = {"old": [], "new": []}
         diff = 0.0
         for t, obs in enumerate(episode):
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         if name == "invact":
             res["note"] = "random init (configs/encoder/invact.yaml model section); latency does not depend on weights"
         if cfg.libero_steps > 0 and name == cfg.libero_encoder:
-            lhead = PolicyHead(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=8)).eval()
+            lhead = HeadNetwork(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=8)).eval()
             result["libero_head_episode"] = {"encoder": name, "resolution": cfg.libero_resolution,
                                              **libero_head_episode(enc, lhead, window, legacy, cfg.libero_steps,
                                                                    cfg.libero_resolution)}

@@ -91,13 +91,13 @@ def test_bc_loss_falls_and_saved_head_reloads_and_acts_identically(tmp_path):
     assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
 
     policy = build_policy(str(out / "policy"))
-    assert type(policy).__name__ == "HeadPolicy" and policy.head.cfg.kind == "mlp"
+    assert type(policy).__name__ == "EncoderHeadPolicy" and policy.head.cfg.kind == "mlp"
     meta = json.loads((out / "policy" / "policy.json").read_text())
     assert meta["policy_type"] == "policy_head" and meta["window"]["frames"] == 3
     # the reloaded policy equals the trained head + encoder, step by step (frame windows included)
-    from policies.heads.policy import HeadPolicy
+    from policies.heads.policy import EncoderHeadPolicy
 
-    fresh = HeadPolicy(enc, method.model.eval(), window, env="kitchen", frame_size=16)
+    fresh = EncoderHeadPolicy(enc, method.model.eval(), window, env="kitchen", frame_size=16)
     d = demos[0]
     policy.reset()
     fresh.reset()
@@ -116,13 +116,13 @@ def test_bc_loss_falls_and_saved_head_reloads_and_acts_identically(tmp_path):
 
 
 def test_step_head_and_history_rows(tmp_path):
-    from policies.heads.model import HeadConfig, PolicyHead
+    from policies.heads.model import HeadConfig, HeadNetwork
 
     enc, window, files, demos, data = _data(tmp_path)
     rows = np.array([0, 1, 13, 35])
     hist = data.history_rows(rows, 3)
     assert hist.tolist() == [[0, 0, 0], [0, 0, 1], [12, 12, 13], [33, 34, 35]]
-    head = PolicyHead(HeadConfig(feature_dim=data.features.shape[1], proprio_dim=12, kind="step", history=3))
+    head = HeadNetwork(HeadConfig(feature_dim=data.features.shape[1], proprio_dim=12, kind="step", history=3))
     out = head(torch.from_numpy(data.features[hist]), torch.from_numpy(data.proprio[rows]))
     assert out.shape == (4, 7)
     with pytest.raises(ValueError, match="history must be 1"):

@@ -171,15 +171,15 @@ def test_bad_input_is_named():
 
 
 def test_head_policy_features_are_the_per_camera_windows_and_reset_restarts():
-    """HeadPolicy (one stream over both cameras, frames resized to frame_size) sees the concatenated
+    """EncoderHeadPolicy (one stream over both cameras, frames resized to frame_size) sees the concatenated
     `encode` of each camera's window at every `act`; reset() starts the next episode at step 0."""
     from policies.heads.data import WindowConfig
-    from policies.heads.model import HeadConfig, PolicyHead
-    from policies.heads.policy import HeadPolicy
+    from policies.heads.model import HeadConfig, HeadNetwork
+    from policies.heads.policy import EncoderHeadPolicy
 
     enc = _build("laq")
-    head = PolicyHead(HeadConfig(feature_dim=2 * enc.dim, proprio_dim=3)).eval()
-    policy = HeadPolicy(enc, head, WindowConfig(frames=4, stride=2), frame_size=32)
+    head = HeadNetwork(HeadConfig(feature_dim=2 * enc.dim, proprio_dim=3)).eval()
+    policy = EncoderHeadPolicy(enc, head, WindowConfig(frames=4, stride=2), frame_size=32)
     for seed in (4, 5):  # two episodes on one policy
         policy.reset()
         big = [np.repeat(np.repeat(v, 2, 1), 2, 2) for v in _episode(9, seed=seed)]  # 64 px -> resized to 32

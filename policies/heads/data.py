@@ -1,7 +1,7 @@
 """Demos -> (frozen features, proprio, action) training rows for a policy head, with a feature cache.
 
 Every demo step t gets one *window* per camera view: `frames` frames ending at t, `stride` steps
-apart (indices before the demo start repeat frame 0), exactly what `HeadPolicy.act` builds online.
+apart (indices before the demo start repeat frame 0), exactly what `EncoderHeadPolicy.act` builds online.
 The frozen encoder embeds each window (`encode(video (B, T, C, H, W) uint8) -> (B, D)`), and the
 views' embeddings are concatenated. Features are cached with the project's feature cache
 (`encoders.features.cached_arrays`: atomic arrays, a json marker written last, memory-mapped on
@@ -13,7 +13,7 @@ so training heads for several seeds, budgets or head kinds embeds a demo set onc
 The encoder key hashes its config and weights, the demo set key the demo files' bytes.
 
 Proprio is rebuilt from the demo's obs keys in the env's own order (`PROPRIO_KEYS`), so the head
-sees the same vector in training and in `HeadPolicy.act` (obs["proprio"]).
+sees the same vector in training and in `EncoderHeadPolicy.act` (obs["proprio"]).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, dropout: float) -> nn.S
     return nn.Sequential(*layers)
 
 
-class PolicyHead(nn.Module):
+class HeadNetwork(nn.Module):
     """`forward(features (B, history, F), proprio (B, P)) -> actions (B, A)`."""
 
     def __init__(self, cfg: HeadConfig) -> None:

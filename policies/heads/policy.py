@@ -1,4 +1,4 @@
-"""`HeadPolicy`: a frozen encoder + a trained policy head, as a registered Policy ("policy_head").
+"""`EncoderHeadPolicy`: a frozen encoder + a trained policy head, as a registered Policy ("policy_head").
 
 Checkpoint directory (what policies/train.py exports; `build_policy(DIR)` / `--policy DIR` loads it):
 
@@ -27,16 +27,16 @@ from configs.runs import atomic_write, atomic_write_json
 from encoders.streaming import EncoderStream
 from envs.policy_api import POLICIES, POLICY_FILE, Policy, PolicyInputs
 from policies.heads.data import WindowConfig
-from policies.heads.model import HeadConfig, PolicyHead
+from policies.heads.model import HeadConfig, HeadNetwork
 
 HEAD_WEIGHTS = "head.safetensors"
 
 
 @POLICIES.register("policy_head")
-class HeadPolicy(Policy):
+class EncoderHeadPolicy(Policy):
     gripper_convention = "env"
 
-    def __init__(self, encoder: Any, head: PolicyHead, window: WindowConfig, env: str = "kitchen",
+    def __init__(self, encoder: Any, head: HeadNetwork, window: WindowConfig, env: str = "kitchen",
                  frame_size: int = 0, meta: dict | None = None) -> None:
         self.encoder = encoder.freeze() if hasattr(encoder, "freeze") else encoder
         self.head = head.eval()
@@ -104,7 +104,7 @@ class HeadPolicy(Policy):
         return d
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> HeadPolicy:
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> EncoderHeadPolicy:
         from safetensors.torch import load_file
 
         from configs.loader import from_dict
@@ -117,7 +117,7 @@ class HeadPolicy(Policy):
                 raise ValueError(f"{d / POLICY_FILE}: missing field {key!r} (not a policy_head checkpoint)")
         head_cfg = from_dict(HeadConfig, meta["head"], source=str(d / POLICY_FILE))
         window = from_dict(WindowConfig, meta["window"], source=str(d / POLICY_FILE))
-        head = PolicyHead(head_cfg)
+        head = HeadNetwork(head_cfg)
         w = d / HEAD_WEIGHTS
         if not w.is_file():
             raise FileNotFoundError(f"{d}: no {HEAD_WEIGHTS}")

@@ -1,6 +1,6 @@
 """Read a LeRobot dataset (codebase v3.0) straight from disk -- no lerobot install needed.
 
-    episodes, problems = read_lerobot("path/to/dataset")   # -> real_robot.ingest.Episode list
+    episodes, problems = read_lerobot("path/to/dataset")   # -> envs.streams.StreamEpisode list
 
 Layout read (what LeRobotDataset.finalize writes): `meta/info.json` (fps, features, data_path /
 video_path templates), `meta/tasks.parquet` (task strings in the index, `task_index` column),
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from real_robot.ingest import Episode, Problem
+from envs.streams import Problem, StreamEpisode
 
 INDEX_COLUMNS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
 FT_NAMES = ("fx", "fy", "fz", "tx", "ty", "tz")
@@ -72,7 +72,7 @@ def _column(table: Any, key: str) -> np.ndarray:
     return np.asarray(col, dtype=np.float64 if not isinstance(col[0], (list, tuple)) else None)
 
 
-def read_lerobot(src: str | Path) -> tuple[list[Episode], list[Problem]]:
+def read_lerobot(src: str | Path) -> tuple[list[StreamEpisode], list[Problem]]:
     import pyarrow.parquet as pq
 
     src = Path(src)
@@ -131,7 +131,7 @@ def read_lerobot(src: str | Path) -> tuple[list[Episode], list[Problem]]:
                 streams["gripper_state"] = (t, v[:, gi])
                 v = np.delete(v, gi, axis=1)
             streams[stream] = (t, v)
-        episodes.append(Episode(name, tasks.get(task_idx, ""), streams,
+        episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams,
                                 attrs={"fps": fps, "robot": str(info.get("robot_type", "")),
                                        "lerobot_episode": int(e)}))  # fmt: skip
     return episodes, problems

@@ -15,7 +15,7 @@ Resumable: each take / video / episode is recorded in <out>/items/ once its clip
 --resume skips recorded ones (and refuses a run whose kind, root, frames, size or options differ).
 
 Robot demonstrations (LIBERO / robomimic hdf5, LeRobot) are not indexed here: they are read by
-envs/demos.py and real_robot/lerobot_reader.py respectively.
+envs/demos.py and envs/lerobot.py respectively.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Streaming encoders: embed a window that slides by one frame per step without redoing shared work.
 
 A policy embeds, at every control step t and for every camera, the window of the last `frames`
-frames `stride` steps apart, with steps before the episode start clamped to frame 0
-(`window_steps`, the same windows as policies/heads/data.py builds for training). Consecutive windows
+frames `stride` steps apart, with steps before the episode start clamped to frame 0: the offsets
+`envs.episodes.frame_offsets(frames, stride)` read by the project's one window sampler
+`envs.episodes.window_steps`, i.e. the camera windows of the demo `EpisodeDataset` that training
+reads (policies/heads/data.py computes its features with `episode_features`). Consecutive windows
 share all but one frame, so re-encoding each window repeats nearly all of the frozen work (for
 InvAct: 8 backbone passes and 7 optical-flow pairs per camera per step, where 1 of each is new).
 
@@ -29,15 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs import episodes
+
 Work = dict[str, torch.Tensor]
 
 
 def window_steps(t: int, frames: int, stride: int) -> np.ndarray:
-    """Episode steps of the window ending at step `t`: `frames` steps `stride` apart, clamped at 0.
+    """(frames,) episode steps of the window ending at step `t`: `frames` steps `stride` apart,
+    clamped at 0. The dataset's sampler over `frame_offsets`; no upper clip, as the window ends at t."""
+    return episodes.window_steps(t, episodes.frame_offsets(frames, stride))
 
-    The same as `policies.heads.data.window_indices` (defined here too so encoders need no import
-    from policies; tests/test_streaming.py checks that they agree)."""
-    return np.maximum(t - stride * np.arange(frames - 1, -1, -1), 0)
+
+def window_span(frames: int, stride: int) -> int:
+    """Env steps one window covers: the frames of a camera a stream must keep."""
+    return int(-episodes.frame_offsets(frames, stride)[0]) + 1
 
 
 def _rows(work: Work, m: int) -> list[Work]:
@@ -125,7 +132,7 @@ class EncoderStream:
         if frames < 1 or stride < 1 or views < 1:
             raise ValueError(f"EncoderStream: frames, stride and views must be >= 1, got {frames}, {stride}, {views}")
         self.encoder, self.frames, self.stride, self.views, self.chunk = encoder, frames, stride, views, chunk
-        self.span = (frames - 1) * stride + 1
+        self.span = window_span(frames, stride)
         self.streaming = has_stream_hooks(encoder, frames)
         self.positions = encoder.stream_positions(frames) if self.streaming else np.arange(frames)
         self.reset()
@@ -203,7 +210,7 @@ def episode_features(encoder: Any, videos: Sequence[np.ndarray], frames: int, st
             raise ValueError(f"episode_features: camera {i} must be (T, H, W, 3) uint8, got "
                              f"{getattr(v, 'shape', type(v).__name__)} {getattr(v, 'dtype', '')}")
     n_t, n_v = lengths.pop(), len(videos)
-    span = (frames - 1) * stride + 1
+    span = window_span(frames, stride)
     streaming = has_stream_hooks(encoder, frames)
     positions = encoder.stream_positions(frames) if streaming else None
     cache = _WorkCache(encoder, n_v, chunk)

@@ -117,6 +117,9 @@ class HeadMethod:
         from policies.heads.model import HeadConfig, HeadNetwork
 
         self.cfg, self.data, self.encoder, self.window, self.frame_size = cfg, data, encoder, window, frame_size
+        if data.history != cfg.history:  # the dataset's history window is the one the head is trained on
+            raise ValueError(f"the dataset's feature history is {data.history} steps, the head's {cfg.history}: "
+                             "build_dataset(..., history=cfg.history)")
         torch.manual_seed(cfg.seed)
         self.head_cfg = HeadConfig(feature_dim=data.features.shape[1], proprio_dim=data.proprio.shape[1],
                                    action_dim=data.actions.shape[1], hidden=tuple(cfg.hidden), kind=cfg.head,
@@ -137,7 +140,7 @@ class HeadMethod:
         import torch
 
         rows = self.batch_rows(step, rank, world)
-        hist = self.data.history_rows(rows, self.head_cfg.history)
+        hist = self.data.history_rows(rows)  # (B, history) rows of the dataset's history window
         feats = self._f[torch.from_numpy(hist)].to(device)
         pred = model(feats, self._p[rows].to(device))
         loss = torch.nn.functional.mse_loss(pred, self._a[rows].to(device))
@@ -218,7 +221,7 @@ def train(cfg: TrainHeadConfig) -> dict:
     from configs.threads import apply_threads
     from configs.training import LoopConfig, fit
     from envs.evaluator import parse_tasks  # noqa: F401  (import check of the evaluator core)
-    from policies.heads.data import WindowConfig, build_dataset, demo_files, load_demos
+    from policies.heads.data import WindowConfig, build_dataset, read_demos
 
     cfg.validate()
     apply_threads(cfg.threads)
@@ -227,10 +230,10 @@ def train(cfg: TrainHeadConfig) -> dict:
     window = WindowConfig(frames=cfg.frames, stride=cfg.stride, views=tuple(cfg.views))
     window.validate()
     encoder = build_frozen_encoder(cfg.encoder)
-    files = demo_files(cfg.demos, cfg.env, cfg.task_ids(), suite=cfg.suite if cfg.env == "libero" else None)
-    demos = load_demos(files, cfg.env, window.views, cfg.max_demos)
-    data = build_dataset(encoder, demos, window, files, cfg.max_demos, cache_root=cfg.cache_root or None)
-    frame_size = int(demos[0].views[window.views[0]].shape[1])
+    episodes = read_demos(cfg.demos, cfg.env, window.views, cfg.task_ids(), suite=cfg.suite, max_demos=cfg.max_demos)
+    data = build_dataset(encoder, episodes, window, cfg.max_demos, history=cfg.history,
+                         cache_root=cfg.cache_root or None)
+    frame_size = int(episodes[0].data[window.views[0]].shape[1])  # the demos' frames: resize rollout frames to it
     method = HeadMethod(cfg, data, encoder, window, frame_size)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

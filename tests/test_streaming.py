@@ -152,12 +152,21 @@ def test_stream_does_only_the_new_frames_work():
         assert calls["pairs"] == [2], t  # step 0: the (0, 0) pair; later (t - 2, t) (or (0, t) at the start)
 
 
-def test_window_steps_match_the_training_windows():
-    from policies.heads.data import window_indices
+def test_stream_windows_are_the_dataset_windows():
+    """The stream's windows are the demo EpisodeDataset's camera windows (`frame_offsets`): the frames
+    `window_steps` picks are the frames `EpisodeDataset.window` returns, at every step of an episode
+    shorter and one longer than the window span."""
+    from envs.episodes import Episode, EpisodeDataset, frame_offsets
 
-    for t in range(12):
-        for frames, stride in ((1, 1), (3, 2), (8, 2), (4, 3)):
-            assert window_steps(t, frames, stride).tolist() == window_indices(t, frames, stride).tolist()
+    for frames, stride in ((1, 1), (3, 2), (8, 2), (4, 3)):
+        span = (frames - 1) * stride + 1
+        for n_t in (span, span + 7):
+            ids = np.arange(n_t, dtype=np.int64)  # the "frame" of step t is t
+            ep = Episode({"ids": ids, "action": np.zeros((n_t, 1), np.float32)}, "", "mem:demo_0")
+            ds = EpisodeDataset([ep], {"ids": frame_offsets(frames, stride)})
+            for t in range(n_t):
+                assert window_steps(t, frames, stride).tolist() == ds.window(0, t, "ids")[0].tolist(), (frames, t)
+    assert window_steps(3, 3, 2).tolist() == [0, 1, 3]  # clamped at the episode start
 
 
 def test_bad_input_is_named():
@@ -188,4 +197,4 @@ def test_head_policy_features_are_the_per_camera_windows_and_reset_restarts():
             obs = {"agentview_rgb": big[0][t], "eye_in_hand_rgb": big[1][t], "proprio": np.zeros(3, np.float32)}
             assert policy.act(obs, "").shape == (7,)
             ref = _reference(enc, small, t, 4, 2).reshape(-1)
-            assert np.abs(policy._feats[-1] - ref).max() <= TOL, (seed, t)
+            assert np.abs(policy._feats[t] - ref).max() <= TOL, (seed, t)  # _feats: {episode step: features}

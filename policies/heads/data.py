@@ -1,39 +1,49 @@
 """Demos -> (frozen features, proprio, action) training rows for a policy head, with a feature cache.
 
-Every demo step t gets one *window* per camera view: `frames` frames ending at t, `stride` steps
-apart (indices before the demo start repeat frame 0), exactly what `EncoderHeadPolicy.act` builds online.
-The frozen encoder embeds each window (`encode(video (B, T, C, H, W) uint8) -> (B, D)`), and the
-views' embeddings are concatenated. Features are cached with the project's feature cache
-(`encoders.features.cached_arrays`: atomic arrays, a json marker written last, memory-mapped on
-reuse) under
+The demos are the project's one demo dataset (`envs.episodes`): `read_demos` reads the views,
+"proprio" and "action" of every episode, and an `EpisodeDataset` declares what one training row
+reads at step t, as step offsets (`head_windows`):
+
+    camera view   frame_offsets(frames, stride)    e.g. (8, 2) -> [-14, -12, ..., 0]
+    "proprio"     range(-(history - 1), 1)          the step head's feature history; the head reads offset 0
+    "action"      [0]                               one action per step (no chunks)
+
+with the dataset's edge padding (a window reaching before the episode start repeats step 0) and its
+bad-input checks (a missing key, a window longer than an episode: one line naming file, key, sizes).
+
+Features: per episode, `encoders.streaming.episode_features(encoder, views, frames, stride)`, the
+same streaming path (and the same windows, `envs.episodes.window_steps`) as `EncoderStream` in
+rollouts (`EncoderHeadPolicy.act`); row t is the views' embeddings of their windows ending at t,
+concatenated. Features are cached with the project's feature cache (`encoders.features.cached_arrays`:
+atomic arrays, a json marker written last, memory-mapped on reuse) under
 
     <cache root>/features/policy_head/<encoder key>/<demo set key>/<frames>f<stride>s-<views>/all.features.npy
 
 so training heads for several seeds, budgets or head kinds embeds a demo set once per encoder.
 The encoder key hashes its config and weights, the demo set key the demo files' bytes.
 
-Proprio is rebuilt from the demo's obs keys in the env's own order (`PROPRIO_KEYS`), so the head
-sees the same vector in training and in `EncoderHeadPolicy.act` (obs["proprio"]).
+Proprio is the dataset's "proprio" (the env's proprio keys, defined once per env in envs/), so the
+head sees the same vector in training and in `EncoderHeadPolicy.act` (obs["proprio"]).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-# obs keys whose concatenation equals the env's obs["proprio"]
-PROPRIO_KEYS = {
-    "kitchen": ("joint_states", "gripper_states", "ee_pos"),  # envs/kitchen.py: q (9) + ee pos (3)
-    "libero": ("ee_pos", "ee_ori", "gripper_states"),  # envs/libero_env.py: eef pos + axis-angle + gripper
-}
+from encoders.streaming import episode_features, window_span
+from envs.episodes import Episode, EpisodeDataset, frame_offsets, read_episodes, window_steps
+
 VIEW_KEYS = {"agentview": "agentview_rgb", "second": "eye_in_hand_rgb"}
+ACTION_OFFSETS = (0,)  # the head predicts the action of the current step (no chunks)
 
 
 @dataclasses.dataclass
@@ -51,87 +61,41 @@ class WindowConfig:
             if v not in VIEW_KEYS.values():
                 raise ValueError(f"unknown view {v!r}; use {tuple(VIEW_KEYS.values())}")
 
+    def offsets(self) -> np.ndarray:
+        """(frames,) step offsets of a camera window, ending at 0 (`envs.episodes.frame_offsets`)."""
+        return frame_offsets(self.frames, self.stride)
 
-def window_indices(t: int, frames: int, stride: int) -> np.ndarray:
-    """Indices of the window ending at step t (clipped at 0)."""
-    return np.maximum(t - stride * np.arange(frames - 1, -1, -1), 0)
-
-
-@dataclasses.dataclass
-class DemoSteps:
-    """One demo's arrays: views[key] (T, H, W, 3) uint8, proprio (T, P), actions (T, A)."""
-
-    file: str
-    key: str
-    task_id: int
-    views: dict[str, np.ndarray]
-    proprio: np.ndarray
-    actions: np.ndarray
+    @property
+    def span(self) -> int:
+        """Env steps one window covers (the frames a rollout keeps per camera)."""
+        return window_span(self.frames, self.stride)
 
 
-def demo_files(demos: str | Path, env: str, task_ids: list[int] | None, suite: str | None = None) -> dict[int, Path]:
-    """Demo files under `demos` (recursively) for the requested tasks, by task id. A requested task
-    without a file is an error naming it."""
-    import h5py
-
-    root = Path(demos)
-    if not root.exists():
-        raise FileNotFoundError(f"demo folder not found: {root}")
-    files = [root] if root.is_file() else sorted(root.rglob("*.hdf5"))
-    found: dict[int, Path] = {}
-    for f in files:
-        try:
-            with h5py.File(f, "r") as h:
-                args = json.loads(h["data"].attrs.get("env_args", "{}"))
-        except (OSError, KeyError, json.JSONDecodeError) as e:
-            raise ValueError(f"{f}: not a readable demo file ({type(e).__name__}: {e})") from None
-        f_suite = args.get("suite", "")
-        if env == "kitchen" and f_suite != "kitchen":
-            continue
-        if env == "libero" and (f_suite == "kitchen" or (suite and f_suite != suite)):
-            continue
-        tid = args.get("task_id")
-        if tid is None:
-            continue
-        if task_ids is None or int(tid) in task_ids:
-            found[int(tid)] = f
-    missing = [t for t in (task_ids or []) if t not in found]
-    if missing or not found:
-        raise FileNotFoundError(f"{root}: no {env}{' ' + suite if suite else ''} demo file for task(s) "
-                                f"{missing or task_ids}; found tasks {sorted(found)}")
-    return found
+def history_offsets(history: int) -> range:
+    """Step offsets of the step head's feature history: the last `history` steps, ending at 0."""
+    if history < 1:
+        raise ValueError(f"history must be >= 1, got {history}")
+    return range(-(history - 1), 1)
 
 
-def load_demos(files: dict[int, Path], env: str, views: tuple[str, ...], max_demos: int = 0) -> list[DemoSteps]:
-    """Read and validate demos (missing keys, NaNs, length mismatches -> an error naming file and demo)."""
-    from envs.demos import DemoReader
+def head_windows(window: WindowConfig, history: int = 1) -> dict[str, Iterable[int]]:
+    """The `EpisodeDataset` windows of one training row (see the module docstring)."""
+    return {**{v: window.offsets() for v in window.views}, "proprio": history_offsets(history),
+            "action": ACTION_OFFSETS}
 
-    out = []
-    need = (*views, *PROPRIO_KEYS[env])
-    for tid, f in sorted(files.items()):
-        with DemoReader(f) as r:
-            if len(r) == 0:
-                raise ValueError(f"{f}: holds no demos")
-            for i in range(min(len(r), max_demos) if max_demos else len(r)):
-                d = r[i]
-                where = f"{f} {r.keys[i]}"
-                missing = [k for k in need if k not in d.obs]
-                if missing:
-                    raise ValueError(f"{where}: missing obs key(s) {missing} (need {list(need)})")
-                proprio = np.concatenate([np.asarray(d.obs[k], np.float32).reshape(len(d), -1)
-                                          for k in PROPRIO_KEYS[env]], axis=1)
-                acts = np.asarray(d.actions, np.float32)
-                for name, arr in (("actions", acts), ("proprio", proprio)):
-                    if not np.all(np.isfinite(arr)):
-                        raise ValueError(f"{where}: {name} contain NaN/inf")
-                if acts.ndim != 2 or len(acts) == 0:
-                    raise ValueError(f"{where}: actions have shape {acts.shape}, expected (T, A) with T > 0")
-                for v in views:
-                    if d.obs[v].ndim != 4 or d.obs[v].shape[-1] != 3 or d.obs[v].dtype != np.uint8:
-                        raise ValueError(f"{where}: obs/{v} has shape {d.obs[v].shape} {d.obs[v].dtype}, "
-                                         "expected (T, H, W, 3) uint8")
-                out.append(DemoSteps(str(f), r.keys[i], tid, {v: d.obs[v] for v in views}, proprio, acts))
-    return out
+
+def demo_suite(env: str, suite: str | None) -> str | None:
+    """The env_args suite of the demo files to train on: "kitchen", or the LIBERO suite."""
+    return "kitchen" if env == "kitchen" else suite
+
+
+def read_demos(demos: str | Path, env: str, views: Sequence[str], task_ids: Sequence[int] | None,
+               suite: str | None = None, max_demos: int = 0) -> list[Episode]:
+    """Episodes (views, "proprio", "action") of the demo files under `demos` for `task_ids` of `env`
+    (`suite`: the LIBERO suite), `max_demos` per file (0 = all). A requested task without a file,
+    an unreadable file or non-finite actions/proprio: one error naming it (`read_episodes`)."""
+    return read_episodes(demos, keys=(*views, "proprio", "action"), max_demos=max_demos,
+                         suite=demo_suite(env, suite), task_ids=None if task_ids is None else list(task_ids))
 
 
 def encoder_key(encoder: Any) -> str:
@@ -143,78 +107,108 @@ def encoder_key(encoder: Any) -> str:
     return f"{encoder.registry_name or type(encoder).__name__}-{h.hexdigest()[:10]}"
 
 
-def demo_set_key(files: dict[int, Path], max_demos: int) -> str:
-    h = hashlib.sha1(f"max{max_demos}".encode())
-    for tid, f in sorted(files.items()):
-        h.update(f"{tid}:{Path(f).name}".encode())
+def _hash_path(h: Any, path: Path) -> None:
+    """Feed a file's bytes (a folder's: every file below it, sorted) into hash `h`."""
+    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
+
+
+def demo_set_key(episodes: Sequence[Episode], max_demos: int) -> str:
+    """sha1 of `max_demos` and every source file's task id, name and bytes (in task order, as before
+    the one dataset existed, so existing caches stay valid)."""
+    files = {(-1 if e.task_id is None else e.task_id, e.file) for e in episodes}
+    h = hashlib.sha1(f"max{max_demos}".encode())
+    for tid, f in sorted(files):
+        h.update(f"{tid}:{Path(f).name}".encode())
+        _hash_path(h, Path(f))
     return h.hexdigest()[:12]
 
 
-def embed_windows(encoder: Any, frames: np.ndarray, idx: np.ndarray, batch: int = 32) -> np.ndarray:
-    """frames (T, H, W, 3) uint8, idx (N, n) window indices -> (N, D) float32 embeddings."""
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(idx), batch):
-            w = frames[idx[s : s + batch]]  # (B, n, H, W, 3)
-            video = torch.from_numpy(np.ascontiguousarray(w)).permute(0, 1, 4, 2, 3).contiguous()
-            out.append(encoder.encode(video).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+def _check_views(episodes: Sequence[Episode], views: Sequence[str]) -> None:
+    """Camera arrays must be (T, H, W, 3) uint8: one error naming the demo and key otherwise (the
+    dataset has checked that the keys exist and fit the windows)."""
+    for e in episodes:
+        for v in views:
+            a = e.data[v]
+            if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+                raise ValueError(f"{e.source}: {v!r} has shape {a.shape} {a.dtype}, expected (T, H, W, 3) uint8")
+
+
+def _key_rows(ds: EpisodeDataset, key: str) -> np.ndarray:
+    """(N, n, ...) windows of `key` at every row of `ds` (rows in `ds.index` order)."""
+    return np.stack([ds.window(int(e), int(t), key)[0] for e, t in ds.index])
 
 
 @dataclasses.dataclass
 class HeadDataset:
-    features: np.ndarray  # (N, F)
-    proprio: np.ndarray  # (N, P)
-    actions: np.ndarray  # (N, A)
-    demo: np.ndarray  # (N,) demo index
-    step: np.ndarray  # (N,) step within the demo
-    task: np.ndarray  # (N,) task id
+    episodes: EpisodeDataset  # row i = step index[i] = (episode, t); windows as `head_windows`
+    features: np.ndarray  # (N, F) float32: the views' window embeddings at each row's step
+    proprio: np.ndarray  # (N, P) float32 at each row's step
+    actions: np.ndarray  # (N, A) float32 at each row's step
+    demo: np.ndarray  # (N,) episode index
+    step: np.ndarray  # (N,) step within the episode
+    task: np.ndarray  # (N,) task id (-1: the file names none)
     from_cache: bool
     cache_dir: Path
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def history_rows(self, rows: np.ndarray, history: int) -> np.ndarray:
-        """(B,) rows -> (B, history) rows of the same demo's earlier steps (clipped at its start)."""
-        offs = np.arange(history - 1, -1, -1)
-        back = np.minimum(offs[None, :], self.step[rows][:, None])
-        return rows[:, None] - back
+    @property
+    def history(self) -> int:
+        """Steps in the feature history of a row (the "proprio" window)."""
+        return len(self.episodes.windows["proprio"])
+
+    @functools.cached_property
+    def _first_row(self) -> np.ndarray:
+        """(E,) row of each episode's step 0."""
+        lens = [len(e) for e in self.episodes.episodes]
+        return np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+
+    def history_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(B,) rows -> (B, history) rows of the same episode's steps in the dataset's history window
+        (earliest first, clipped at the episode start, as `EncoderHeadPolicy.act` online)."""
+        offs = self.episodes.windows["proprio"]
+        eps = self.episodes.episodes
+        rows = np.asarray(rows, dtype=np.int64)
+        return np.stack([self._first_row[self.demo[r]] + window_steps(int(self.step[r]), offs, len(eps[self.demo[r]]))
+                         for r in rows]).reshape(len(rows), len(offs))
 
 
-def build_dataset(encoder: Any, demos: list[DemoSteps], window: WindowConfig, files: dict[int, Path],
-                  max_demos: int = 0, cache_root: str | Path | None = None, batch: int = 32) -> HeadDataset:
-    """Cached features + proprio + actions of every demo step."""
+def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfig, max_demos: int = 0,
+                  history: int = 1, cache_root: str | Path | None = None, batch: int = 32) -> HeadDataset:
+    """Cached features + proprio + actions of every step of `episodes` (from `read_demos`).
+
+    Bad episodes raise before anything is written to the cache."""
     from encoders.features import cached_arrays, default_cache_root
 
     window.validate()
-    rows = [f"{Path(d.file).name}#{d.key}#{t}" for d in demos for t in range(len(d.actions))]
+    ds = EpisodeDataset(episodes, head_windows(window, history))
+    _check_views(ds.episodes, window.views)
+    rows = [f"{Path(ds.episodes[e].file).name}#{ds.episodes[e].source.rsplit(':', 1)[-1]}#{t}" for e, t in ds.index]
     index = pd.DataFrame({"path": rows})
     views = "+".join(v.split("_")[0] for v in window.views)
     cache_dir = (Path(cache_root or default_cache_root()) / "features" / "policy_head" / encoder_key(encoder)
-                 / demo_set_key(files, max_demos) / f"{window.frames}f{window.stride}s-{views}")
+                 / demo_set_key(ds.episodes, max_demos) / f"{window.frames}f{window.stride}s-{views}")
 
     def compute() -> dict[str, np.ndarray]:
         from tqdm import tqdm
 
-        feats = []
-        for d in tqdm(demos, desc=f"features {encoder.registry_name}", unit="demo", leave=False):
-            T = len(d.actions)
-            idx = np.stack([window_indices(t, window.frames, window.stride) for t in range(T)])
-            feats.append(np.concatenate([embed_windows(encoder, d.views[v], idx, batch) for v in window.views], 1))
+        # the rollout's streaming path, over whole episodes: (T, V * D) per episode
+        feats = [episode_features(encoder, [e.data[v] for v in window.views], window.frames, window.stride, batch=batch)
+                 for e in tqdm(ds.episodes, desc=f"features {encoder.registry_name}", unit="demo", leave=False)]
         return {"features": np.concatenate(feats)}
 
     info = {"encoder": encoder_key(encoder), "window": dataclasses.asdict(window), "max_demos": max_demos,
-            "files": {str(k): str(v) for k, v in files.items()}}
+            "files": sorted({e.file for e in ds.episodes})}
     res = cached_arrays(cache_dir, None, index, ("features",), compute, info)
     feats = np.asarray(res.arrays["features"], dtype=np.float32)
     if not np.all(np.isfinite(feats)):
         raise ValueError(f"encoder {encoder.registry_name!r} produced NaN/inf features for the demos ({cache_dir})")
-    demo_idx = np.concatenate([np.full(len(d.actions), i) for i, d in enumerate(demos)])
-    step = np.concatenate([np.arange(len(d.actions)) for d in demos])
-    task = np.concatenate([np.full(len(d.actions), d.task_id) for d in demos])
-    return HeadDataset(feats, np.concatenate([d.proprio for d in demos]), np.concatenate([d.actions for d in demos]),
-                       demo_idx, step, task, res.from_cache, cache_dir)
+    proprio = _key_rows(ds, "proprio")[:, -1]  # offset 0: the current step's state
+    actions = _key_rows(ds, "action")[:, 0]  # offset 0 (ACTION_OFFSETS)
+    tasks = np.array([-1 if e.task_id is None else e.task_id for e in ds.episodes], np.int64)
+    return HeadDataset(ds, feats, proprio.astype(np.float32), actions.astype(np.float32), ds.index[:, 0].copy(),
+                       ds.index[:, 1].copy(), tasks[ds.index[:, 0]], res.from_cache, cache_dir)

@@ -7,10 +7,12 @@ Checkpoint directory (what policies/train.py exports; `build_policy(DIR)` / `--p
     head.safetensors     the head's weights (BatchNorm statistics included)
     encoder/             the frozen encoder (ActionEncoder.save_pretrained)
 
-Online, `act` pushes this step's frame of every view into one `EncoderStream` (encoders/streaming.py):
-it embeds the same windows as policies/heads/data.py did for the demo steps (`encode` of the last
-`frames` frames, `stride` apart, clamped at the episode start), all views in one batch, reusing the
-per-frame and per-pair encoder work of earlier steps. Then obs["proprio"] is appended and the head runs.
+Online, `act` pushes this step's frame of every view into one `EncoderStream` (encoders/streaming.py),
+the path training computed its features with (`episode_features` in policies/heads/data.py): `encode`
+of each view's window at offsets `WindowConfig.offsets()` (`envs.episodes.frame_offsets`), clamped at
+the episode start, all views in one batch, reusing the per-frame and per-pair encoder work of earlier
+steps. The step head's feature history is the training dataset's too: the steps
+`window_steps(t, history_offsets(history))`. Then obs["proprio"] is appended and the head runs.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch
 
 from configs.runs import atomic_write, atomic_write_json
 from encoders.streaming import EncoderStream
+from envs.episodes import window_steps
 from envs.policy_api import POLICIES, POLICY_FILE, Policy, PolicyInputs
-from policies.heads.data import WindowConfig
+from policies.heads.data import WindowConfig, history_offsets
 from policies.heads.model import HeadConfig, HeadNetwork
 
 HEAD_WEIGHTS = "head.safetensors"
@@ -46,14 +49,15 @@ class EncoderHeadPolicy(Policy):
         self.meta = meta or {}
         # every view, every step (chunk 1); the head's proprio; the window's span of env steps
         self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim) or None,
-                                   history=(window.frames - 1) * window.stride + 1)
+                                   history=window.span)
+        self.feature_offsets = np.asarray(history_offsets(head.cfg.history))  # feature-history offsets, as in training
         self.stream = EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
         self.reset()
 
     # -- episode --------------------------------------------------------------------------------
     def reset(self) -> None:
         self.stream.reset()
-        self._feats: list[np.ndarray] = []
+        self._feats: dict[int, np.ndarray] = {}  # episode step -> (V * D,) features, the history's steps only
 
     def _frame(self, img: np.ndarray, key: str) -> np.ndarray:
         img = np.asarray(img)
@@ -76,9 +80,12 @@ class EncoderHeadPolicy(Policy):
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         f = self.features(obs)
-        self._feats.append(f)
-        del self._feats[: -self.head.cfg.history]
-        feats = [self._feats[0]] * (self.head.cfg.history - len(self._feats)) + self._feats
+        t = self.stream.t  # the step features() just pushed
+        self._feats[t] = f
+        steps = window_steps(t, self.feature_offsets)
+        for s in [s for s in self._feats if s < steps[0]]:
+            del self._feats[s]
+        feats = [self._feats[int(s)] for s in steps]
         proprio = np.asarray(obs["proprio"], np.float32).reshape(1, -1)
         if proprio.shape[1] != self.head.cfg.proprio_dim:
             raise ValueError(f"policy_head: obs['proprio'] has {proprio.shape[1]} dims, the head was trained on "

@@ -135,6 +135,11 @@ def test_latents_manifest_cache_resume_and_demo_windows(work, monkeypatch):
     assert len(calls) == -(-18 // 4) - 1  # demo chunks of 4; the finished one was not recomputed
     with np.load(out / "latents.npz") as z:
         assert z["latents"].shape == (24, 16) and list(z["source"][:6]) == ["clip"] * 6
+        # the first demo's windows start at t = 0, 4, 8 (demo frames are already 32x32: no resize)
+        from envs.episodes import read_episodes
+
+        ep0 = read_episodes(work["demos"] / "task0_demo.hdf5", keys=("agentview_rgb", "action"))[0]
+        np.testing.assert_array_equal(z["frames"][6:9], ep0.data["agentview_rgb"][[0, 4, 8]])
 
 
 # -- normalisation ---------------------------------------------------------------------------------
@@ -151,6 +156,43 @@ def test_action_stats_round_trip():
     np.testing.assert_allclose(st.unnormalize(x)[inside], a[inside], atol=1e-5)
     back = ActionStats.from_dict(json.loads(json.dumps(st.to_dict())))
     np.testing.assert_array_equal(back.normalize(a), x)
+
+
+# -- stage 3 data ----------------------------------------------------------------------------------
+def test_demoset_reads_envs_episodes_and_pads_the_last_chunk(work, tmp_path):
+    import h5py
+
+    from envs import protocol
+    from envs.episodes import read_episodes
+    from vla.data import DemoSet, read_demos
+
+    ref = read_episodes(work["demos"], keys=("agentview_rgb", "proprio", "action"))
+    ds = DemoSet(read_demos(work["demos"], image_size=16, center_crop=False), chunk=4)
+    assert [e.source for e in ds.episodes] == [e.source for e in ref] and len(ds) == 6 * 12
+    e, T = 4, 12  # task1_demo.hdf5:demo_1
+    rows = [int(np.flatnonzero((ds.index[:, 0] == e) & (ds.index[:, 1] == t))[0]) for t in (0, T - 2, T - 1)]
+    b = ds.items(np.array(rows))
+    with h5py.File(work["demos"] / "task1_demo.hdf5") as f:  # the values on disk, not through any reader
+        acts = f["data/demo_1/actions"][...]
+        prop = np.concatenate([f[f"data/demo_1/obs/{k}"][...] for k in protocol.PROPRIO_KEYS], 1)
+    norm = ds.stats.normalize
+    np.testing.assert_allclose(b["actions"][0], norm(acts[0:4]), atol=1e-6)
+    np.testing.assert_allclose(b["actions"][1], norm(acts[[10, 11, 11, 11]]), atol=1e-6)  # past the end: a[T-1]
+    np.testing.assert_allclose(b["actions"][2], norm(np.repeat(acts[-1:], 4, 0)), atol=1e-6)
+    all_prop = np.concatenate([r.data["proprio"] for r in ref])
+    np.testing.assert_allclose(ds.proprio_stats["mean"], all_prop.mean(0), atol=1e-5)
+    np.testing.assert_allclose(b["proprio"], (prop[[0, 10, 11]] - all_prop.mean(0)) / (all_prop.std(0) + 1e-6), atol=1e-4)
+    want = [protocol.vla_image(ref[e].data["agentview_rgb"][t], size=16, crop=False) for t in (0, 10, 11)]
+    np.testing.assert_array_equal(b["images"], np.stack(want))
+    assert b["texts"] == ["turn on stove 1"] * 3 and b["images"].shape == (3, 16, 16, 3)
+    # another action size: one error naming file:demo
+    bad = make_demos(tmp_path, files=1, demos=1) / "task0_demo.hdf5"
+    with h5py.File(bad, "a") as f:
+        a = f["data/demo_0/actions"][...]
+        del f["data/demo_0/actions"]
+        f["data/demo_0/actions"] = a[:, :6]
+    with pytest.raises(ValueError, match=r"task0_demo.hdf5:demo_0: action has shape \(12, 6\), expected \(T, 7\)"):
+        read_demos(bad, image_size=16, center_crop=False)
 
 
 # -- stage 2 ---------------------------------------------------------------------------------------
@@ -266,7 +308,7 @@ def test_bad_inputs_are_named_and_write_nothing(work):
         a = f["data/demo_1/actions"][...]
         a[3, 2] = np.nan
         f["data/demo_1/actions"][...] = a
-    with pytest.raises(ValueError, match=r"demo_1/actions: non-finite action at step 3"):
+    with pytest.raises(ValueError, match=r"nan/task0_demo.hdf5:demo_1: non-finite action at step 3"):
         post(posttrain_cfg("none", src, s3), progress=False)
     with pytest.raises(ValueError, match="no_such_vla"):
         post(posttrain_cfg("none", work["demos"], s3, model="no_such_vla"), progress=False)

@@ -363,10 +363,10 @@ def run_workers(cfg: CompareConfig, todo: list[str], out: Path) -> None:
 
 def compare(cfg: CompareConfig, command: str = "") -> list[dict[str, Any]]:
     """Run (or resume) every variant; returns the table rows (also written under cfg.out)."""
-    from vla.data import find_demo_files
+    from envs.episodes import episode_files
 
     cfg.validate()
-    find_demo_files(cfg.demos)  # missing demos: one error before anything runs
+    episode_files(cfg.demos)  # missing demos: one error before anything runs
     srcs = {v: encoder_source(cfg, v) for v in cfg.all_variants()}
     if any(s["kind"] != "none" for s in srcs.values()) and not (Path(cfg.data) / "index.parquet").is_file():
         raise FileNotFoundError(f"data={cfg.data}: no index.parquet (the clip index for encoders and stage 1)")

@@ -4,11 +4,13 @@ Stage 2 (`LatentSet`): one row per labelled clip = (first frame (H, W, 3) uint8,
 (D,) float32 normalised with the stage-1 mean/std, optional discrete codes (G,) int64). It reads the
 folder written by vla/latents.py.
 
-Stage 3 (`DemoSet`): robomimic/LIBERO hdf5 demos (envs/demos.py). A sample is the agentview frame at
-step t (passed through the evaluator's protocol transform, envs.protocol.vla_image, so training and
-evaluation see the same pixels), the instruction, the proprio vector at t (ee_pos 3 + ee axis-angle 3
-+ gripper qpos 2 = the LIBERO env's `proprio`) and the action chunk a[t : t+K] (past the end the last
-action repeats, as OpenVLA-OFT pads). Actions are normalised to [-1, 1] with per-dimension q01/q99
+Stage 3 (`DemoSet`): demos read as envs.episodes episodes (hdf5 or LeRobot, `read_demos`). A sample
+is the agentview frame at step t (passed through the evaluator's protocol transform,
+envs.protocol.vla_image, so training and evaluation see the same pixels), the instruction, the
+proprio vector at t (envs.protocol.PROPRIO_KEYS: ee_pos 3 + ee axis-angle 3 + gripper qpos 2 = the
+LIBERO env's `proprio`) and the action chunk a[t : t+K] (past the end the last action repeats, as
+OpenVLA-OFT pads): windows {"agentview_rgb": [0], "proprio": [0], "action": range(K)} of an
+envs.episodes.EpisodeDataset. Actions are normalised to [-1, 1] with per-dimension q01/q99
 statistics (OpenVLA's BOUNDS_Q99), which are stored with the checkpoint and undone at inference.
 
 Batches are a pure function of (seed, step, rank, world): every rank draws the same global batch and
@@ -26,10 +28,10 @@ import numpy as np
 
 from configs.training import rank_slice
 from envs import protocol
+from envs.episodes import Episode, EpisodeDataset, check_episode, episode_files, read_episodes
 
 LATENTS_MANIFEST = "latents.json"
 LATENTS_ARRAYS = "latents.npz"
-PROPRIO_KEYS = ("ee_pos", "ee_ori", "gripper_states")  # 3 + 3 + 2 = envs.libero_env `proprio` (8,)
 
 
 def batch_indices(n: int, batch: int, seed: int, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
@@ -143,130 +145,66 @@ def load_latents(path: str | Path) -> LatentSet:
 
 
 # -- stage 3: robot demos -------------------------------------------------------------------------
-def find_demo_files(spec: str | Path | list) -> list[Path]:
-    """A folder (every *.hdf5 below it), a file, or a comma-separated list of either -> sorted files."""
-    parts = spec if isinstance(spec, list) else [p for p in str(spec).split(",") if p.strip()]
-    files: list[Path] = []
-    for p in map(Path, (str(s).strip() for s in parts)):
-        if p.is_dir():
-            found = sorted(p.rglob("*.hdf5"))
-            if not found:
-                raise FileNotFoundError(f"{p}: no *.hdf5 demo files in this folder")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"demo file not found: {p}")
-    if not files:
-        raise FileNotFoundError(f"no demo files in {spec!r}")
-    return files
+DEMO_KEYS = ("agentview_rgb", "proprio", "action")  # what stage 3 reads of a demo (envs.episodes keys)
 
 
-@dataclass
-class Episode:
-    """One demo, preprocessed. images (T, S, S, 3) uint8 (protocol transform applied); proprio (T, P)
-    float32; actions (T, A) float64 raw env actions; instruction; source 'file:demo_i'."""
+def read_demos(spec: str | Path | list, image_size: int, center_crop: bool, max_demos: int = 0) -> list[Episode]:
+    """Episodes of every demo source in `spec` (envs.episodes.episode_files; `max_demos` per file, 0 =
+    all) with data agentview_rgb (T, S, S, 3) uint8 already through the protocol transform
+    (S = image_size), proprio (T, 8) float32, action (T, 7) float32.
 
-    images: np.ndarray
-    proprio: np.ndarray
-    actions: np.ndarray
-    instruction: str
-    source: str
-
-
-def read_episodes(files: list[Path], image_size: int, center_crop: bool, max_demos: int = 0) -> list[Episode]:
-    """Load every demo of `files` (at most `max_demos` per file, 0 = all), checking it on the way:
-    a missing/unreadable file, missing keys or non-finite actions raise one error naming the file."""
-    from envs.demos import DemoReader
-
+    Read file by file and transformed right away, so only one file's full-resolution frames are held
+    at a time; a demo of another action/proprio size is one error naming file:demo."""
+    zero = np.zeros(1, np.int64)
     out: list[Episode] = []
-    for f in files:
-        try:
-            reader = DemoReader(f)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"{f}: not a readable demo file ({type(e).__name__}: {e})") from None
-        with reader:
-            if len(reader) == 0:
-                raise ValueError(f"{f}: holds no demos (data/demo_*)")
-            n = len(reader) if max_demos <= 0 else min(max_demos, len(reader))
-            for i in range(n):
-                where = f"{f}:{reader.keys[i]}"
-                try:
-                    demo = reader[i]
-                except (OSError, KeyError, ValueError) as e:
-                    raise ValueError(f"{where}: unreadable demo ({type(e).__name__}: {e})") from None
-                acts = np.asarray(demo.actions, dtype=np.float64)
-                if acts.ndim != 2 or acts.shape[1] != protocol.ACTION_DIM or len(acts) == 0:
-                    raise ValueError(f"{where}/actions: expected (T, {protocol.ACTION_DIM}), got {acts.shape}")
-                if not np.all(np.isfinite(acts)):
-                    bad = int(np.argwhere(~np.isfinite(acts))[0, 0])
-                    raise ValueError(f"{where}/actions: non-finite action at step {bad}")
-                missing = [k for k in ("agentview_rgb", *PROPRIO_KEYS) if k not in demo.obs]
-                if missing:
-                    raise ValueError(f"{where}/obs: missing {missing}")
-                imgs = np.stack([protocol.vla_image(im, size=image_size, crop=center_crop)
-                                 for im in demo.obs["agentview_rgb"]])
-                prop = np.concatenate([np.asarray(demo.obs[k], np.float32).reshape(len(acts), -1)
-                                       for k in PROPRIO_KEYS], axis=1)
-                if not np.all(np.isfinite(prop)):
-                    raise ValueError(f"{where}/obs: non-finite proprio values")
-                out.append(Episode(imgs, prop, acts, demo.instruction or reader.instruction, where))
+    for f in episode_files(spec):
+        for e in read_episodes(f, keys=DEMO_KEYS, max_demos=max_demos):
+            check_episode(e, {k: zero for k in DEMO_KEYS})  # a missing key: one error naming it
+            for k, dim, what in (("action", protocol.ACTION_DIM, "LIBERO's OSC_POSE delta + gripper"),
+                                 ("proprio", protocol.PROPRIO_DIM, "envs.protocol.PROPRIO_KEYS")):
+                if e.data[k].shape[1:] != (dim,):
+                    raise ValueError(f"{e.source}: {k} has shape {e.data[k].shape}, expected (T, {dim}) ({what})")
+            # once per episode, so training sees exactly the pixels the evaluator feeds the policy
+            e.data["agentview_rgb"] = np.stack([protocol.vla_image(im, size=image_size, crop=center_crop)
+                                                for im in e.data["agentview_rgb"]])
+            out.append(e)
     return out
 
 
 class DemoSet:
-    """Windows (t, a[t:t+K]) over episodes; train/held-out split by demo (the last `val_demos` of
-    every file are held out, so the held-out L1 measures generalisation to unseen demos)."""
+    """Stage-3 samples over episodes (`read_demos`): one per step t of every episode, read through
+    envs.episodes.EpisodeDataset with windows agentview_rgb/proprio [0] and action [0, K): the chunk
+    a[t : t+K] repeats the last action past the end (EpisodeDataset's edge padding, as OpenVLA-OFT).
+
+    stats / proprio_stats default to those of these episodes (the training set); held-out sets pass
+    the training set's. Train/held-out split: envs.episodes.split_episodes (last demos of each file)."""
 
     def __init__(self, episodes: list[Episode], chunk: int, stats: ActionStats | None = None,
                  proprio_stats: dict[str, list[float]] | None = None) -> None:
-        if not episodes:
-            raise ValueError("DemoSet: no episodes")
-        self.episodes = episodes
+        self.dataset = EpisodeDataset(episodes, {"agentview_rgb": [0], "proprio": [0], "action": range(0, chunk)})
+        self.episodes = self.dataset.episodes
         self.chunk = chunk
-        acts = np.concatenate([e.actions for e in episodes])
-        self.stats = stats or ActionStats.fit(acts)
+        self.stats = stats or ActionStats.fit(np.concatenate([e.data["action"] for e in self.episodes]))
         if proprio_stats is None:
-            prop = np.concatenate([e.proprio for e in episodes])
+            prop = np.concatenate([e.data["proprio"] for e in self.episodes])
             proprio_stats = {"mean": prop.mean(0).tolist(), "std": (prop.std(0) + 1e-6).tolist()}
         self.proprio_stats = proprio_stats
-        # (episode, t) for every step: each is the start of one training window
-        self.index = np.array([(i, t) for i, e in enumerate(episodes) for t in range(len(e.actions))], np.int64)
+        self.index = self.dataset.index  # (N, 2): (episode, t) of every sample
 
     def __len__(self) -> int:
         return len(self.index)
 
     def normalize_proprio(self, p: np.ndarray) -> np.ndarray:
+        """(..., P) raw -> (..., P) float32 standardised with proprio_stats."""
         return ((p - np.asarray(self.proprio_stats["mean"])) / np.asarray(self.proprio_stats["std"])).astype(np.float32)
 
     def items(self, idx: np.ndarray) -> dict[str, Any]:
-        """Windows `idx` (into self.index) -> {"images": (b, S, S, 3) uint8, "texts": b str,
+        """Samples `idx` (into self.index) -> {"images": (b, S, S, 3) uint8, "texts": b str,
         "proprio": (b, P) float32 normalised, "actions": (b, K, A) float32 normalised}."""
-        imgs, texts, prop, acts = [], [], [], []
-        for e_i, t in self.index[idx]:
-            e = self.episodes[e_i]
-            steps = np.minimum(np.arange(t, t + self.chunk), len(e.actions) - 1)  # pad with the last action
-            imgs.append(e.images[t])
-            texts.append(e.instruction)
-            prop.append(e.proprio[t])
-            acts.append(e.actions[steps])
-        return {"images": np.stack(imgs), "texts": texts, "proprio": self.normalize_proprio(np.stack(prop)),
-                "actions": self.stats.normalize(np.stack(acts))}
+        b = self.dataset.batch(idx)
+        return {"images": b["agentview_rgb"][:, 0], "texts": b["instruction"],
+                "proprio": self.normalize_proprio(b["proprio"][:, 0]), "actions": self.stats.normalize(b["action"])}
 
     def batch(self, batch: int, seed: int, step: int, rank: int = 0, world: int = 1) -> dict[str, Any]:
+        """`items` of this rank's part of global batch `step` (a pure function of the arguments)."""
         return self.items(batch_indices(len(self), batch, seed, step, rank, world))
-
-
-def split_episodes(episodes: list[Episode], val_demos: int) -> tuple[list[Episode], list[Episode]]:
-    """Hold out the last `val_demos` demos of each file (grouped by the file part of `source`)."""
-    by_file: dict[str, list[Episode]] = {}
-    for e in episodes:
-        by_file.setdefault(e.source.rsplit(":", 1)[0], []).append(e)
-    train, val = [], []
-    for eps in by_file.values():
-        k = min(val_demos, len(eps) - 1) if val_demos > 0 else 0
-        train += eps[: len(eps) - k]
-        val += eps[len(eps) - k:]
-    return train, val

@@ -36,7 +36,7 @@ import numpy as np
 
 from configs.loader import parse_cli, save_config
 from configs.runs import atomic_write, atomic_write_json
-from vla.data import LATENTS_ARRAYS, LATENTS_MANIFEST, find_demo_files
+from vla.data import LATENTS_ARRAYS, LATENTS_MANIFEST
 
 FORMAT_VERSION = 1
 
@@ -46,7 +46,7 @@ class LatentsConfig:
     encoder: str = ""  # registry name (build_encoder) or an exported encoder directory
     encoder_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # config overrides (names only)
     data: str = ""  # clip index folder (index.parquet + meta.json); "" = none
-    demos: str = ""  # robot demo hdf5 file(s)/folder to label with windows; "" = none
+    demos: str = ""  # robot demo hdf5 file(s)/folder(s) or LeRobot folder to label with windows; "" = none
     out: str = ""
     split: str = "train"  # clip-index split to label ("" = every split)
     views: list[str] = dataclasses.field(default_factory=list)  # [] = every view
@@ -91,54 +91,51 @@ def clip_rows(cfg: LatentsConfig) -> list[dict[str, Any]]:
 
 
 def demo_rows(cfg: LatentsConfig) -> list[dict[str, Any]]:
-    """One row per demo window [t, t + window): {"source": "demo", "key": "file:i:t", "caption": instr}."""
-    from envs.demos import DemoReader
+    """One row per demo window [t, t + window), t in range(0, max(1, T - window + 1), stride):
+    {"source": "demo", "key": "file:i:t" (i = the demo's index in its file), "caption": instruction}.
+    Only the actions are read here (envs.episodes), to count the steps."""
+    from envs.episodes import episode_files, read_episodes
 
     rows = []
-    for f in find_demo_files(cfg.demos):
-        try:
-            reader = DemoReader(f)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{f}: not a readable demo file ({e})") from None
-        with reader:
-            for i, key in enumerate(reader.keys):
-                g = reader._f["data"][key]
-                T = int(g["actions"].shape[0])
-                instr = g.attrs.get("language_instruction", reader.instruction)
-                instr = instr.decode() if isinstance(instr, bytes) else str(instr)
-                for t in range(0, max(1, T - cfg.window + 1), cfg.stride):
-                    rows.append({"source": "demo", "key": f"{f}:{i}:{t}", "caption": instr})
+    for f in episode_files(cfg.demos):
+        for i, e in enumerate(read_episodes(f, keys=("action",))):
+            for t in range(0, max(1, len(e) - cfg.window + 1), cfg.stride):
+                rows.append({"source": "demo", "key": f"{f}:{i}:{t}", "caption": e.instruction})
     return rows
 
 
-def load_video(row: dict[str, Any], cfg: LatentsConfig, readers: dict[str, Any]) -> np.ndarray:
-    """The (T, H, W, 3) uint8 frames of one row."""
+def load_video(row: dict[str, Any], cfg: LatentsConfig, cache: dict[str, Any]) -> np.ndarray:
+    """The (T, H, W, 3) uint8 frames of one row: a clip, or a demo window of cfg.window frames (steps
+    t + range(window) through envs.episodes.window_steps: a demo shorter than the window repeats its
+    last frame). `cache` holds the episodes of the last demo file read; rows come file by file, so at
+    most one file's full-resolution frames are in memory."""
     from envs import protocol
     from envs.atomic_world.dataset import load_clip
+    from envs.episodes import check_episode, read_episodes, window_steps
 
     if row["source"] == "clip":
         return load_clip(Path(cfg.data) / row["key"])
-    from envs.demos import DemoReader
-
     f, i, t = row["key"].rsplit(":", 2)
-    if f not in readers:
-        readers[f] = DemoReader(f)
-    g = readers[f]._f["data"][readers[f].keys[int(i)]]
-    frames = np.asarray(g["obs"]["agentview_rgb"][int(t): int(t) + cfg.window])
-    if readers[f].flip:
-        frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+    if f not in cache:
+        cache.clear()
+        cache[f] = read_episodes(f, keys=("agentview_rgb", "action"))
+        for e in cache[f]:  # a demo without the camera: one error naming file:demo and its keys
+            check_episode(e, {"agentview_rgb": np.zeros(1, np.int64)})
+    e = cache[f][int(i)]
+    frames = e.data["agentview_rgb"][window_steps(int(t), range(cfg.window), len(e))]
     if cfg.demo_size:
         frames = np.stack([protocol.resize_image(x, cfg.demo_size) for x in frames])
     return frames
 
 
-def encode_rows(enc: Any, rows: list[dict[str, Any]], cfg: LatentsConfig, readers: dict) -> dict[str, np.ndarray]:
-    """Encode `rows` in batches of cfg.batch (grouping equal shapes) -> the arrays of one chunk."""
+def encode_rows(enc: Any, rows: list[dict[str, Any]], cfg: LatentsConfig, cache: dict) -> dict[str, np.ndarray]:
+    """Encode `rows` in batches of cfg.batch (grouping equal shapes) -> the arrays of one chunk
+    (`cache`: see `load_video`)."""
     import torch
 
     from envs import protocol
 
-    videos = [load_video(r, cfg, readers) for r in rows]
+    videos = [load_video(r, cfg, cache) for r in rows]
     lat = np.zeros((len(rows), enc.dim), np.float32)
     has_codes = callable(getattr(enc, "codes", None))
     codes: list[Any] = [None] * len(rows)
@@ -228,7 +225,7 @@ def run(cfg: LatentsConfig) -> Path:
     save_config(cfg, out / "config.yaml")
     cdir = out / "chunks" / job
     parts = []
-    readers: dict[str, Any] = {}
+    cache: dict[str, Any] = {}  # the episodes of the demo file being encoded
     t0 = time.perf_counter()
     if crows:  # one resumable unit: embed_dataset batches and caches internally
         p = cdir / "clips.npz"
@@ -241,13 +238,11 @@ def run(cfg: LatentsConfig) -> Path:
         for c, s in enumerate(range(0, len(drows), cfg.chunk)):
             p = cdir / f"part_{c:05d}.npz"
             if not p.is_file():  # resume: finished chunks are kept
-                _save_npz(p, encode_rows(enc, drows[s: s + cfg.chunk], cfg, readers))
+                _save_npz(p, encode_rows(enc, drows[s: s + cfg.chunk], cfg, cache))
             parts.append(p)
             bar.update(min(cfg.chunk, len(drows) - s))
     finally:
         bar.close()
-        for r in readers.values():
-            r.close()
     arrays: dict[str, list[np.ndarray]] = {}
     for p in parts:
         with np.load(p) as z:
@@ -274,7 +269,7 @@ def run(cfg: LatentsConfig) -> Path:
 FLAGS = {
     "--encoder": ("encoder", "encoder registry name or exported encoder directory"),
     "--data": ("data", "clip index folder"),
-    "--demos": ("demos", "robot demo hdf5 file(s) or folder (labelled in windows)"),
+    "--demos": ("demos", "robot demo hdf5 file(s), folder or LeRobot folder (labelled in windows)"),
     "--out": ("out", "output folder"),
 }
 

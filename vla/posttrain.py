@@ -39,6 +39,7 @@ import torch
 
 from configs.loader import parse_cli
 from configs.runs import atomic_write_json, read_json_fields, seed_everything
+from envs.protocol import ACTION_DIM, PROPRIO_DIM
 from vla.heads import (
     ActionHead,
     ActionVLA,
@@ -62,7 +63,6 @@ from vla.pretrain import (
 POLICY_DIR = "policy"
 POLICY_FILE = "policy.json"
 FORMAT_VERSION = 1
-PROPRIO_DIM = 8  # ee_pos 3 + ee axis-angle 3 + gripper qpos 2 (envs.libero_env `proprio`)
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ class PosttrainConfig:
     init: str = "none"  # a stage-2 run folder (vla/pretrain.py out) or none (no latent pretraining)
     model: str = ""  # build_vla name; "" = the stage-2 run's model (smol when init=none)
     model_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # VLAConfig overrides
-    demos: str = "runs/demos/goal"  # hdf5 file(s) or folder(s), comma-separated
+    demos: str = "runs/demos/goal"  # hdf5 file(s), folder(s) or LeRobot folder(s), comma-separated
     out: str = ""  # run folder; empty: runs/vla/posttrain-<time>
     seed: int = 0
     steps: int = 300
@@ -129,10 +129,11 @@ class PosttrainMethod:
     """`fit` method: ActionVLA (merged stage-2 LM + fresh LoRA + ActionHead); L1 on action chunks."""
 
     def __init__(self, cfg: PosttrainConfig) -> None:
-        from vla.data import DemoSet, find_demo_files, read_episodes, split_episodes
+        from envs.episodes import episode_files, split_episodes
+        from vla.data import DemoSet, read_demos
 
         self.cfg = cfg
-        files = find_demo_files(cfg.demos)
+        episode_files(cfg.demos)  # a missing demo file: one error before the model is built
         model, args, s2_dir, s2 = resolve_model(cfg)
         seed_everything(cfg.seed)
         vla = build_base(model, args)
@@ -143,14 +144,14 @@ class PosttrainMethod:
             apply_stage2(vla, s2_dir, s2)
         self.model_spec, self.stage2_dir, self.stage2 = (model, args), s2_dir, s2
         self.image_size = cfg.image_size or int(vla.image_size)
-        train_eps, val_eps = split_episodes(read_episodes(files, self.image_size, cfg.center_crop, cfg.max_demos),
+        train_eps, val_eps = split_episodes(read_demos(cfg.demos, self.image_size, cfg.center_crop, cfg.max_demos),
                                             cfg.val_demos)
         self.data = DemoSet(train_eps, cfg.chunk)
         self.val = DemoSet(val_eps, cfg.chunk, self.data.stats, self.data.proprio_stats) if val_eps else None
         self.lora = add_lora(vla, cfg.lora)
         for p in vla.projector.parameters():
             p.requires_grad_(cfg.train_projector)
-        head = ActionHead(vla.hidden_size, cfg.chunk, 7, PROPRIO_DIM if cfg.proprio else 0)
+        head = ActionHead(vla.hidden_size, cfg.chunk, ACTION_DIM, PROPRIO_DIM if cfg.proprio else 0)
         self.model = ActionVLA(vla, head)
         if torch.cuda.is_available() and cfg.grad_checkpointing:
             vla.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -170,7 +171,7 @@ class PosttrainMethod:
             return {}
         n = len(self.val)
         idx = np.unique(np.linspace(0, n - 1, min(n, self.cfg.val_windows)).astype(int))
-        mean_norm = self.data.stats.normalize(np.concatenate([e.actions for e in self.data.episodes]).mean(0))
+        mean_norm = self.data.stats.normalize(np.concatenate([e.data["action"] for e in self.data.episodes]).mean(0))
         model.eval()
         errs, base, raw_errs, raw_base = [], [], [], []
         for s in range(0, len(idx), batch):
@@ -202,7 +203,7 @@ class PosttrainMethod:
             "hidden_size": int(vla.hidden_size),
             "stage2": None if self.stage2 is None else {"lora": self.stage2["lora"]},
             "init": cfg.init, "encoder_id": (self.stage2 or {}).get("encoder_id"),
-            "lora": dataclasses.asdict(cfg.lora), "chunk": cfg.chunk, "action_dim": 7,
+            "lora": dataclasses.asdict(cfg.lora), "chunk": cfg.chunk, "action_dim": ACTION_DIM,
             "proprio_dim": PROPRIO_DIM if cfg.proprio else 0,
             "action_stats": self.data.stats.to_dict(), "proprio_stats": self.data.proprio_stats,
             "image_size": self.image_size, "center_crop": cfg.center_crop, "gripper_convention": "env",
@@ -261,7 +262,7 @@ def train(cfg: PosttrainConfig, progress: bool = True) -> Path:
 
 FLAGS = {
     "--init": ("init", "stage-2 run folder, or none"),
-    "--demos": ("demos", "hdf5 demo file(s) or folder"),
+    "--demos": ("demos", "demo hdf5 file(s), folder(s) or LeRobot dataset folder"),
     "--out": ("out", "run folder"),
     "--steps": ("steps", "training steps"),
     "--resume": ("resume", "continue from the newest checkpoint in out"),

@@ -177,7 +177,10 @@ def read_hdf5(path: str | Path, keys: Iterable[str] | None = None, max_demos: in
             for k, v in d.obs.items():
                 if _wanted(k, keys):
                     data[k] = v
-            if _wanted("proprio", keys) and all(k in d.obs for k in pkeys):
+            missing = [k for k in pkeys if k not in d.obs]
+            if keys is not None and "proprio" in keys and missing:
+                raise ValueError(f"{where}: no obs key(s) {missing}, which 'proprio' ({'+'.join(pkeys)}) needs")
+            if _wanted("proprio", keys) and not missing:
                 prop = np.concatenate([np.asarray(d.obs[k], np.float32).reshape(len(acts), -1) for k in pkeys], 1)
                 if not np.all(np.isfinite(prop)):
                     raise ValueError(f"{where}: non-finite proprio ({'+'.join(pkeys)})")

@@ -20,250 +20,30 @@ cameras inside every step, new = the loop's count; the weights do not change eit
 
 Also timed once per encoder (`episode_steps` > 0): training-time feature extraction of one episode,
 per-window `encode` in batches of 32 windows per camera (what policies/heads/data.py's
-`embed_windows` does) vs `encoders.streaming.episode_features`, and their max abs difference.
+`embed_windows` did before the stream) vs `encoders.streaming.episode_features`, and their max abs difference.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
-import time
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from configs.cli import run_cli
 from configs.loader import parse_cli
-from configs.runs import atomic_write_json, seed_everything
-from configs.threads import apply_threads, available_cores
-
-
-@dataclasses.dataclass
-class BenchPolicyConfig:
-    encoders: list[str] = dataclasses.field(default_factory=lambda: ["invact", "backbone_mean"])
-    frames: int = 8  # window frames
-    stride: int = 2  # env steps between window frames
-    size: int = 128  # camera frame side (px)
-    steps: int = 40  # measured steps per path
-    warmup: int = 5  # unmeasured first steps per path (lazy init, allocator, the clamped start)
-    episode_steps: int = 60  # training-time extraction comparison on an episode of this length; 0: skip
-    proprio_dim: int = 12
-    libero_steps: int = 150  # one LIBERO episode (libero_goal task 0) per path for the head and the VLA; 0: skip
-    libero_resolution: int = 128  # camera size of that episode
-    libero_encoder: str = "invact"
-    threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
-    seed: int = 0
-    out: str = ""  # optional JSON path
-
-
-def build_bench_encoder(name: str) -> Any:
-    """`invact`: InvActConfig from configs/encoder/invact.yaml's `model` (random init); other names:
-    configs/encoder/NAME.yaml (EncoderSpec form)."""
-    from configs.loader import from_dict, read_yaml
-    from encoders import build_encoder
-
-    root = Path(__file__).resolve().parents[1] / "configs" / "encoder"
-    if name == "invact":
-        from encoders.invact import InvActConfig, InvActEncoder
-
-        return InvActEncoder(from_dict(InvActConfig, read_yaml(root / "invact.yaml")["model"])).freeze()
-    return build_encoder(str(root / f"{name}.yaml"))
-
-
-def synthetic_episode(n: int, size: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """`n` observations with two `(size, size, 3) uint8` camera frames (a moving square on noise) + proprio."""
-    rng = np.random.default_rng(seed)
-    bases = [rng.integers(0, 90, (size, size, 3), dtype=np.uint8) for _ in range(2)]
-    obs = []
-    for t in range(n):
-        o = {}
-        for v, key in enumerate(("agentview_rgb", "eye_in_hand_rgb")):
-            img = bases[v].copy()
-            s = size // 6
-            y, x = (3 * t + 7 * v) % (size - s), (5 * t) % (size - s)
-            img[y : y + s, x : x + s] = (220, 80 + 60 * v, 40)
-            o[key] = img
-        o["proprio"] = rng.normal(size=12).astype(np.float32)
-        obs.append(o)
-    return obs
-
-
-def legacy_policy_cls() -> type:
-    """`EncoderHeadPolicy` with the pre-streaming `features`: each camera's window re-encoded at every step."""
-    import torch
-
-    from encoders.streaming import window_steps
-    from policies.heads.policy import EncoderHeadPolicy
-
-    class FullReencodePolicy(EncoderHeadPolicy):
-        def reset(self) -> None:
-            super().reset()
-            self._frames: dict[str, list[np.ndarray]] = {v: [] for v in self.window.views}
-
-        def features(self, obs: dict) -> np.ndarray:
-            span = (self.window.frames - 1) * self.window.stride + 1
-            parts = []
-            for v in self.window.views:
-                hist = self._frames[v]
-                hist.append(self._frame(obs[v], v))
-                del hist[:-span]
-                idx = window_steps(len(hist) - 1, self.window.frames, self.window.stride)
-                video = torch.from_numpy(np.stack([hist[i] for i in idx]))[None].permute(0, 1, 4, 2, 3).contiguous()
-                with torch.no_grad():
-                    parts.append(self.encoder.encode(video).float().cpu().numpy()[0])
-            return np.concatenate(parts).astype(np.float32)
-
-    return FullReencodePolicy
-
-
-def extraction(enc: Any, episode: list[dict[str, np.ndarray]], frames: int, stride: int) -> dict:
-    """Seconds to embed every step's windows of one episode: per-window encode vs episode_features."""
-    import torch
-
-    from encoders.streaming import episode_features, window_steps
-
-    videos = [np.stack([o[k] for o in episode]) for k in ("agentview_rgb", "eye_in_hand_rgb")]
-    idx = np.stack([window_steps(t, frames, stride) for t in range(len(episode))])
-    t0 = time.perf_counter()
-    parts = []
-    with torch.no_grad():
-        for vid in videos:
-            rows = [enc.encode(torch.from_numpy(vid[idx[s : s + 32]]).permute(0, 1, 4, 2, 3).contiguous()).numpy()
-                    for s in range(0, len(idx), 32)]
-            parts.append(np.concatenate(rows))
-    old_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    new = episode_features(enc, videos, frames, stride)
-    new_s = time.perf_counter() - t0
-    return {"steps": len(episode), "per_window_encode_s": round(old_s, 2), "episode_features_s": round(new_s, 2),
-            "speedup": round(old_s / new_s, 2), "max_abs_diff": float(np.abs(np.concatenate(parts, 1) - new).max())}
-
-
-def libero_head_episode(enc: Any, head: Any, window: Any, legacy: type, steps: int, resolution: int) -> dict:
-    """Wall time of one `steps`-step LIBERO episode per path (module docstring (1)), same head."""
-    from envs.libero_env import LiberoEnv
-    from envs.rollout import EnvStepper, run_loop
-    from policies.heads.policy import EncoderHeadPolicy
-
-    out: dict[str, Any] = {}
-    for name, cls, render in (("old", legacy, True), ("new", EncoderHeadPolicy, False)):
-        env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
-        pol = cls(enc, head, window, env="libero", frame_size=resolution)
-        stepper = EnvStepper(env)
-        stepper.reset(trial=0)
-        t0 = time.perf_counter()
-        res = run_loop(stepper, pol, env.instruction, steps, seed=0, bind=env)
-        wall = time.perf_counter() - t0
-        out[name] = {"steps": res.steps, "wall_s": round(wall, 2), "ms_per_step": round(1e3 * wall / res.steps, 1),
-                     "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
-        env.close()
-    out["speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
-    return out
-
-
-def tiny_vla_policy(chunk: int = 8) -> Any:
-    """A random-init `tiny` VLA with a `chunk`-action head behind the real VLAPolicy class."""
-    from vla.data import ActionStats
-    from vla.heads import ActionHead, ActionVLA
-    from vla.modeling import build_vla
-    from vla.policy import VLAPolicy
-
-    vla = build_vla("tiny")
-    model = ActionVLA(vla, ActionHead(vla.hidden_size, chunk, 7, 0)).eval()
-    meta = {"chunk": chunk, "action_stats": ActionStats(q01=-np.ones(7), q99=np.ones(7)).to_dict(),
-            "image_size": int(vla.image_size), "center_crop": False, "gripper_convention": "env", "proprio_dim": 0}
-    return VLAPolicy(model, meta)
-
-
-def libero_vla_frames(steps: int, resolution: int) -> dict:
-    """Frames rendered in one `steps`-step LIBERO episode per path (module docstring (2))."""
-    from envs.libero_env import LiberoEnv
-    from envs.rollout import EnvStepper, run_loop
-
-    policy = tiny_vla_policy(8)
-    out: dict[str, Any] = {"policy": "VLAPolicy, tiny random-init VLA, chunk 8, agentview only"}
-    for name, render in (("old", True), ("new", False)):
-        env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
-        stepper = EnvStepper(env)
-        stepper.reset(trial=0)
-        t0 = time.perf_counter()
-        res = run_loop(stepper, policy, env.instruction, steps, seed=0, bind=env)
-        wall = time.perf_counter() - t0
-        # old: the two camera observables drawn inside every step and the reset; new: counted draws
-        out[name] = {"steps": res.steps, "acts": res.acts, "wall_s": round(wall, 2),
-                     "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
-        env.close()
-    out["frames_new_over_old"] = round(out["new"]["rendered_frames"] / out["old"]["rendered_frames"], 4)
-    out["wall_speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
-    return out
-
-
-def _stats(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"median_ms": round(float(np.median(a)), 2), "p90_ms": round(float(np.percentile(a, 90)), 2),
-            "mean_ms": round(float(a.mean()), 2), "n": len(ms)}
-
-
-def _load() -> dict:
-    la = os.getloadavg()
-    return {"loadavg_1_5_15": [round(x, 2) for x in la]}
+from configs.runs import atomic_write_json
+from policies.bench import BenchPolicyConfig, run_policy_bench
+from vla.bench import libero_vla_frames
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import torch
-
-    from policies.heads.data import WindowConfig
-    from policies.heads.model import HeadConfig, HeadNetwork
-    from policies.heads.policy import EncoderHeadPolicy
-
     cfg = parse_cli(BenchPolicyConfig, argv, prog="scripts/bench_policy.py", description=__doc__.split("\n")[0],
                     flags={"--out": ("out", "JSON output path"), "--steps": ("steps", "measured steps per path")})
-    threads = apply_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    window = WindowConfig(frames=cfg.frames, stride=cfg.stride)
-    episode = synthetic_episode(cfg.warmup + cfg.steps, cfg.size, cfg.seed)
-    legacy = legacy_policy_cls()
-    result: dict = {"config": dataclasses.asdict(cfg), "cpu_count": os.cpu_count(), "available_cores": available_cores(),
-                    "torch_threads": torch.get_num_threads(), "threads_applied": threads,
-                    "load_before": _load(), "encoders": {}}  # fmt: skip
-    for name in cfg.encoders:
-        enc = build_bench_encoder(name)
-        torch.manual_seed(cfg.seed)
-        head = HeadNetwork(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=cfg.proprio_dim)).eval()
-        old = legacy(enc, head, window, frame_size=cfg.size)
-        new = EncoderHeadPolicy(enc, head, window, frame_size=cfg.size)
-        times: dict[str, list[float]] = {"old": [], "new": []}
-        diff = 0.0
-        for t, obs in enumerate(episode):
-            acts = {}
-            for key, pol in (("old", old), ("new", new)) if t % 2 else (("new", new), ("old", old)):
-                t0 = time.perf_counter()
-                acts[key] = pol.act(obs, "")
-                if t >= cfg.warmup:
-                    times[key].append((time.perf_counter() - t0) * 1e3)
-            diff = max(diff, float(np.abs(acts["old"] - acts["new"]).max()))
-        res = {"dim": enc.dim, "old_full_reencode": _stats(times["old"]), "new_stream": _stats(times["new"]),
-               "max_abs_action_diff": diff}
-        res["speedup_median"] = round(res["old_full_reencode"]["median_ms"] / res["new_stream"]["median_ms"], 2)
-        res["speedup_p90"] = round(res["old_full_reencode"]["p90_ms"] / res["new_stream"]["p90_ms"], 2)
-        if cfg.episode_steps > 0:
-            res["extraction"] = extraction(enc, synthetic_episode(cfg.episode_steps, cfg.size, cfg.seed + 1),
-                                           cfg.frames, cfg.stride)
-        if name == "invact":
-            res["note"] = "random init (configs/encoder/invact.yaml model section); latency does not depend on weights"
-        if cfg.libero_steps > 0 and name == cfg.libero_encoder:
-            lhead = HeadNetwork(HeadConfig(feature_dim=len(window.views) * enc.dim, proprio_dim=8)).eval()
-            result["libero_head_episode"] = {"encoder": name, "resolution": cfg.libero_resolution,
-                                             **libero_head_episode(enc, lhead, window, legacy, cfg.libero_steps,
-                                                                   cfg.libero_resolution)}
-        result["encoders"][name] = res
+    result = run_policy_bench(cfg)
     if cfg.libero_steps > 0:
         result["libero_vla_episode"] = {"resolution": cfg.libero_resolution,
                                         **libero_vla_frames(cfg.libero_steps, cfg.libero_resolution)}
-    result["load_after"] = _load()
+    result["load_after"] = {"loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
     if cfg.out:
         atomic_write_json(cfg.out, result)
     print(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,3 +130,40 @@ def bench_vla(cfg: BenchConfig) -> dict:
     if cfg.out:
         atomic_write_json(cfg.out, res)
     return res
+
+
+def tiny_vla_policy(chunk: int = 8) -> Any:
+    """A random-init `tiny` VLA with a `chunk`-action head behind the real VLAPolicy class."""
+    from vla.data import ActionStats
+    from vla.heads import ActionHead, ActionVLA
+    from vla.modeling import build_vla
+    from vla.policy import VLAPolicy
+
+    vla = build_vla("tiny")
+    model = ActionVLA(vla, ActionHead(vla.hidden_size, chunk, 7, 0)).eval()
+    meta = {"chunk": chunk, "action_stats": ActionStats(q01=-np.ones(7), q99=np.ones(7)).to_dict(),
+            "image_size": int(vla.image_size), "center_crop": False, "gripper_convention": "env", "proprio_dim": 0}
+    return VLAPolicy(model, meta)
+
+
+def libero_vla_frames(steps: int, resolution: int) -> dict:
+    """Frames rendered in one `steps`-step LIBERO episode per path (module docstring (2))."""
+    from envs.libero_env import LiberoEnv
+    from envs.rollout import EnvStepper, run_loop
+
+    policy = tiny_vla_policy(8)
+    out: dict[str, Any] = {"policy": "VLAPolicy, tiny random-init VLA, chunk 8, agentview only"}
+    for name, render in (("old", True), ("new", False)):
+        env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
+        stepper = EnvStepper(env)
+        stepper.reset(trial=0)
+        t0 = time.perf_counter()
+        res = run_loop(stepper, policy, env.instruction, steps, seed=0, bind=env)
+        wall = time.perf_counter() - t0
+        # old: the two camera observables drawn inside every step and the reset; new: counted draws
+        out[name] = {"steps": res.steps, "acts": res.acts, "wall_s": round(wall, 2),
+                     "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
+        env.close()
+    out["frames_new_over_old"] = round(out["new"]["rendered_frames"] / out["old"]["rendered_frames"], 4)
+    out["wall_speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
+    return out

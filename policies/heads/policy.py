@@ -58,6 +58,7 @@ class EncoderHeadPolicy(Policy):
     def reset(self) -> None:
         self.stream.reset()
         self._feats: dict[int, np.ndarray] = {}  # episode step -> (V * D,) features, the history's steps only
+        self._t = -1  # the episode step of the last act
 
     def _frame(self, img: np.ndarray, key: str) -> np.ndarray:
         img = np.asarray(img)
@@ -79,9 +80,9 @@ class EncoderHeadPolicy(Policy):
         return self.stream.push(frames).reshape(-1).astype(np.float32, copy=False)
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
-        f = self.features(obs)
-        t = self.stream.t  # the step features() just pushed
-        self._feats[t] = f
+        self._t += 1
+        t = self._t
+        self._feats[t] = self.features(obs)
         steps = window_steps(t, self.feature_offsets)
         for s in [s for s in self._feats if s < steps[0]]:
             del self._feats[s]

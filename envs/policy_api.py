@@ -39,7 +39,7 @@ POLICY_FILE = "policy.json"
 POLICIES: Registry[type[Policy]] = Registry(
     "policy",
     modules=("policies.random_actions", "policies.scripted.programs", "policies.scripted.kitchen", "vla.policy",
-             "policies.heads", "real_robot.skills"),
+             "policies.heads", "policies.heads.twin", "real_robot.skills"),
     hint="or pass a checkpoint directory holding policy.json",
 )
 

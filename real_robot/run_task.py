@@ -3,6 +3,7 @@
     python real_robot/run_task.py --robot mujoco_twin \
         --task "open the middle drawer, pick up the tape, place it on the table, close the drawer"
     python real_robot/run_task.py --robot mujoco_twin --runs 20 --out docs/results/real_robot.json
+    python real_robot/run_task.py --policy runs/real_robot/twin_head/policy --runs 20 --seed 1000  # learned (policies/heads/twin.py)
     python real_robot/run_task.py --robot tcp port=50710 --runs 1            # through scripts/arm_bridge_server.py
     python real_robot/run_task.py --robot mujoco_twin realtime_scale=1.0 --runs 1   # real time, paced at 20 Hz
     python real_robot/run_task.py --robot tcp host=10.0.0.5 port=50710 pace_hz=20   # a real arm's bridge
@@ -48,7 +49,6 @@ class RunTaskConfig:
 
 
 def build_robot(cfg: RunTaskConfig) -> Any:
-    import real_robot.bc_policy  # noqa: F401 -- registers twin_bc (checkpoints name it)
     import real_robot.skills  # noqa: F401 -- registers the twin_scripted policy
     from real_robot.robot import make_robot
 

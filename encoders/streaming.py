@@ -156,16 +156,26 @@ class EncoderStream:
         return imgs
 
     @torch.no_grad()
-    def push(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Append one frame per camera; returns the `(V, D)` float32 embeddings of the current windows."""
+    def push(self, images: np.ndarray | Sequence[np.ndarray], step: int | None = None) -> np.ndarray:
+        """Add one frame per camera at episode step `step` (None: the step after the last push);
+        returns the `(V, D)` float32 embeddings of the windows ending there.
+
+        Steps may be skipped (a receding-horizon policy only sees the frames its windows read);
+        a window step that was never pushed is an error."""
         imgs = self._check(images)
-        self.t += 1
+        if step is not None and step <= self.t:
+            raise ValueError(f"EncoderStream.push: step {step} is not after the last pushed step {self.t}")
+        self.t = self.t + 1 if step is None else int(step)
         first = max(0, self.t - self.span + 1)  # the current window's first step; older ones are never read again
         for v, im in enumerate(imgs):
             self._images[v][self.t] = np.array(im, copy=True)  # env renderers may reuse their buffers
             for s in [s for s in self._images[v] if s < first]:
                 del self._images[v][s]
         steps = window_steps(self.t, self.frames, self.stride)
+        missing = sorted({int(x) for x in steps} - set(self._images[0]))
+        if missing:
+            raise ValueError(f"EncoderStream.push: the window ending at step {self.t} reads step(s) {missing}, "
+                             "which were never pushed")
         if not self.streaming:
             return _encode_windows(self.encoder, [[self._images[v][int(s)] for s in steps] for v in range(self.views)])
         sampled = steps[self.positions]

@@ -225,7 +225,8 @@ def episode_files(spec: str | Path | Sequence[str | Path]) -> list[Path]:
         if (p / "meta" / "info.json").is_file() or p.is_file():
             out.append(p)
         elif p.is_dir():
-            found = sorted(p.rglob("*.hdf5"))
+            # hidden files are writers' temporaries (DemoWriter's .<name>.tmp.hdf5), never demos
+            found = sorted(f for f in p.rglob("*.hdf5") if not f.name.startswith("."))
             if not found:
                 raise FileNotFoundError(f"{p}: no *.hdf5 demo files in this folder (nor a LeRobot meta/info.json)")
             out += found

@@ -56,7 +56,11 @@ class PolicyInputs:
     - `chunk`: actions returned per `act` call (a (chunk, A) array);
     - `execution`: "receding" (the chunk is executed in order, then the policy acts again;
       OpenVLA-OFT) or "ensemble" (it acts at every step and the overlapping chunks' predictions for
-      a step are averaged with weights exp(-m i), i = 0 the oldest; ACT), m = `ensemble_decay`.
+      a step are averaged with weights exp(-m i), i = 0 the oldest; ACT), m = `ensemble_decay`;
+    - `frame_offsets`: steps, relative to an acting step, whose camera frames the policy needs (a
+      frame-window policy: its window offsets, e.g. -14, -12, ..., 0). A receding-horizon policy
+      acts once per chunk; the loop also renders its cameras on the non-acting steps a coming act
+      will read and hands them to `observe`. (0,) = only the acting step's frames.
     """
 
     cameras: tuple[str, ...] = ()
@@ -66,6 +70,7 @@ class PolicyInputs:
     chunk: int = 1
     execution: str = "receding"
     ensemble_decay: float = 0.01
+    frame_offsets: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,17 @@ def check_inputs(policy: Policy, env: EnvSpec, policy_name: str = "") -> None:
         raise ValueError(f"{who} declares execution={need.execution!r}; use 'receding' or 'ensemble'")
     if need.chunk < 1 or need.history < 1:
         raise ValueError(f"{who} declares chunk={need.chunk}, history={need.history}; both must be >= 1")
+    if not need.frame_offsets or max(need.frame_offsets) > 0:
+        raise ValueError(f"{who} declares frame_offsets={need.frame_offsets}; give offsets <= 0 (0 = the acting step)")
 
 
 class Policy(abc.ABC):
     """Maps (obs, instruction) to an action. The rollout loop (envs/rollout.py) calls exactly these
     hooks, in this order:
 
-    `seed_episode(seed)` -> `reset()` -> `bind_env(env)` -> (`act(obs, instr)`, then `label()` /
-    `done()` after each step) x steps -> `episode_info()`.
+    `seed_episode(seed)` -> `reset()` -> `bind_env(env)` -> (`observe(obs, t)` on steps whose frames
+    it declared, `act(obs, instr)` when its chunk is used up, then `label()` / `done()`) x steps ->
+    `episode_info()`.
 
     Declared, per class or instance:
     - `inputs` (PolicyInputs): cameras, image size, proprio dims, history, chunk length;
@@ -146,6 +154,11 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         """`obs` as above -> `(action_dim,)` float (or a `(K, action_dim)` chunk)."""
+
+    def observe(self, obs: dict, step: int) -> None:
+        """The policy's cameras at episode step `step`: every step it acts at (just before `act`) and
+        the non-acting steps its `inputs.frame_offsets` ask for (default: ignore)."""
+        return None
 
     def label(self) -> str | None:
         """The atomic skill the last action belongs to (scripted experts; demo labels), or None."""

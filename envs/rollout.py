@@ -10,7 +10,9 @@ Per step: if the chunk queue is empty the policy acts (a policy declaring `execu
 acts at every step and its overlapping chunks are averaged, ACT's temporal ensembling), on an observation that carries exactly the
 cameras it declared (`policy.inputs.cameras`, rendered now, resized to `inputs.image_size`); the
 next queued action is applied. So a policy with chunk 8 renders its one camera once per 8 steps,
-and a blind scripted expert renders nothing. Callers that need frames on every step (the demo
+and a blind scripted expert renders nothing. A receding-horizon policy with a frame window
+(`inputs.frame_offsets`) also gets its cameras, through `policy.observe(obs, t)`, on the non-acting
+steps a coming act's window reads (every other step for offsets -14..0 at stride 2). Callers that need frames on every step (the demo
 writer) name them in `every_step`.
 """
 
@@ -150,6 +152,11 @@ class LoopResult:
 StepHook = Callable[[int, dict, np.ndarray], None]
 
 
+def frame_steps_ahead(inputs: Any) -> frozenset[int]:
+    """How many steps before an act the policy needs frames: {-o for o in inputs.frame_offsets}."""
+    return frozenset(-int(o) for o in inputs.frame_offsets)
+
+
 def run_loop(stepper: Stepper, policy: Policy, instruction: str, max_steps: int, *, seed: int | None = None,
              bind: Any = None, every_step: Sequence[str] = (), to_action: Callable[[np.ndarray], Any] | None = None,
              before_step: StepHook | None = None, after_step: StepHook | None = None,
@@ -172,12 +179,19 @@ def run_loop(stepper: Stepper, policy: Policy, instruction: str, max_steps: int,
     extra = tuple(k for k in every_step if k not in cams)
     queue: ChunkQueue | TemporalEnsemble = (TemporalEnsemble(policy.inputs.ensemble_decay)
                                              if policy.inputs.execution == "ensemble" else ChunkQueue())
+    ahead = frame_steps_ahead(policy.inputs)
     steps = acts = 0
     while steps < max_steps:
         acting = not queue
-        obs = stepper.observe(cams + extra if acting else tuple(every_step))
+        # a receding policy reads frames on the steps its coming acts' windows cover, not only when it acts
+        wanted = acting or (bool(cams) and any((len(queue) + k * policy.inputs.chunk) in ahead
+                                               for k in range(max(ahead) // policy.inputs.chunk + 1)))
+        obs = stepper.observe(cams + extra if wanted else tuple(every_step))
+        if wanted:
+            view = policy_view(obs, policy)
+            policy.observe(view, steps)
         if acting:
-            queue.push(policy.act(policy_view(obs, policy), instruction))
+            queue.push(policy.act(view, instruction))
             acts += 1
         a = queue.pop()
         if before_step is not None:

@@ -53,6 +53,12 @@ class TrainHeadConfig:
     head: str = "mlp"  # mlp (R3M: BatchNorm + MLP(256,256)) | step (temporal head over `history` windows)
     hidden: tuple[int, ...] = (256, 256)
     history: int = 1
+    instruction: str = ""  # "" = unconditioned; a text encoder spec ("minilm") conditions the head on the instruction
+    condition: str = "concat"  # concat | film: how the instruction embedding enters the head
+    chunk: int = 1  # actions predicted per step (OpenVLA-OFT: 8); trained on a[t : t + chunk], edge-padded
+    execution: str = "receding"  # receding (execute the chunk, then act again) | ensemble (ACT temporal ensembling)
+    ensemble_decay: float = 0.01  # ACT's m
+    loss: str = "mse"  # mse (R3M) | l1 (OpenVLA-OFT)
     frames: int = 8  # frames per encoder window
     stride: int = 2  # env steps between window frames
     views: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
@@ -73,8 +79,14 @@ class TrainHeadConfig:
     def validate(self) -> None:
         if self.env not in ("kitchen", "libero"):
             raise ValueError(f"unknown env {self.env!r}: use kitchen or libero")
+        if self.execution not in ("receding", "ensemble"):
+            raise ValueError(f"execution must be receding or ensemble, got {self.execution!r}")
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
+        if self.condition not in ("concat", "film"):
+            raise ValueError(f"condition must be concat or film, got {self.condition!r}")
         for name, low in (("steps", 1), ("batch_size", 1), ("max_demos", 0), ("eval_every", 0), ("eval_episodes", 0),
-                          ("history", 1), ("frames", 1), ("stride", 1), ("eval_workers", 1)):
+                          ("history", 1), ("frames", 1), ("stride", 1), ("eval_workers", 1), ("chunk", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -121,13 +133,16 @@ class HeadMethod:
             raise ValueError(f"the dataset's feature history is {data.history} steps, the head's {cfg.history}: "
                              "build_dataset(..., history=cfg.history)")
         torch.manual_seed(cfg.seed)
+        self._t = instruction_embeddings(cfg.instruction, data.instructions) if cfg.instruction else None
         self.head_cfg = HeadConfig(feature_dim=data.features.shape[1], proprio_dim=data.proprio.shape[1],
-                                   action_dim=data.actions.shape[1], hidden=tuple(cfg.hidden), kind=cfg.head,
-                                   history=cfg.history)
+                                   action_dim=data.actions.shape[-1], hidden=tuple(cfg.hidden), kind=cfg.head,
+                                   history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
+                                   condition=cfg.condition, chunk=cfg.chunk)
         self.model = HeadNetwork(self.head_cfg)
         self._f = torch.from_numpy(np.array(data.features, dtype=np.float32))  # a writable copy of the cache
         self._p = torch.from_numpy(np.ascontiguousarray(data.proprio))
         self._a = torch.from_numpy(np.ascontiguousarray(data.actions))
+        self._ti = None if data.instruction is None else torch.from_numpy(data.instruction)
 
     def batch_rows(self, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
         from configs.training import rank_slice
@@ -142,18 +157,49 @@ class HeadMethod:
         rows = self.batch_rows(step, rank, world)
         hist = self.data.history_rows(rows)  # (B, history) rows of the dataset's history window
         feats = self._f[torch.from_numpy(hist)].to(device)
-        pred = model(feats, self._p[rows].to(device))
-        loss = torch.nn.functional.mse_loss(pred, self._a[rows].to(device))
-        return loss, {}
+        text = None if self._t is None else self._t[self._ti[torch.from_numpy(rows)]].to(device)
+        pred = model(feats, self._p[rows].to(device), text)
+        target = self._a[rows].to(device)
+        # R3M: MSE on the action; OpenVLA-OFT: L1 on the chunk. Both average over chunk steps and dims.
+        if self.cfg.loss == "l1":
+            return torch.nn.functional.l1_loss(pred, target), {}
+        return torch.nn.functional.mse_loss(pred, target), {}
 
     def export(self, model: Any, out: Path) -> None:
         from policies.heads.policy import EncoderHeadPolicy
 
-        pol = EncoderHeadPolicy(self.encoder, model, self.window, env=self.cfg.env, frame_size=self.frame_size)
+        pol = EncoderHeadPolicy(self.encoder, model, self.window, env=self.cfg.env, frame_size=self.frame_size,
+                                text_encoder=self.cfg.instruction, execution=self.cfg.execution,
+                                ensemble_decay=self.cfg.ensemble_decay)
         pol.save_pretrained(Path(out) / "policy", encoder_spec=self.cfg.encoder,
                             extra={"trained_on": {"env": self.cfg.env, "suite": self.cfg.suite if self.cfg.env == "libero"
                                                   else "kitchen", "tasks": self.cfg.task_ids(),
                                                   "demos": str(self.cfg.demos), "max_demos": self.cfg.max_demos}})
+
+
+def check_demo_counts(episodes: list, max_demos: int, where: str) -> None:
+    """Every task must have the `max_demos` demos asked for (0: any number): one error naming the task."""
+    if max_demos <= 0:
+        return
+    counts: dict[int, int] = {}
+    for e in episodes:
+        counts[-1 if e.task_id is None else e.task_id] = counts.get(-1 if e.task_id is None else e.task_id, 0) + 1
+    short = {t: n for t, n in counts.items() if n < max_demos}
+    if short:
+        raise ValueError(f"{where}: max_demos={max_demos} demos per task asked for, but task(s) "
+                         + ", ".join(f"{t} have {n}" for t, n in sorted(short.items())))
+
+
+def instruction_embeddings(spec: str, instructions: tuple[str, ...]) -> Any:
+    """(U, D) float32 tensor: the frozen text encoder's embedding of each distinct instruction; an
+    empty instruction is one error naming it (nothing to condition on)."""
+    from encoders.text import build_text_encoder
+
+    empty = [i for i, t in enumerate(instructions) if not str(t).strip()]
+    if empty or not instructions:
+        raise ValueError(f"instruction={spec!r}: the demos carry an empty instruction, which text encoder "
+                         f"{spec!r} cannot embed (give every demo file a language_instruction, or instruction=\"\")")
+    return build_text_encoder(spec).encode(list(instructions)).float()
 
 
 def eval_targets(cfg: TrainHeadConfig) -> list[tuple[str, str]]:
@@ -231,8 +277,9 @@ def train(cfg: TrainHeadConfig) -> dict:
     window.validate()
     encoder = build_frozen_encoder(cfg.encoder)
     episodes = read_demos(cfg.demos, cfg.env, window.views, cfg.task_ids(), suite=cfg.suite, max_demos=cfg.max_demos)
+    check_demo_counts(episodes, cfg.max_demos, cfg.demos)
     data = build_dataset(encoder, episodes, window, cfg.max_demos, history=cfg.history,
-                         cache_root=cfg.cache_root or None)
+                         cache_root=cfg.cache_root or None, chunk=cfg.chunk)
     frame_size = int(episodes[0].data[window.views[0]].shape[1])  # the demos' frames: resize rollout frames to it
     method = HeadMethod(cfg, data, encoder, window, frame_size)
     out.mkdir(parents=True, exist_ok=True)

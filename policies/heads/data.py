@@ -6,7 +6,7 @@ reads at step t, as step offsets (`head_windows`):
 
     camera view   frame_offsets(frames, stride)    e.g. (8, 2) -> [-14, -12, ..., 0]
     "proprio"     range(-(history - 1), 1)          the step head's feature history; the head reads offset 0
-    "action"      [0]                               one action per step (no chunks)
+    "action"      range(0, chunk)                   the action chunk from t (chunk 1: the action at t)
 
 with the dataset's edge padding (a window reaching before the episode start repeats step 0) and its
 bad-input checks (a missing key, a window longer than an episode: one line naming file, key, sizes).
@@ -43,7 +43,6 @@ from encoders.streaming import episode_features, window_span
 from envs.episodes import Episode, EpisodeDataset, frame_offsets, read_episodes, window_steps
 
 VIEW_KEYS = {"agentview": "agentview_rgb", "second": "eye_in_hand_rgb"}
-ACTION_OFFSETS = (0,)  # the head predicts the action of the current step (no chunks)
 
 
 @dataclasses.dataclass
@@ -78,10 +77,12 @@ def history_offsets(history: int) -> range:
     return range(-(history - 1), 1)
 
 
-def head_windows(window: WindowConfig, history: int = 1) -> dict[str, Iterable[int]]:
+def head_windows(window: WindowConfig, history: int = 1, chunk: int = 1) -> dict[str, Iterable[int]]:
     """The `EpisodeDataset` windows of one training row (see the module docstring)."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     return {**{v: window.offsets() for v in window.views}, "proprio": history_offsets(history),
-            "action": ACTION_OFFSETS}
+            "action": range(0, chunk)}
 
 
 def demo_suite(env: str, suite: str | None) -> str | None:
@@ -146,12 +147,14 @@ class HeadDataset:
     episodes: EpisodeDataset  # row i = step index[i] = (episode, t); windows as `head_windows`
     features: np.ndarray  # (N, F) float32: the views' window embeddings at each row's step
     proprio: np.ndarray  # (N, P) float32 at each row's step
-    actions: np.ndarray  # (N, A) float32 at each row's step
+    actions: np.ndarray  # (N, A) float32 at each row's step, or (N, chunk, A) from it (edge-padded)
     demo: np.ndarray  # (N,) episode index
     step: np.ndarray  # (N,) step within the episode
     task: np.ndarray  # (N,) task id (-1: the file names none)
     from_cache: bool
     cache_dir: Path
+    instructions: tuple[str, ...] = ()  # the distinct instructions, in first-seen order
+    instruction: np.ndarray | None = None  # (N,) index into `instructions`
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -178,14 +181,15 @@ class HeadDataset:
 
 
 def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfig, max_demos: int = 0,
-                  history: int = 1, cache_root: str | Path | None = None, batch: int = 32) -> HeadDataset:
+                  history: int = 1, cache_root: str | Path | None = None, batch: int = 32,
+                  chunk: int = 1) -> HeadDataset:
     """Cached features + proprio + actions of every step of `episodes` (from `read_demos`).
 
     Bad episodes raise before anything is written to the cache."""
     from encoders.features import cached_arrays, default_cache_root
 
     window.validate()
-    ds = EpisodeDataset(episodes, head_windows(window, history))
+    ds = EpisodeDataset(episodes, head_windows(window, history, chunk))
     _check_views(ds.episodes, window.views)
     rows = [f"{Path(ds.episodes[e].file).name}#{ds.episodes[e].source.rsplit(':', 1)[-1]}#{t}" for e, t in ds.index]
     index = pd.DataFrame({"path": rows})
@@ -208,7 +212,12 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
     if not np.all(np.isfinite(feats)):
         raise ValueError(f"encoder {encoder.registry_name!r} produced NaN/inf features for the demos ({cache_dir})")
     proprio = _key_rows(ds, "proprio")[:, -1]  # offset 0: the current step's state
-    actions = _key_rows(ds, "action")[:, 0]  # offset 0 (ACTION_OFFSETS)
+    actions = _key_rows(ds, "action")  # (N, chunk, A)
+    if chunk == 1:
+        actions = actions[:, 0]
     tasks = np.array([-1 if e.task_id is None else e.task_id for e in ds.episodes], np.int64)
+    texts = list(dict.fromkeys(e.instruction for e in ds.episodes))
+    per_episode = np.array([texts.index(e.instruction) for e in ds.episodes], np.int64)
     return HeadDataset(ds, feats, proprio.astype(np.float32), actions.astype(np.float32), ds.index[:, 0].copy(),
-                       ds.index[:, 1].copy(), tasks[ds.index[:, 0]], res.from_cache, cache_dir)
+                       ds.index[:, 1].copy(), tasks[ds.index[:, 0]], res.from_cache, cache_dir,
+                       tuple(texts), per_episode[ds.index[:, 0]])

@@ -1,9 +1,16 @@
-"""The policy head: frozen-encoder features of the current frame window(s) + robot state -> action.
+"""The policy head: frozen-encoder features of the current frame window(s) + robot state
+(+ instruction) -> an action, or a chunk of `chunk` actions.
 
 `mlp` (default, the R3M head): BatchNorm1d over the concatenated input, then MLP(256, 256) with
-ReLUs, then a linear layer to the action. `step` (optional, STEP-style temporal head): the features
+ReLUs, then a linear layer to the action(s). `step` (optional, STEP-style temporal head): the features
 of the last `history` windows are projected to tokens, mixed by one transformer-encoder layer with a
 learned position embedding, and the last token (plus proprio) goes through the same MLP.
+
+Instruction conditioning (`text_dim` > 0: a frozen sentence embedding of the instruction, MiniLM by
+default): `condition="concat"` appends it to the MLP input (inside the BatchNorm); `"film"` maps it to
+a per-unit scale and shift of every hidden layer, h <- (1 + gamma(text)) * h + beta(text) (FiLM,
+Perez et al. 2018), initialised to the identity. Without it a head trained on several tasks of one
+scene (libero_goal) cannot know which task it is doing.
 """
 
 from __future__ import annotations
@@ -23,36 +30,59 @@ class HeadConfig:
     kind: str = "mlp"  # mlp | step
     history: int = 1  # windows seen by the step head (1 for mlp)
     dropout: float = 0.0
+    text_dim: int = 0  # instruction embedding dims (0: not conditioned)
+    condition: str = "concat"  # concat | film: how the instruction enters
+    chunk: int = 1  # actions predicted per call (OpenVLA-OFT / ACT chunking)
 
     def validate(self) -> None:
         if self.kind not in ("mlp", "step"):
             raise ValueError(f"head kind must be 'mlp' or 'step', got {self.kind!r}")
+        if self.condition not in ("concat", "film"):
+            raise ValueError(f"head condition must be 'concat' or 'film', got {self.condition!r}")
+        if self.text_dim < 0 or self.chunk < 1:
+            raise ValueError(f"bad head dims: text_dim={self.text_dim}, chunk={self.chunk}")
         if self.kind == "mlp" and self.history != 1:
             raise ValueError("the mlp head sees one window: history must be 1 (use kind=step for more)")
         if self.history < 1 or self.feature_dim < 1 or self.action_dim < 1 or self.proprio_dim < 0:
             raise ValueError(f"bad head dims: {self}")
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(n_in, h), nn.ReLU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        n_in = h
-    layers.append(nn.Linear(n_in, n_out))
-    return nn.Sequential(*layers)
+class _MLP(nn.Module):
+    """Linear -> ReLU (-> Dropout) per hidden size, then a linear output; optional FiLM of every
+    hidden layer by a conditioning vector (identity at initialisation)."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...], n_out: int, dropout: float, film_dim: int = 0) -> None:
+        super().__init__()
+        dims = [n_in, *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out = nn.Linear(dims[-1], n_out)
+        self.film = nn.ModuleList(nn.Linear(film_dim, 2 * h) for h in hidden) if film_dim else None
+        for f in self.film or ():
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if self.film is not None and cond is not None:
+                gamma, beta = self.film[i](cond).chunk(2, dim=-1)
+                x = (1 + gamma) * x + beta
+            x = self.drop(torch.relu(x))
+        return self.out(x)
 
 
 class HeadNetwork(nn.Module):
-    """`forward(features (B, history, F), proprio (B, P)) -> actions (B, A)`."""
+    """`forward(features (B, history, F), proprio (B, P), text (B, text_dim) or None)` -> actions
+    `(B, A)` (chunk 1) or `(B, chunk, A)`."""
 
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        concat_text = cfg.text_dim if cfg.condition == "concat" else 0
         if cfg.kind == "mlp":
-            n_in = cfg.feature_dim + cfg.proprio_dim
+            n_in = cfg.feature_dim + cfg.proprio_dim + concat_text
             self.norm = nn.BatchNorm1d(n_in)
         else:
             d = cfg.hidden[0]
@@ -61,18 +91,25 @@ class HeadNetwork(nn.Module):
             self.pos = nn.Parameter(torch.zeros(cfg.history, d))
             self.mix = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, dropout=cfg.dropout,
                                                   batch_first=True)
-            n_in = d + cfg.proprio_dim
+            n_in = d + cfg.proprio_dim + concat_text
             self.norm = nn.BatchNorm1d(n_in)
-        self.mlp = _mlp(n_in, tuple(cfg.hidden), cfg.action_dim, cfg.dropout)
+        film = cfg.text_dim if cfg.condition == "film" else 0
+        self.mlp = _MLP(n_in, tuple(cfg.hidden), cfg.chunk * cfg.action_dim, cfg.dropout, film)
 
-    def forward(self, features: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cfg.text_dim and (text is None or text.shape[-1] != self.cfg.text_dim):
+            raise ValueError(f"this head is conditioned on a {self.cfg.text_dim}-d instruction embedding, got "
+                             f"{None if text is None else tuple(text.shape)}")
         if features.ndim == 2:
             features = features[:, None]
         if self.cfg.kind == "mlp":
-            x = torch.cat([features[:, -1], proprio], dim=1)
+            z = features[:, -1]
         else:
             b, h, f = features.shape
             z = self.proj(self.feat_norm(features.reshape(b * h, f)).reshape(b, h, f))
-            z = self.mix(z + self.pos[-h:])
-            x = torch.cat([z[:, -1], proprio], dim=1)
-        return self.mlp(self.norm(x))
+            z = self.mix(z + self.pos[-h:])[:, -1]
+        parts = [z, proprio]
+        if self.cfg.text_dim and self.cfg.condition == "concat":
+            parts.append(text)
+        out = self.mlp(self.norm(torch.cat(parts, dim=1)), text if self.cfg.condition == "film" else None)
+        return out if self.cfg.chunk == 1 else out.reshape(len(out), self.cfg.chunk, self.cfg.action_dim)

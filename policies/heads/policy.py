@@ -40,17 +40,26 @@ class EncoderHeadPolicy(Policy):
     gripper_convention = "env"
 
     def __init__(self, encoder: Any, head: HeadNetwork, window: WindowConfig, env: str = "kitchen",
-                 frame_size: int = 0, meta: dict | None = None) -> None:
+                 frame_size: int = 0, meta: dict | None = None, text_encoder: str = "",
+                 execution: str = "receding", ensemble_decay: float = 0.01) -> None:
         self.encoder = encoder.freeze() if hasattr(encoder, "freeze") else encoder
         self.head = head.eval()
         self.window = window
         self.env = env
         self.frame_size = frame_size
         self.meta = meta or {}
-        # every view, every step (chunk 1); the head's proprio; the window's span of env steps
-        self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim) or None,
-                                   history=window.span)
+        if head.cfg.text_dim and not text_encoder:
+            raise ValueError("this head is instruction-conditioned: give the text encoder spec it was trained with")
+        self.text_encoder_spec = text_encoder
+        self._text_encoder: Any = None
+        self._texts: dict[str, np.ndarray] = {}
         self.feature_offsets = np.asarray(history_offsets(head.cfg.history))  # feature-history offsets, as in training
+        # the frames one act reads: each history step's window (a receding chunk acts every `chunk` steps,
+        # so the loop renders these on the steps between acts too)
+        reads = sorted({int(w + h) for w in window.offsets() for h in self.feature_offsets})
+        self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim) or None,
+                                   history=window.span + len(self.feature_offsets) - 1, chunk=head.cfg.chunk,
+                                   execution=execution, ensemble_decay=ensemble_decay, frame_offsets=tuple(reads))
         self.stream = EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
         self.reset()
 
@@ -58,7 +67,8 @@ class EncoderHeadPolicy(Policy):
     def reset(self) -> None:
         self.stream.reset()
         self._feats: dict[int, np.ndarray] = {}  # episode step -> (V * D,) features, the history's steps only
-        self._t = -1  # the episode step of the last act
+        self._t = -1  # the episode step of the last observed frames
+        self._fresh = False  # observe() ran for the coming act
 
     def _frame(self, img: np.ndarray, key: str) -> np.ndarray:
         img = np.asarray(img)
@@ -70,29 +80,55 @@ class EncoderHeadPolicy(Policy):
             img = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
         return img.astype(np.uint8, copy=False)
 
-    def features(self, obs: dict) -> np.ndarray:
+    def features(self, obs: dict, step: int | None = None) -> np.ndarray:
         """Push this step's frame of every view; returns the `(V * D,)` features of the current windows."""
         frames = []
         for v in self.window.views:
             if v not in obs:
                 raise KeyError(f"policy_head needs obs[{v!r}] (render=True); got keys {sorted(obs)}")
             frames.append(self._frame(obs[v], v))
-        return self.stream.push(frames).reshape(-1).astype(np.float32, copy=False)
+        return self.stream.push(frames, step).reshape(-1).astype(np.float32, copy=False)
+
+    def observe(self, obs: dict, step: int) -> None:
+        """Frames of episode step `step` (the rollout loop calls this on the steps the windows read)."""
+        self._feats[step] = self.features(obs, step)
+        self._t, self._fresh = step, True
+
+    def instruction_embedding(self, instruction: str) -> np.ndarray | None:
+        """(text_dim,) float32 embedding of `instruction` (cached per string); None for an unconditioned head."""
+        if not self.head.cfg.text_dim:
+            return None
+        if instruction not in self._texts:
+            if not str(instruction).strip():
+                raise ValueError("policy_head: this head is instruction-conditioned and the instruction is empty")
+            if self._text_encoder is None:
+                from encoders.text import build_text_encoder
+
+                self._text_encoder = build_text_encoder(self.text_encoder_spec)
+            self._texts[instruction] = self._text_encoder.encode([instruction])[0].float().numpy()
+        return self._texts[instruction]
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
-        self._t += 1
+        """-> (A,) action, or a (chunk, A) chunk, clipped to [-1, 1]."""
+        if not self._fresh:  # called directly (not through the rollout loop): this obs is the next step
+            self.observe(obs, self._t + 1)
+        self._fresh = False
         t = self._t
-        self._feats[t] = self.features(obs)
         steps = window_steps(t, self.feature_offsets)
         for s in [s for s in self._feats if s < steps[0]]:
             del self._feats[s]
+        missing = [int(s) for s in steps if int(s) not in self._feats]
+        if missing:
+            raise ValueError(f"policy_head: features of step(s) {missing} were never observed (history {steps.tolist()})")
         feats = [self._feats[int(s)] for s in steps]
         proprio = np.asarray(obs["proprio"], np.float32).reshape(1, -1)
         if proprio.shape[1] != self.head.cfg.proprio_dim:
             raise ValueError(f"policy_head: obs['proprio'] has {proprio.shape[1]} dims, the head was trained on "
                              f"{self.head.cfg.proprio_dim} ({self.env} demos)")
+        text = self.instruction_embedding(instruction)
         with torch.no_grad():
-            a = self.head(torch.from_numpy(np.stack(feats))[None], torch.from_numpy(proprio))[0].numpy()
+            a = self.head(torch.from_numpy(np.stack(feats))[None], torch.from_numpy(proprio),
+                          None if text is None else torch.from_numpy(text)[None])[0].numpy()
         return np.clip(a.astype(np.float64), -1.0, 1.0)
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -107,6 +143,8 @@ class EncoderHeadPolicy(Policy):
         cfg = dataclasses.asdict(self.head.cfg)
         meta = {"policy_type": "policy_head", "env": self.env, "head": cfg, "window": dataclasses.asdict(self.window),
                 "frame_size": self.frame_size, "encoder": "encoder", "encoder_spec": encoder_spec,
+                "text_encoder": self.text_encoder_spec, "execution": self.inputs.execution,
+                "ensemble_decay": self.inputs.ensemble_decay,
                 **self.meta, **(extra or {})}
         atomic_write_json(d / POLICY_FILE, meta)
         return d
@@ -129,12 +167,22 @@ class EncoderHeadPolicy(Policy):
         w = d / HEAD_WEIGHTS
         if not w.is_file():
             raise FileNotFoundError(f"{d}: no {HEAD_WEIGHTS}")
+        encoder = build_encoder(str(d / meta["encoder"]))
+        want = head_cfg.feature_dim
+        got = int(getattr(encoder, "dim", 0)) * len(window.views)
+        if got != want:
+            raise ValueError(f"{d}: the encoder gives {len(window.views)} x {getattr(encoder, 'dim', '?')} = {got} "
+                             f"feature dims, the head in {d / POLICY_FILE} was trained on {want}")
         try:
             head.load_state_dict(load_file(str(w)))
-        except RuntimeError as e:
-            raise ValueError(f"{w}: weights do not fit the head in {d / POLICY_FILE}: {e}") from None
-        encoder = build_encoder(str(d / meta["encoder"]))
-        keep = {k: v for k, v in meta.items() if k not in ("policy_type", "env", "head", "window", "frame_size",
-                                                          "encoder")}
+        except RuntimeError as e:  # torch lists every mismatch on its own line: keep the first
+            first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+            raise ValueError(f"{w}: weights do not fit the head in {d / POLICY_FILE}: {first}") from None
+        own = ("policy_type", "env", "head", "window", "frame_size", "encoder", "text_encoder", "execution",
+               "ensemble_decay")
+        keep = {k: v for k, v in meta.items() if k not in own}
+        # execution may be overridden at load time (the same head evaluated receding vs ensembled)
         return cls(encoder, head, window, env=meta.get("env", "kitchen"), frame_size=int(meta.get("frame_size", 0)),
-                   meta=keep)
+                   meta=keep, text_encoder=str(meta.get("text_encoder", "")),
+                   execution=str(kwargs.get("execution") or meta.get("execution", "receding")),
+                   ensemble_decay=float(kwargs.get("ensemble_decay") or meta.get("ensemble_decay", 0.01)))

@@ -59,6 +59,9 @@ class TrainHeadConfig:
     execution: str = "receding"  # receding (execute the chunk, then act again) | ensemble (ACT temporal ensembling)
     ensemble_decay: float = 0.01  # ACT's m
     loss: str = "mse"  # mse (R3M) | l1 (OpenVLA-OFT)
+    augment: int = 0  # randomly shifted copies of the demo videos, embedded once and cached (0: none)
+    shift_pad: int = 4  # DrQ random shift: up to this many px in each direction
+    augment_seed: int = 0  # copy k uses seed augment_seed + k (fixed across training seeds: the cache is shared)
     frames: int = 8  # frames per encoder window
     stride: int = 2  # env steps between window frames
     views: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
@@ -139,7 +142,8 @@ class HeadMethod:
                                    history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
                                    condition=cfg.condition, chunk=cfg.chunk)
         self.model = HeadNetwork(self.head_cfg)
-        self._f = torch.from_numpy(np.array(data.features, dtype=np.float32))  # a writable copy of the cache
+        # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)
+        self._f = torch.from_numpy(np.stack([np.array(f, dtype=np.float32) for f in (data.features, *data.augmented)]))
         self._p = torch.from_numpy(np.ascontiguousarray(data.proprio))
         self._a = torch.from_numpy(np.ascontiguousarray(data.actions))
         self._ti = None if data.instruction is None else torch.from_numpy(data.instruction)
@@ -156,7 +160,9 @@ class HeadMethod:
 
         rows = self.batch_rows(step, rank, world)
         hist = self.data.history_rows(rows)  # (B, history) rows of the dataset's history window
-        feats = self._f[torch.from_numpy(hist)].to(device)
+        # each row reads the original or one shifted copy, drawn from (seed, step) like the rows
+        copy = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, len(self._f), size=len(rows))
+        feats = self._f[torch.from_numpy(copy)[:, None], torch.from_numpy(hist)].to(device)
         text = None if self._t is None else self._t[self._ti[torch.from_numpy(rows)]].to(device)
         pred = model(feats, self._p[rows].to(device), text)
         target = self._a[rows].to(device)
@@ -279,7 +285,8 @@ def train(cfg: TrainHeadConfig) -> dict:
     episodes = read_demos(cfg.demos, cfg.env, window.views, cfg.task_ids(), suite=cfg.suite, max_demos=cfg.max_demos)
     check_demo_counts(episodes, cfg.max_demos, cfg.demos)
     data = build_dataset(encoder, episodes, window, cfg.max_demos, history=cfg.history,
-                         cache_root=cfg.cache_root or None, chunk=cfg.chunk)
+                         cache_root=cfg.cache_root or None, chunk=cfg.chunk, augment=cfg.augment,
+                         shift_pad=cfg.shift_pad, augment_seed=cfg.augment_seed)
     frame_size = int(episodes[0].data[window.views[0]].shape[1])  # the demos' frames: resize rollout frames to it
     method = HeadMethod(cfg, data, encoder, window, frame_size)
     out.mkdir(parents=True, exist_ok=True)

@@ -189,3 +189,28 @@ def _paint(t: int, key: str) -> np.ndarray:
 def _painted(env: LineEnv, key: str) -> np.ndarray:
     env.drawn.append((env.t, key))
     return _paint(env.t, key)
+
+
+def test_augmented_features_are_cached_by_encoder_and_seed(tmp_path: Path):
+    from policies.heads.data import WindowConfig, build_dataset, random_shift, read_demos
+    from policies.train import build_frozen_encoder
+
+    root = _two_task_demos(tmp_path / "demos")
+    eps = read_demos(root, "libero", ("agentview_rgb", "eye_in_hand_rgb"), [0, 7], suite="libero_goal")
+    enc = build_frozen_encoder("flow_mean")
+    win = WindowConfig(frames=3, stride=2)
+    a = build_dataset(enc, eps, win, augment=2, shift_pad=3, augment_seed=5, cache_root=tmp_path / "c")
+    assert not a.from_cache and len(a.augmented) == 2
+    assert not np.allclose(a.augmented[0], a.features) and not np.allclose(a.augmented[0], a.augmented[1])
+    b = build_dataset(enc, eps, win, augment=2, shift_pad=3, augment_seed=5, cache_root=tmp_path / "c")
+    assert b.from_cache and all(np.array_equal(x, y) for x, y in zip(a.augmented, b.augmented))
+    c = build_dataset(enc, eps, win, augment=1, shift_pad=3, augment_seed=6, cache_root=tmp_path / "c")
+    assert c.from_cache and np.array_equal(c.augmented[0], b.augmented[1])  # seed 6 = b's second copy
+    d = build_dataset(enc, eps, win, augment=1, shift_pad=3, augment_seed=9, cache_root=tmp_path / "c")
+    assert not d.from_cache and not np.allclose(d.augmented[0], b.augmented[1])
+    files = sorted(p.name for p in (a.cache_dir).glob("*.features.npy"))
+    assert files == ["all.features.npy", *(f"shift3-seed{k}.features.npy" for k in (5, 6, 9))]
+    v = np.arange(2 * 6 * 6 * 3, dtype=np.uint8).reshape(2, 6, 6, 3)
+    s = random_shift(v, 2, np.random.default_rng(0))
+    assert s.shape == v.shape and not np.array_equal(s, v)
+    assert np.array_equal(s[0] - v[0] == 0, s[1] - v[1] == 0)  # one offset for every frame

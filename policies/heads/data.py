@@ -142,6 +142,18 @@ def _key_rows(ds: EpisodeDataset, key: str) -> np.ndarray:
     return np.stack([ds.window(int(e), int(t), key)[0] for e, t in ds.index])
 
 
+def random_shift(video: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the same size, shifted by up to `pad` px in each direction (DrQ's random
+    shift: replicate-pad by `pad`, crop back at a random offset). One offset for the whole video, so
+    a frame window keeps its motion (flow between its frames is unchanged)."""
+    if pad <= 0:
+        return video
+    T, H, W, _ = video.shape
+    dy, dx = (int(v) for v in rng.integers(0, 2 * pad + 1, size=2))
+    padded = np.pad(video, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return np.ascontiguousarray(padded[:, dy:dy + H, dx:dx + W])
+
+
 @dataclasses.dataclass
 class HeadDataset:
     episodes: EpisodeDataset  # row i = step index[i] = (episode, t); windows as `head_windows`
@@ -155,6 +167,7 @@ class HeadDataset:
     cache_dir: Path
     instructions: tuple[str, ...] = ()  # the distinct instructions, in first-seen order
     instruction: np.ndarray | None = None  # (N,) index into `instructions`
+    augmented: tuple[np.ndarray, ...] = ()  # (N, F) features of each randomly shifted copy of the demos
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -182,9 +195,13 @@ class HeadDataset:
 
 def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfig, max_demos: int = 0,
                   history: int = 1, cache_root: str | Path | None = None, batch: int = 32,
-                  chunk: int = 1) -> HeadDataset:
+                  chunk: int = 1, augment: int = 0, shift_pad: int = 4, augment_seed: int = 0) -> HeadDataset:
     """Cached features + proprio + actions of every step of `episodes` (from `read_demos`).
 
+    `augment` > 0 adds that many randomly shifted copies of every camera video (`random_shift`,
+    `shift_pad` px, copy k seeded by (augment_seed + k, episode, view)), embedded by the same
+    streaming path *before* training and cached per (encoder, demos, window, pad, seed): the frozen
+    encoder sees augmented pixels without a forward pass per training step.
     Bad episodes raise before anything is written to the cache."""
     from encoders.features import cached_arrays, default_cache_root
 
@@ -197,20 +214,32 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
     cache_dir = (Path(cache_root or default_cache_root()) / "features" / "policy_head" / encoder_key(encoder)
                  / demo_set_key(ds.episodes, max_demos) / f"{window.frames}f{window.stride}s-{views}")
 
-    def compute() -> dict[str, np.ndarray]:
+    def compute(seed: int | None) -> dict[str, np.ndarray]:
         from tqdm import tqdm
 
         # the rollout's streaming path, over whole episodes: (T, V * D) per episode
-        feats = [episode_features(encoder, [e.data[v] for v in window.views], window.frames, window.stride, batch=batch)
-                 for e in tqdm(ds.episodes, desc=f"features {encoder.registry_name}", unit="demo", leave=False)]
+        feats = []
+        desc = f"features {encoder.registry_name}" + ("" if seed is None else f" shift{shift_pad} seed {seed}")
+        for i, e in enumerate(tqdm(ds.episodes, desc=desc, unit="demo", leave=False)):
+            videos = [e.data[v] if seed is None else random_shift(e.data[v], shift_pad, np.random.default_rng([seed, i, j]))
+                      for j, v in enumerate(window.views)]
+            feats.append(episode_features(encoder, videos, window.frames, window.stride, batch=batch))
         return {"features": np.concatenate(feats)}
 
     info = {"encoder": encoder_key(encoder), "window": dataclasses.asdict(window), "max_demos": max_demos,
             "files": sorted({e.file for e in ds.episodes})}
-    res = cached_arrays(cache_dir, None, index, ("features",), compute, info)
-    feats = np.asarray(res.arrays["features"], dtype=np.float32)
-    if not np.all(np.isfinite(feats)):
-        raise ValueError(f"encoder {encoder.registry_name!r} produced NaN/inf features for the demos ({cache_dir})")
+    copies: list[np.ndarray] = []
+    from_cache: list[bool] = []
+    for seed in [None, *range(augment_seed, augment_seed + augment)]:
+        split = None if seed is None else f"shift{shift_pad}-seed{seed}"
+        res_k = cached_arrays(cache_dir, split, index, ("features",), functools.partial(compute, seed),
+                              {**info, "augment": None if seed is None else {"shift_pad": shift_pad, "seed": seed}})
+        f_k = np.asarray(res_k.arrays["features"], dtype=np.float32)
+        if not np.all(np.isfinite(f_k)):
+            raise ValueError(f"encoder {encoder.registry_name!r} produced NaN/inf features for the demos ({cache_dir})")
+        copies.append(f_k)
+        from_cache.append(res_k.from_cache)
+    feats = copies[0]
     proprio = _key_rows(ds, "proprio")[:, -1]  # offset 0: the current step's state
     actions = _key_rows(ds, "action")  # (N, chunk, A)
     if chunk == 1:
@@ -219,5 +248,5 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
     texts = list(dict.fromkeys(e.instruction for e in ds.episodes))
     per_episode = np.array([texts.index(e.instruction) for e in ds.episodes], np.int64)
     return HeadDataset(ds, feats, proprio.astype(np.float32), actions.astype(np.float32), ds.index[:, 0].copy(),
-                       ds.index[:, 1].copy(), tasks[ds.index[:, 0]], res.from_cache, cache_dir,
-                       tuple(texts), per_episode[ds.index[:, 0]])
+                       ds.index[:, 1].copy(), tasks[ds.index[:, 0]], all(from_cache), cache_dir,
+                       tuple(texts), per_episode[ds.index[:, 0]], tuple(copies[1:]))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterable
@@ -57,6 +58,8 @@ class LoopConfig:
     logger: str = "none"  # "none" | "wandb" (offline)
     grad_clip: float = 0.0  # 0: off
     trainable_only_checkpoints: bool = False  # save only requires_grad params (LoRA + heads)
+    schedule: str = "constant"  # constant | cosine: lr * 0.5 (1 + cos(pi step / schedule_steps))
+    schedule_steps: int = 0  # the cosine's horizon (0: `steps`; a run fitted in segments passes its total)
 
     @classmethod
     def of(cls, cfg: Any) -> LoopConfig:
@@ -187,7 +190,12 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
         raise ValueError(f"{desc}: the model has no trainable parameters")
     groups = list(param_groups) if param_groups is not None else params  # e.g. per-group learning rates
     opt = torch.optim.AdamW(groups, lr=loop.lr, weight_decay=loop.weight_decay)
+    if loop.schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be constant or cosine, got {loop.schedule!r}")
+    # per group (groups may carry their own lr), read before a checkpoint restores scheduled values
+    base_lrs = [g["lr"] for g in opt.param_groups]
     start = load_checkpoint(ckpt, model, opt) if ckpt else 0
+    horizon = max(1, loop.schedule_steps or loop.steps)
     model.train()
     main = acc.is_main_process
     rank, world = acc.process_index, acc.num_processes
@@ -211,6 +219,10 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
             average_gradients(params, world)
         if loop.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, loop.grad_clip)
+        if loop.schedule == "cosine":  # a pure function of the step, so --resume continues the same curve
+            factor = 0.5 * (1.0 + math.cos(math.pi * min(step, horizon) / horizon))
+            for g, lr0 in zip(opt.param_groups, base_lrs):
+                g["lr"] = lr0 * factor
         opt.step()
         bar.update()
         if metrics is not None and ((step + 1) % loop.log_every == 0 or step == start):

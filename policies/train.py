@@ -59,6 +59,9 @@ class TrainHeadConfig:
     execution: str = "receding"  # receding (execute the chunk, then act again) | ensemble (ACT temporal ensembling)
     ensemble_decay: float = 0.01  # ACT's m
     loss: str = "mse"  # mse (R3M) | l1 (OpenVLA-OFT)
+    feature_proj: int = 0  # > 0: project the encoder features to this many dims first (a bottleneck)
+    feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
+    schedule: str = "constant"  # constant (R3M) | cosine over `steps`
     augment: int = 0  # randomly shifted copies of the demo videos, embedded once and cached (0: none)
     shift_pad: int = 4  # DrQ random shift: up to this many px in each direction
     augment_seed: int = 0  # copy k uses seed augment_seed + k (fixed across training seeds: the cache is shared)
@@ -140,7 +143,8 @@ class HeadMethod:
         self.head_cfg = HeadConfig(feature_dim=data.features.shape[1], proprio_dim=data.proprio.shape[1],
                                    action_dim=data.actions.shape[-1], hidden=tuple(cfg.hidden), kind=cfg.head,
                                    history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
-                                   condition=cfg.condition, chunk=cfg.chunk)
+                                   condition=cfg.condition, chunk=cfg.chunk, feature_proj=cfg.feature_proj,
+                                   feature_dropout=cfg.feature_dropout)
         self.model = HeadNetwork(self.head_cfg)
         # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)
         self._f = torch.from_numpy(np.stack([np.array(f, dtype=np.float32) for f in (data.features, *data.augmented)]))
@@ -302,6 +306,7 @@ def train(cfg: TrainHeadConfig) -> dict:
             evals.append(json.loads(done.read_text()))
             continue
         loop = LoopConfig(steps=end, lr=cfg.lr, weight_decay=cfg.weight_decay, ckpt_every=cfg.ckpt_every,
+                          schedule=cfg.schedule, schedule_steps=cfg.steps,
                           keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every, resume=cfg.resume or i > 0)
         fit(method, out, loop, desc=f"head {cfg.encoder}", progress=cfg.progress)
         if cfg.eval_episodes > 0:

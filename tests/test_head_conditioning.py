@@ -11,7 +11,7 @@ import torch
 
 from envs.policy_api import Policy, PolicyInputs
 from envs.rollout import EnvStepper, run_loop
-from tests.test_rollout import LineEnv
+from tests.line_env import LineEnv
 
 
 class WindowPolicy(Policy):

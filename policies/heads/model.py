@@ -33,12 +33,18 @@ class HeadConfig:
     text_dim: int = 0  # instruction embedding dims (0: not conditioned)
     condition: str = "concat"  # concat | film: how the instruction enters
     chunk: int = 1  # actions predicted per call (OpenVLA-OFT / ACT chunking)
+    feature_proj: int = 0  # > 0: BatchNorm + Linear of the encoder features to this many dims before the MLP
+    feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
 
     def validate(self) -> None:
         if self.kind not in ("mlp", "step"):
             raise ValueError(f"head kind must be 'mlp' or 'step', got {self.kind!r}")
         if self.condition not in ("concat", "film"):
             raise ValueError(f"head condition must be 'concat' or 'film', got {self.condition!r}")
+        if self.kind == "step" and self.feature_proj:
+            raise ValueError("feature_proj is for the mlp head (the step head projects its features itself)")
+        if self.feature_proj < 0 or not 0.0 <= self.feature_dropout < 1.0:
+            raise ValueError(f"bad head feature_proj={self.feature_proj} / feature_dropout={self.feature_dropout}")
         if self.text_dim < 0 or self.chunk < 1:
             raise ValueError(f"bad head dims: text_dim={self.text_dim}, chunk={self.chunk}")
         if self.kind == "mlp" and self.history != 1:
@@ -81,8 +87,14 @@ class HeadNetwork(nn.Module):
         cfg.validate()
         self.cfg = cfg
         concat_text = cfg.text_dim if cfg.condition == "concat" else 0
+        # a few thousand demo steps against thousands of feature dims: a bottleneck (and dropout) keeps
+        # the head from memorising the episode through the features and ignoring proprio
+        feat = cfg.feature_proj or cfg.feature_dim
+        self.feat_proj = (nn.Sequential(nn.BatchNorm1d(cfg.feature_dim), nn.Linear(cfg.feature_dim, cfg.feature_proj))
+                          if cfg.feature_proj else nn.Identity())
+        self.feat_drop = nn.Dropout(cfg.feature_dropout) if cfg.feature_dropout > 0 else nn.Identity()
         if cfg.kind == "mlp":
-            n_in = cfg.feature_dim + cfg.proprio_dim + concat_text
+            n_in = feat + cfg.proprio_dim + concat_text
             self.norm = nn.BatchNorm1d(n_in)
         else:
             d = cfg.hidden[0]
@@ -103,7 +115,7 @@ class HeadNetwork(nn.Module):
         if features.ndim == 2:
             features = features[:, None]
         if self.cfg.kind == "mlp":
-            z = features[:, -1]
+            z = self.feat_drop(self.feat_proj(features[:, -1]))
         else:
             b, h, f = features.shape
             z = self.proj(self.feat_norm(features.reshape(b * h, f)).reshape(b, h, f))

@@ -61,6 +61,7 @@ class TrainHeadConfig:
     loss: str = "mse"  # mse (R3M) | l1 (OpenVLA-OFT)
     feature_proj: int = 0  # > 0: project the encoder features to this many dims first (a bottleneck)
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
+    feature_eps: float = 1e-5  # variance floor of the feature BatchNorm before the projection
     schedule: str = "constant"  # constant (R3M) | cosine over `steps`
     augment: int = 0  # randomly shifted copies of the demo videos, embedded once and cached (0: none)
     shift_pad: int = 4  # DrQ random shift: up to this many px in each direction
@@ -144,7 +145,7 @@ class HeadMethod:
                                    action_dim=data.actions.shape[-1], hidden=tuple(cfg.hidden), kind=cfg.head,
                                    history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
                                    condition=cfg.condition, chunk=cfg.chunk, feature_proj=cfg.feature_proj,
-                                   feature_dropout=cfg.feature_dropout)
+                                   feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps)
         self.model = HeadNetwork(self.head_cfg)
         # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)
         self._f = torch.from_numpy(np.stack([np.array(f, dtype=np.float32) for f in (data.features, *data.augmented)]))

@@ -35,6 +35,7 @@ class HeadConfig:
     chunk: int = 1  # actions predicted per call (OpenVLA-OFT / ACT chunking)
     feature_proj: int = 0  # > 0: BatchNorm + Linear of the encoder features to this many dims before the MLP
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
+    feature_eps: float = 1e-5  # BatchNorm eps of the encoder features before the projection (a variance floor)
 
     def validate(self) -> None:
         if self.kind not in ("mlp", "step"):
@@ -90,7 +91,10 @@ class HeadNetwork(nn.Module):
         # a few thousand demo steps against thousands of feature dims: a bottleneck (and dropout) keeps
         # the head from memorising the episode through the features and ignoring proprio
         feat = cfg.feature_proj or cfg.feature_dim
-        self.feat_proj = (nn.Sequential(nn.BatchNorm1d(cfg.feature_dim), nn.Linear(cfg.feature_dim, cfg.feature_proj))
+        # frozen pooled features hold near-constant dims (std < 1e-3 for 3% of EfficientNet's); unit-variance
+        # scaling blows their rollout-time wobble up, so `feature_eps` floors the variance it divides by
+        self.feat_proj = (nn.Sequential(nn.BatchNorm1d(cfg.feature_dim, eps=cfg.feature_eps),
+                                        nn.Linear(cfg.feature_dim, cfg.feature_proj))
                           if cfg.feature_proj else nn.Identity())
         self.feat_drop = nn.Dropout(cfg.feature_dropout) if cfg.feature_dropout > 0 else nn.Identity()
         if cfg.kind == "mlp":

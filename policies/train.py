@@ -41,7 +41,7 @@ class TrainHeadConfig:
     task: str = "micro"  # kitchen: all | knob,door,light,micro,slide | ids; libero: ids, e.g. 0,5,6,7
     suite: str = "libero_goal"  # libero only
     eval: str = ""  # where to evaluate: "" = the training tasks; libero: "suite:ids;suite:ids"; kitchen: tasks
-    encoder: str = "random"  # registered encoder name or exported encoder directory
+    encoder: str = "random"  # registered encoder name or exported encoder directory; "none": proprio only
     demos: str = "runs/demos/kitchen"
     max_demos: int = 25  # demos per task (R3M: 25 for Kitchen)
     out: str = ""  # "" = runs/policy/<env>-<task>-<encoder>-s<seed>
@@ -286,13 +286,17 @@ def train(cfg: TrainHeadConfig) -> dict:
     cfg.out = str(out)
     window = WindowConfig(frames=cfg.frames, stride=cfg.stride, views=tuple(cfg.views))
     window.validate()
-    encoder = build_frozen_encoder(cfg.encoder)
+    if cfg.encoder == "none":  # the no-vision control: proprio (+ instruction) only
+        encoder, window = None, WindowConfig(frames=cfg.frames, stride=cfg.stride, views=())
+    else:
+        encoder = build_frozen_encoder(cfg.encoder)
     episodes = read_demos(cfg.demos, cfg.env, window.views, cfg.task_ids(), suite=cfg.suite, max_demos=cfg.max_demos)
     check_demo_counts(episodes, cfg.max_demos, cfg.demos)
     data = build_dataset(encoder, episodes, window, cfg.max_demos, history=cfg.history,
                          cache_root=cfg.cache_root or None, chunk=cfg.chunk, augment=cfg.augment,
                          shift_pad=cfg.shift_pad, augment_seed=cfg.augment_seed)
-    frame_size = int(episodes[0].data[window.views[0]].shape[1])  # the demos' frames: resize rollout frames to it
+    # the demos' frames: resize rollout frames to it
+    frame_size = int(episodes[0].data[window.views[0]].shape[1]) if window.views else 0
     method = HeadMethod(cfg, data, encoder, window, frame_size)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

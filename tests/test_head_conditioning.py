@@ -214,3 +214,21 @@ def test_augmented_features_are_cached_by_encoder_and_seed(tmp_path: Path):
     s = random_shift(v, 2, np.random.default_rng(0))
     assert s.shape == v.shape and not np.array_equal(s, v)
     assert np.array_equal(s[0] - v[0] == 0, s[1] - v[1] == 0)  # one offset for every frame
+
+
+def test_blind_head_is_the_no_vision_control(tmp_path: Path):
+    """encoder=none: proprio + instruction only; declares no cameras, so the loop renders nothing."""
+    from policies.heads.policy import EncoderHeadPolicy
+    from policies.train import train
+
+    _two_task_demos(tmp_path / "demos")
+    train(_cfg(tmp_path, encoder="none"))
+    pol = EncoderHeadPolicy.from_pretrained(tmp_path / "run" / "policy")
+    assert pol.inputs.cameras == () and pol.encoder is None and pol.head.cfg.feature_dim == 0
+    env = LineEnv()
+    stepper = EnvStepper(env)
+    stepper.reset()
+    stepper.observe_orig = stepper.observe  # type: ignore[attr-defined]
+    stepper.observe = lambda cams: {**stepper.observe_orig(cams), "proprio": np.zeros(8, np.float32)}  # type: ignore
+    res = run_loop(stepper, pol, "open the middle drawer of the cabinet", 12, seed=0)
+    assert res.acts == 3 and env.drawn == [] and stepper.rendered == 0

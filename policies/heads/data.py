@@ -54,8 +54,6 @@ class WindowConfig:
     def validate(self) -> None:
         if self.frames < 1 or self.stride < 1:
             raise ValueError(f"window frames and stride must be >= 1, got {self.frames}, {self.stride}")
-        if not self.views:
-            raise ValueError("at least one camera view is needed")
         for v in self.views:
             if v not in VIEW_KEYS.values():
                 raise ValueError(f"unknown view {v!r}; use {tuple(VIEW_KEYS.values())}")
@@ -211,7 +209,8 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
     rows = [f"{Path(ds.episodes[e].file).name}#{ds.episodes[e].source.rsplit(':', 1)[-1]}#{t}" for e, t in ds.index]
     index = pd.DataFrame({"path": rows})
     views = "+".join(v.split("_")[0] for v in window.views)
-    cache_dir = (Path(cache_root or default_cache_root()) / "features" / "policy_head" / encoder_key(encoder)
+    enc_key = encoder_key(encoder) if window.views else "none"
+    cache_dir = (Path(cache_root or default_cache_root()) / "features" / "policy_head" / enc_key
                  / demo_set_key(ds.episodes, max_demos) / f"{window.frames}f{window.stride}s-{views}")
 
     def compute(seed: int | None) -> dict[str, np.ndarray]:
@@ -226,11 +225,13 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
             feats.append(episode_features(encoder, videos, window.frames, window.stride, batch=batch))
         return {"features": np.concatenate(feats)}
 
-    info = {"encoder": encoder_key(encoder), "window": dataclasses.asdict(window), "max_demos": max_demos,
+    info = {"encoder": enc_key, "window": dataclasses.asdict(window), "max_demos": max_demos,
             "files": sorted({e.file for e in ds.episodes})}
     copies: list[np.ndarray] = []
     from_cache: list[bool] = []
-    for seed in [None, *range(augment_seed, augment_seed + augment)]:
+    if not window.views:  # a blind head (encoder=none): proprio (+ instruction) only, nothing to embed
+        augment, copies, from_cache = 0, [np.zeros((len(ds.index), 0), np.float32)], [True]
+    for seed in [None, *range(augment_seed, augment_seed + augment)] if window.views else []:
         split = None if seed is None else f"shift{shift_pad}-seed{seed}"
         res_k = cached_arrays(cache_dir, split, index, ("features",), functools.partial(compute, seed),
                               {**info, "augment": None if seed is None else {"shift_pad": shift_pad, "seed": seed}})

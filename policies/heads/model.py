@@ -50,7 +50,9 @@ class HeadConfig:
             raise ValueError(f"bad head dims: text_dim={self.text_dim}, chunk={self.chunk}")
         if self.kind == "mlp" and self.history != 1:
             raise ValueError("the mlp head sees one window: history must be 1 (use kind=step for more)")
-        if self.history < 1 or self.feature_dim < 1 or self.action_dim < 1 or self.proprio_dim < 0:
+        if self.feature_dim == 0 and (self.kind != "mlp" or self.feature_proj or self.proprio_dim == 0):
+            raise ValueError("a head without encoder features (encoder=none) is an mlp head on proprio")
+        if self.history < 1 or self.feature_dim < 0 or self.action_dim < 1 or self.proprio_dim < 0:
             raise ValueError(f"bad head dims: {self}")
 
 

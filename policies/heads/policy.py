@@ -42,6 +42,7 @@ class EncoderHeadPolicy(Policy):
     def __init__(self, encoder: Any, head: HeadNetwork, window: WindowConfig, env: str = "kitchen",
                  frame_size: int = 0, meta: dict | None = None, text_encoder: str = "",
                  execution: str = "receding", ensemble_decay: float = 0.01) -> None:
+        # encoder None: a blind head (no views), the no-vision control of the comparisons
         self.encoder = encoder.freeze() if hasattr(encoder, "freeze") else encoder
         self.head = head.eval()
         self.window = window
@@ -60,12 +61,14 @@ class EncoderHeadPolicy(Policy):
         self.inputs = PolicyInputs(cameras=tuple(window.views), proprio_dim=int(head.cfg.proprio_dim) or None,
                                    history=window.span + len(self.feature_offsets) - 1, chunk=head.cfg.chunk,
                                    execution=execution, ensemble_decay=ensemble_decay, frame_offsets=tuple(reads))
-        self.stream = EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
+        self.stream = (EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
+                       if self.window.views else None)
         self.reset()
 
     # -- episode --------------------------------------------------------------------------------
     def reset(self) -> None:
-        self.stream.reset()
+        if self.stream is not None:
+            self.stream.reset()
         self._feats: dict[int, np.ndarray] = {}  # episode step -> (V * D,) features, the history's steps only
         self._t = -1  # the episode step of the last observed frames
         self._fresh = False  # observe() ran for the coming act
@@ -87,6 +90,8 @@ class EncoderHeadPolicy(Policy):
             if v not in obs:
                 raise KeyError(f"policy_head needs obs[{v!r}] (render=True); got keys {sorted(obs)}")
             frames.append(self._frame(obs[v], v))
+        if self.stream is None:
+            return np.zeros(0, np.float32)
         return self.stream.push(frames, step).reshape(-1).astype(np.float32, copy=False)
 
     def observe(self, obs: dict, step: int) -> None:
@@ -137,12 +142,14 @@ class EncoderHeadPolicy(Policy):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(d / "encoder")
+        if self.encoder is not None:
+            self.encoder.save_pretrained(d / "encoder")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.head.state_dict().items()}
         atomic_write(d / HEAD_WEIGHTS, lambda p: save_file(state, str(p)))
         cfg = dataclasses.asdict(self.head.cfg)
         meta = {"policy_type": "policy_head", "env": self.env, "head": cfg, "window": dataclasses.asdict(self.window),
-                "frame_size": self.frame_size, "encoder": "encoder", "encoder_spec": encoder_spec,
+                "frame_size": self.frame_size, "encoder": "encoder" if self.encoder is not None else "",
+                "encoder_spec": encoder_spec,
                 "text_encoder": self.text_encoder_spec, "execution": self.inputs.execution,
                 "ensemble_decay": self.inputs.ensemble_decay,
                 **self.meta, **(extra or {})}
@@ -167,9 +174,9 @@ class EncoderHeadPolicy(Policy):
         w = d / HEAD_WEIGHTS
         if not w.is_file():
             raise FileNotFoundError(f"{d}: no {HEAD_WEIGHTS}")
-        encoder = build_encoder(str(d / meta["encoder"]))
+        encoder = build_encoder(str(d / meta["encoder"])) if meta["encoder"] else None
         want = head_cfg.feature_dim
-        got = int(getattr(encoder, "dim", 0)) * len(window.views)
+        got = int(getattr(encoder, "dim", 0)) * len(window.views) if encoder is not None else 0
         if got != want:
             raise ValueError(f"{d}: the encoder gives {len(window.views)} x {getattr(encoder, 'dim', '?')} = {got} "
                              f"feature dims, the head in {d / POLICY_FILE} was trained on {want}")

@@ -99,7 +99,7 @@ def legacy_policy_cls() -> type:
             super().reset()
             self._frames: dict[str, list[np.ndarray]] = {v: [] for v in self.window.views}
 
-        def features(self, obs: dict) -> np.ndarray:
+        def features(self, obs: dict, step: int | None = None) -> np.ndarray:
             span = (self.window.frames - 1) * self.window.stride + 1
             parts = []
             for v in self.window.views:
@@ -142,12 +142,17 @@ def libero_head_episode(enc: Any, head: Any, window: Any, legacy: type, steps: i
     """Wall time of one `steps`-step LIBERO episode per path (module docstring (1)), same head."""
     from envs.libero_env import LiberoEnv
     from envs.rollout import EnvStepper, run_loop
+    from policies.heads.model import HeadConfig, HeadNetwork
     from policies.heads.policy import EncoderHeadPolicy
 
+    # the same features with an 8-action chunk, executed receding: the loop renders only the frames
+    # the coming windows read (every other step at stride 2), not a claim about the chunk-1 head
+    chunked = HeadNetwork(HeadConfig(**{**dataclasses.asdict(head.cfg), "chunk": 8})).eval()
     out: dict[str, Any] = {}
-    for name, cls, render in (("old", legacy, True), ("new", EncoderHeadPolicy, False)):
+    for name, cls, render, net in (("old", legacy, True, head), ("new", EncoderHeadPolicy, False, head),
+                                   ("new_chunk8_receding", EncoderHeadPolicy, False, chunked)):
         env = LiberoEnv("libero_goal", 0, resolution=resolution, render=render)
-        pol = cls(enc, head, window, env="libero", frame_size=resolution)
+        pol = cls(enc, net, window, env="libero", frame_size=resolution)
         stepper = EnvStepper(env)
         stepper.reset(trial=0)
         t0 = time.perf_counter()
@@ -157,6 +162,7 @@ def libero_head_episode(enc: Any, head: Any, window: Any, legacy: type, steps: i
                      "rendered_frames": 2 * (res.steps + 1) if render else stepper.rendered}
         env.close()
     out["speedup"] = round(out["old"]["wall_s"] / out["new"]["wall_s"], 2)
+    out["speedup_chunk8"] = round(out["old"]["wall_s"] / out["new_chunk8_receding"]["wall_s"], 2)
     return out
 
 

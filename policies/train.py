@@ -334,6 +334,17 @@ def train(cfg: TrainHeadConfig) -> dict:
     return summary
 
 
+def success_video(out: Path, step: int) -> Path | None:
+    """The video of the first successful episode of evaluation `step` (episode records name it)."""
+    for rec in sorted((out / "evals" / f"step_{step:06d}").rglob("trial*.json")):
+        r = json.loads(rec.read_text())
+        if r.get("success") and r.get("video"):
+            base = rec.parents[3] if (rec.parents[3] / r["video"]).is_file() else rec.parent
+            cand = base / r["video"]
+            return cand if cand.is_file() else rec.with_suffix(".mp4")
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_cli(
         TrainHeadConfig,
@@ -353,8 +364,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     s = train(cfg)
     if s["max"]:
-        print(f"max over evaluations {100 * s['max']['success_rate']:.1f}% (step {s['max']['step']}), "
-              f"final {100 * s['final']['success_rate']:.1f}% -> {cfg.out}")
+        lo, hi = s["final"]["ci95"]
+        print(f"success {s['final']['successes']}/{s['final']['n']} = {100 * s['final']['success_rate']:.1f}% "
+              f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%) at step {s['final']['step']}; "
+              f"max over evaluations {100 * s['max']['success_rate']:.1f}% (step {s['max']['step']}) -> {cfg.out}")
+        video = success_video(Path(cfg.out), s["final"]["step"])
+        print(f"a successful rollout: {video}" if video else "no successful rollout with a video")
     else:
         print(f"trained {cfg.steps} steps -> {cfg.out}/policy")
     return s

@@ -18,21 +18,18 @@ steps. The step head's feature history is the training dataset's too: the steps
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from configs.runs import atomic_write, atomic_write_json
 from encoders.streaming import EncoderStream
 from envs.episodes import window_steps
 from envs.policy_api import POLICIES, POLICY_FILE, Policy, PolicyInputs
+from policies.heads.checkpoint import load_head_weights, read_head_meta, save_head
 from policies.heads.data import WindowConfig, history_offsets
-from policies.heads.model import HeadConfig, HeadNetwork
-
-HEAD_WEIGHTS = "head.safetensors"
+from policies.heads.model import HeadNetwork
 
 
 @POLICIES.register("policy_head")
@@ -138,53 +135,31 @@ class EncoderHeadPolicy(Policy):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, encoder_spec: str = "", extra: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         if self.encoder is not None:
             self.encoder.save_pretrained(d / "encoder")
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.head.state_dict().items()}
-        atomic_write(d / HEAD_WEIGHTS, lambda p: save_file(state, str(p)))
-        cfg = dataclasses.asdict(self.head.cfg)
-        meta = {"policy_type": "policy_head", "env": self.env, "head": cfg, "window": dataclasses.asdict(self.window),
+        meta = {"policy_type": "policy_head", "env": self.env, "window": dataclasses.asdict(self.window),
                 "frame_size": self.frame_size, "encoder": "encoder" if self.encoder is not None else "",
-                "encoder_spec": encoder_spec,
-                "text_encoder": self.text_encoder_spec, "execution": self.inputs.execution,
-                "ensemble_decay": self.inputs.ensemble_decay,
+                "encoder_spec": encoder_spec, "text_encoder": self.text_encoder_spec,
+                "execution": self.inputs.execution, "ensemble_decay": self.inputs.ensemble_decay,
                 **self.meta, **(extra or {})}
-        atomic_write_json(d / POLICY_FILE, meta)
-        return d
+        return save_head(self.head, d, meta)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> EncoderHeadPolicy:
-        from safetensors.torch import load_file
-
         from configs.loader import from_dict
         from encoders import build_encoder
 
         d = Path(path)
-        meta = json.loads((d / POLICY_FILE).read_text())
-        for key in ("head", "window", "encoder"):
-            if key not in meta:
-                raise ValueError(f"{d / POLICY_FILE}: missing field {key!r} (not a policy_head checkpoint)")
-        head_cfg = from_dict(HeadConfig, meta["head"], source=str(d / POLICY_FILE))
+        meta, head_cfg = read_head_meta(d, "policy_head", ("window", "encoder"))
         window = from_dict(WindowConfig, meta["window"], source=str(d / POLICY_FILE))
-        head = HeadNetwork(head_cfg)
-        w = d / HEAD_WEIGHTS
-        if not w.is_file():
-            raise FileNotFoundError(f"{d}: no {HEAD_WEIGHTS}")
         encoder = build_encoder(str(d / meta["encoder"])) if meta["encoder"] else None
         want = head_cfg.feature_dim
         got = int(getattr(encoder, "dim", 0)) * len(window.views) if encoder is not None else 0
         if got != want:
             raise ValueError(f"{d}: the encoder gives {len(window.views)} x {getattr(encoder, 'dim', '?')} = {got} "
                              f"feature dims, the head in {d / POLICY_FILE} was trained on {want}")
-        try:
-            head.load_state_dict(load_file(str(w)))
-        except RuntimeError as e:  # torch lists every mismatch on its own line: keep the first
-            first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
-            raise ValueError(f"{w}: weights do not fit the head in {d / POLICY_FILE}: {first}") from None
+        head = load_head_weights(HeadNetwork(head_cfg), d)
         own = ("policy_type", "env", "head", "window", "frame_size", "encoder", "text_encoder", "execution",
                "ensemble_decay")
         keep = {k: v for k, v in meta.items() if k not in own}

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from configs.runs import atomic_write, atomic_write_json
-from envs.policy_api import POLICIES, POLICY_FILE, Policy, PolicyInputs
+from configs.runs import atomic_write_json
+from envs.policy_api import POLICIES, Policy, PolicyInputs
+from policies.heads.checkpoint import load_head_weights, read_head_meta, save_head
 from policies.heads.model import HeadConfig, HeadNetwork
-from policies.heads.policy import HEAD_WEIGHTS
 
 STEP_VERBS = ("open", "pick", "place", "close")
 # demo skill label (envs.demos.SKILL_VOCAB, written by ingestion from the teleop markers) -> step verb
@@ -204,34 +204,14 @@ class TwinHeadPolicy(Policy):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.head.state_dict().items()}
-        atomic_write(d / HEAD_WEIGHTS, lambda p: save_file(state, str(p)))
-        meta = {"policy_type": "twin_head", "head": dataclasses.asdict(self.head.cfg), "target_norm": self.norm.to_dict(),
-                "grip_force": self.grip_force, "use_progress": self.use_progress, "obs_keys": list(self.obs_keys),
-                **self.meta, **(extra or {})}
-        atomic_write_json(d / POLICY_FILE, meta)
-        return d
+        meta = {"policy_type": "twin_head", "target_norm": self.norm.to_dict(), "grip_force": self.grip_force,
+                "use_progress": self.use_progress, "obs_keys": list(self.obs_keys), **self.meta, **(extra or {})}
+        return save_head(self.head, directory, meta)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> TwinHeadPolicy:
-        from safetensors.torch import load_file
-
-        from configs.loader import from_dict
-
-        d = Path(path)
-        meta = json.loads((d / POLICY_FILE).read_text())
-        for key in ("head", "target_norm", "grip_force"):
-            if key not in meta:
-                raise ValueError(f"{d / POLICY_FILE}: missing field {key!r} (not a twin_head checkpoint)")
-        head = HeadNetwork(from_dict(HeadConfig, meta["head"], source=str(d / POLICY_FILE)))
-        try:
-            head.load_state_dict(load_file(str(d / HEAD_WEIGHTS)))
-        except (OSError, RuntimeError) as e:
-            raise ValueError(f"{d / HEAD_WEIGHTS}: weights do not fit the head in {d / POLICY_FILE}: {e}") from None
+        meta, head_cfg = read_head_meta(path, "twin_head", ("target_norm", "grip_force"))
+        head = load_head_weights(HeadNetwork(head_cfg), path)
         keep = {k: v for k, v in meta.items() if k not in ("policy_type", "head", "target_norm", "grip_force",
                                                           "use_progress", "obs_keys")}
         return cls(head, TargetNorm.from_dict(meta["target_norm"]), meta["grip_force"],

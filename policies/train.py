@@ -62,6 +62,7 @@ class TrainHeadConfig:
     feature_proj: int = 0  # > 0: project the encoder features to this many dims first (a bottleneck)
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
     feature_eps: float = 1e-5  # variance floor of the feature BatchNorm before the projection
+    norm: str = "batch"  # batch (R3M's BatchNorm over the head input) | standard (fixed demo statistics)
     schedule: str = "constant"  # constant (R3M) | cosine over `steps`
     augment: int = 0  # randomly shifted copies of the demo videos, embedded once and cached (0: none)
     shift_pad: int = 4  # DrQ random shift: up to this many px in each direction
@@ -92,6 +93,8 @@ class TrainHeadConfig:
             raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
         if self.condition not in ("concat", "film"):
             raise ValueError(f"condition must be concat or film, got {self.condition!r}")
+        if self.norm not in ("batch", "standard"):
+            raise ValueError(f"norm must be batch or standard, got {self.norm!r}")
         for name, low in (("steps", 1), ("batch_size", 1), ("max_demos", 0), ("eval_every", 0), ("eval_episodes", 0),
                           ("history", 1), ("frames", 1), ("stride", 1), ("eval_workers", 1), ("chunk", 1)):
             if getattr(self, name) < low:
@@ -145,13 +148,26 @@ class HeadMethod:
                                    action_dim=data.actions.shape[-1], hidden=tuple(cfg.hidden), kind=cfg.head,
                                    history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
                                    condition=cfg.condition, chunk=cfg.chunk, feature_proj=cfg.feature_proj,
-                                   feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps)
+                                   feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps, norm=cfg.norm)
         self.model = HeadNetwork(self.head_cfg)
         # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)
         self._f = torch.from_numpy(np.stack([np.array(f, dtype=np.float32) for f in (data.features, *data.augmented)]))
         self._p = torch.from_numpy(np.ascontiguousarray(data.proprio))
         self._a = torch.from_numpy(np.ascontiguousarray(data.actions))
         self._ti = None if data.instruction is None else torch.from_numpy(data.instruction)
+        if cfg.norm == "standard":  # the head's input statistics over every training row (original copy)
+            self.model.fit_input_norm([self._inputs(np.arange(s, min(s + 4096, len(data))), torch.device("cpu"))
+                                       for s in range(0, len(data), 4096)])
+
+    def _inputs(self, rows: np.ndarray, device: Any, copy: np.ndarray | None = None) -> tuple[Any, Any, Any]:
+        """(features (B, history, F), proprio (B, P), text (B, D) or None) of `rows` (copy 0 = no shift)."""
+        import torch
+
+        hist = self.data.history_rows(rows)  # (B, history) rows of the dataset's history window
+        c = torch.zeros(len(rows), dtype=torch.long) if copy is None else torch.from_numpy(copy)
+        feats = self._f[c[:, None], torch.from_numpy(hist)].to(device)
+        text = None if self._t is None else self._t[self._ti[torch.from_numpy(rows)]].to(device)
+        return feats, self._p[rows].to(device), text
 
     def batch_rows(self, step: int, rank: int = 0, world: int = 1) -> np.ndarray:
         from configs.training import rank_slice
@@ -164,12 +180,9 @@ class HeadMethod:
         import torch
 
         rows = self.batch_rows(step, rank, world)
-        hist = self.data.history_rows(rows)  # (B, history) rows of the dataset's history window
         # each row reads the original or one shifted copy, drawn from (seed, step) like the rows
         copy = np.random.default_rng([self.cfg.seed, step, 1]).integers(0, len(self._f), size=len(rows))
-        feats = self._f[torch.from_numpy(copy)[:, None], torch.from_numpy(hist)].to(device)
-        text = None if self._t is None else self._t[self._ti[torch.from_numpy(rows)]].to(device)
-        pred = model(feats, self._p[rows].to(device), text)
+        pred = model(*self._inputs(rows, device, copy))
         target = self._a[rows].to(device)
         # R3M: MSE on the action; OpenVLA-OFT: L1 on the chunk. Both average over chunk steps and dims.
         if self.cfg.loss == "l1":

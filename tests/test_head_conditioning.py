@@ -232,3 +232,21 @@ def test_blind_head_is_the_no_vision_control(tmp_path: Path):
     stepper.observe = lambda cams: {**stepper.observe_orig(cams), "proprio": np.zeros(8, np.float32)}  # type: ignore
     res = run_loop(stepper, pol, "open the middle drawer of the cabinet", 12, seed=0)
     assert res.acts == 3 and env.drawn == [] and stepper.rendered == 0
+
+
+def test_standardize_norm_has_no_batch_gap_and_keeps_constant_inputs_at_zero():
+    from policies.heads.model import HeadConfig, HeadNetwork
+
+    torch.manual_seed(0)
+    net = HeadNetwork(HeadConfig(feature_dim=3, proprio_dim=2, norm="standard", text_dim=4))
+    f, p = torch.randn(64, 3) * 5 + 2, torch.randn(64, 2)
+    t = torch.ones(64, 4)  # one task: a constant instruction embedding
+    net.fit_input_norm([(f, p, t)])
+    x = torch.cat([f, p, t], 1)
+    z = net.norm(x)
+    assert torch.allclose(z[:, :5].mean(0), torch.zeros(5), atol=1e-5) and torch.all(z[:, 5:] == 0)
+    net.train()
+    a_train = net(f[:4], p[:4], t[:4])
+    net.eval()
+    assert torch.allclose(a_train, net(f[:4], p[:4], t[:4]))  # same function in training and acting
+    assert {"norm.mean", "norm.std"} <= set(net.state_dict())

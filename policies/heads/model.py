@@ -36,10 +36,13 @@ class HeadConfig:
     feature_proj: int = 0  # > 0: BatchNorm + Linear of the encoder features to this many dims before the MLP
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
     feature_eps: float = 1e-5  # BatchNorm eps of the encoder features before the projection (a variance floor)
+    norm: str = "batch"  # batch (R3M: BatchNorm1d over the MLP input) | standard (fixed demo mean / floored std)
 
     def validate(self) -> None:
         if self.kind not in ("mlp", "step"):
             raise ValueError(f"head kind must be 'mlp' or 'step', got {self.kind!r}")
+        if self.norm not in ("batch", "standard"):
+            raise ValueError(f"head norm must be 'batch' or 'standard', got {self.norm!r}")
         if self.condition not in ("concat", "film"):
             raise ValueError(f"head condition must be 'concat' or 'film', got {self.condition!r}")
         if self.kind == "step" and self.feature_proj:
@@ -81,6 +84,34 @@ class _MLP(nn.Module):
         return self.out(x)
 
 
+class Standardize(nn.Module):
+    """x -> (x - mean) / std with fixed statistics of the training inputs (`fit`), stored as buffers.
+
+    Unlike BatchNorm it has no batch/running-statistics gap between training and acting, and its std
+    is floored (`floor` x the median std): constant or near-constant inputs (one task's instruction
+    embedding, dead feature dims) stay at 0 instead of being blown up."""
+
+    def __init__(self, n: int, floor: float = 0.1) -> None:
+        super().__init__()
+        self.floor = floor
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """x (N, n): the MLP inputs of the training rows."""
+        std = x.std(0)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(torch.clamp(std, min=max(float(std.median()) * self.floor, 1e-6)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _input_norm(cfg: HeadConfig, n_in: int) -> nn.Module:
+    return nn.BatchNorm1d(n_in) if cfg.norm == "batch" else Standardize(n_in)
+
+
 class HeadNetwork(nn.Module):
     """`forward(features (B, history, F), proprio (B, P), text (B, text_dim) or None)` -> actions
     `(B, A)` (chunk 1) or `(B, chunk, A)`."""
@@ -101,7 +132,7 @@ class HeadNetwork(nn.Module):
         self.feat_drop = nn.Dropout(cfg.feature_dropout) if cfg.feature_dropout > 0 else nn.Identity()
         if cfg.kind == "mlp":
             n_in = feat + cfg.proprio_dim + concat_text
-            self.norm = nn.BatchNorm1d(n_in)
+            self.norm = _input_norm(cfg, n_in)
         else:
             d = cfg.hidden[0]
             self.feat_norm = nn.BatchNorm1d(cfg.feature_dim)
@@ -110,7 +141,7 @@ class HeadNetwork(nn.Module):
             self.mix = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, dropout=cfg.dropout,
                                                   batch_first=True)
             n_in = d + cfg.proprio_dim + concat_text
-            self.norm = nn.BatchNorm1d(n_in)
+            self.norm = _input_norm(cfg, n_in)
         film = cfg.text_dim if cfg.condition == "film" else 0
         self.mlp = _MLP(n_in, tuple(cfg.hidden), cfg.chunk * cfg.action_dim, cfg.dropout, film)
 
@@ -129,5 +160,23 @@ class HeadNetwork(nn.Module):
         parts = [z, proprio]
         if self.cfg.text_dim and self.cfg.condition == "concat":
             parts.append(text)
-        out = self.mlp(self.norm(torch.cat(parts, dim=1)), text if self.cfg.condition == "film" else None)
+        x = torch.cat(parts, dim=1)
+        if getattr(self, "_capture", None) is not None:
+            self._capture.append(x.detach())
+        out = self.mlp(self.norm(x), text if self.cfg.condition == "film" else None)
         return out if self.cfg.chunk == 1 else out.reshape(len(out), self.cfg.chunk, self.cfg.action_dim)
+
+    @torch.no_grad()
+    def fit_input_norm(self, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
+        """`norm="standard"`: set the input statistics from (features, proprio, text) batches of the
+        training rows (with `feature_proj`, the projection is the one at initialisation)."""
+        if not isinstance(self.norm, Standardize):
+            return
+        self._capture: list[torch.Tensor] | None = []
+        was = self.training
+        self.eval()
+        for f, p, t in batches:
+            self(f, p, t)
+        x, self._capture = torch.cat(self._capture), None
+        self.norm.fit(x)
+        self.train(was)

@@ -44,7 +44,7 @@ demo: setup
 		demos=$(DEMO)/libero_head_demos out=$(DEMO)/head --resume
 	@echo "demo outputs in $(DEMO)/"
 
-# The VLA pipeline on the demo's InvAct export (about 15 min more on this CPU).
+# The VLA pipeline on the demo's InvAct export (formerly the second half of make demo).
 demo-vla: demo
 	# the VLA pipeline (invact.txt App. A.3): latents from the frozen encoder -> LoRA latent pretraining
 	# -> fresh LoRA + action head on scripted LIBERO demos -> LIBERO evaluation

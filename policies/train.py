@@ -85,16 +85,11 @@ class TrainHeadConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.env not in ("kitchen", "libero"):
-            raise ValueError(f"unknown env {self.env!r}: use kitchen or libero")
-        if self.execution not in ("receding", "ensemble"):
-            raise ValueError(f"execution must be receding or ensemble, got {self.execution!r}")
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
-        if self.condition not in ("concat", "film"):
-            raise ValueError(f"condition must be concat or film, got {self.condition!r}")
-        if self.norm not in ("batch", "standard"):
-            raise ValueError(f"norm must be batch or standard, got {self.norm!r}")
+        from policies.heads.model import CHOICES, check_choices
+
+        check_choices(self, {"env": ("kitchen", "libero"), "execution": ("receding", "ensemble"),
+                             "loss": ("mse", "l1"), "schedule": ("constant", "cosine"), "head": CHOICES["kind"],
+                             "norm": CHOICES["norm"], "condition": CHOICES["condition"]})
         for name, low in (("steps", 1), ("batch_size", 1), ("max_demos", 0), ("eval_every", 0), ("eval_episodes", 0),
                           ("history", 1), ("frames", 1), ("stride", 1), ("eval_workers", 1), ("chunk", 1)):
             if getattr(self, name) < low:

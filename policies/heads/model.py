@@ -20,6 +20,16 @@ import dataclasses
 import torch
 from torch import nn
 
+CHOICES: dict[str, tuple[str, ...]] = {"kind": ("mlp", "step"), "norm": ("batch", "standard"),
+                                       "condition": ("concat", "film")}
+
+
+def check_choices(cfg: object, choices: dict[str, tuple[str, ...]], what: str = "") -> None:
+    """One error naming the field when a string field of `cfg` is not one of its `choices`."""
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"{what}{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
+
 
 @dataclasses.dataclass
 class HeadConfig:
@@ -39,12 +49,7 @@ class HeadConfig:
     norm: str = "batch"  # batch (R3M: BatchNorm1d over the MLP input) | standard (fixed demo mean / floored std)
 
     def validate(self) -> None:
-        if self.kind not in ("mlp", "step"):
-            raise ValueError(f"head kind must be 'mlp' or 'step', got {self.kind!r}")
-        if self.norm not in ("batch", "standard"):
-            raise ValueError(f"head norm must be 'batch' or 'standard', got {self.norm!r}")
-        if self.condition not in ("concat", "film"):
-            raise ValueError(f"head condition must be 'concat' or 'film', got {self.condition!r}")
+        check_choices(self, CHOICES, "head ")
         if self.kind == "step" and self.feature_proj:
             raise ValueError("feature_proj is for the mlp head (the step head projects its features itself)")
         if self.feature_proj < 0 or not 0.0 <= self.feature_dropout < 1.0:

@@ -49,6 +49,7 @@ class KitchenEvalConfig:
     retry_errors: bool = False
     progress: bool = True
     threads: int = 0
+    execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
 
     @property
     def trials(self) -> int:  # the evaluator core's name for episodes per task

@@ -53,6 +53,7 @@ class LiberoEvalConfig:
     progress: bool = True
     gifs: str = ""  # also write one small gif per task (trial 0's video) into this folder
     threads: int = 0  # torch threads per worker process; 0 = the free cores divided between workers
+    execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
 
     def validate(self) -> None:
         self.suite = protocol.canonical_suite(self.suite)

@@ -60,6 +60,7 @@ class EvalSettings(Protocol):
     retry_errors: bool
     progress: bool
     threads: int  # torch threads per worker; 0 = free cores / workers
+    execution: str  # "" or a chunk execution override for checkpoints that take one (receding | ensemble)
 
 
 @dataclass
@@ -187,9 +188,17 @@ def _watch_parent(driver_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def policy_overrides(cfg: EvalSettings) -> dict[str, Any]:
+    """Keyword arguments for `build_policy` beyond the checkpoint's own settings."""
+    ex = getattr(cfg, "execution", "")
+    if ex and ex not in ("receding", "ensemble"):
+        raise ValueError(f"execution must be receding or ensemble (or empty for the checkpoint's), got {ex!r}")
+    return {"execution": ex} if ex else {}
+
+
 def _get_policy(cfg: EvalSettings) -> Policy:
     if "policy" not in _W:
-        _W["policy"] = build_policy(cfg.policy, seed=cfg.seed)
+        _W["policy"] = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
     return _W["policy"]
 
 
@@ -317,7 +326,8 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
     from tqdm import tqdm
 
     out = Path(cfg.out)
-    policy = build_policy(cfg.policy, seed=cfg.seed)  # a bad policy fails here, before anything is written
+    # a bad policy fails here, before anything is written
+    policy = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
     if bench.env_spec is not None:
         check_inputs(policy, bench.env_spec, cfg.policy)
     out.mkdir(parents=True, exist_ok=True)

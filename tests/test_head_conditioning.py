@@ -81,7 +81,16 @@ def test_instruction_changes_the_action_for_the_same_image(tmp_path: Path):
     _two_task_demos(tmp_path / "demos")
     train(_cfg(tmp_path))
     pol = EncoderHeadPolicy.from_pretrained(tmp_path / "run" / "policy")
-    assert pol.inputs.chunk == 4 and pol.head.cfg.text_dim == 384
+    assert pol.inputs.chunk == 4 and pol.head.cfg.text_dim == 384 and pol.inputs.execution == "receding"
+    from envs.eval_libero import LiberoEvalConfig
+    from envs.evaluator import policy_overrides
+    from envs.policy_api import build_policy
+
+    ens = build_policy(str(tmp_path / "run" / "policy"),
+                       **policy_overrides(LiberoEvalConfig(policy="x", execution="ensemble")))
+    assert ens.inputs.execution == "ensemble" and ens.inputs.chunk == 4  # same weights, ACT execution
+    with pytest.raises(ValueError, match="execution must be receding or ensemble"):
+        policy_overrides(LiberoEvalConfig(policy="x", execution="ensembled"))
     obs = {"agentview_rgb": np.zeros((16, 16, 3), np.uint8), "eye_in_hand_rgb": np.zeros((16, 16, 3), np.uint8),
            "proprio": np.zeros(8, np.float32)}
     acts = {}

@@ -150,7 +150,8 @@ class HeadNetwork(nn.Module):
         film = cfg.text_dim if cfg.condition == "film" else 0
         self.mlp = _MLP(n_in, tuple(cfg.hidden), cfg.chunk * cfg.action_dim, cfg.dropout, film)
 
-    def forward(self, features: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def mlp_input(self, features: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        """(B, n_in): the (projected or mixed) features, proprio and, for concat, the instruction."""
         if self.cfg.text_dim and (text is None or text.shape[-1] != self.cfg.text_dim):
             raise ValueError(f"this head is conditioned on a {self.cfg.text_dim}-d instruction embedding, got "
                              f"{None if text is None else tuple(text.shape)}")
@@ -165,10 +166,11 @@ class HeadNetwork(nn.Module):
         parts = [z, proprio]
         if self.cfg.text_dim and self.cfg.condition == "concat":
             parts.append(text)
-        x = torch.cat(parts, dim=1)
-        if getattr(self, "_capture", None) is not None:
-            self._capture.append(x.detach())
-        out = self.mlp(self.norm(x), text if self.cfg.condition == "film" else None)
+        return torch.cat(parts, dim=1)
+
+    def forward(self, features: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.mlp(self.norm(self.mlp_input(features, proprio, text)),
+                       text if self.cfg.condition == "film" else None)
         return out if self.cfg.chunk == 1 else out.reshape(len(out), self.cfg.chunk, self.cfg.action_dim)
 
     @torch.no_grad()
@@ -177,11 +179,7 @@ class HeadNetwork(nn.Module):
         training rows (with `feature_proj`, the projection is the one at initialisation)."""
         if not isinstance(self.norm, Standardize):
             return
-        self._capture: list[torch.Tensor] | None = []
         was = self.training
-        self.eval()
-        for f, p, t in batches:
-            self(f, p, t)
-        x, self._capture = torch.cat(self._capture), None
-        self.norm.fit(x)
+        self.eval()  # dropout off: the statistics of what the head sees when it acts
+        self.norm.fit(torch.cat([self.mlp_input(f, p, t) for f, p, t in batches]))
         self.train(was)

@@ -21,6 +21,7 @@ through the rollout loop (`envs.rollout.run_loop`); simulators only through the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -135,18 +136,21 @@ def run_episode(env: Env, policy: Policy, trial: int, cfg: EvalSettings, video_p
             main = np.concatenate([main, wrist], axis=1)
         frames.append(main)
 
-    def video_frame(t: int, obs: dict, action: np.ndarray) -> None:
-        if t % cfg.video_stride == 0:
+    # a digest of the executed actions (rounded to 1e-5): two runs of an episode agree iff they acted alike
+    digest = hashlib.sha1()
+
+    def before_step(t: int, obs: dict, action: np.ndarray) -> None:
+        digest.update(np.round(np.asarray(action, np.float64), 5).astype(np.float32).tobytes())
+        if video_path is not None and t % cfg.video_stride == 0:
             grab(obs)
 
     res = run_loop(stepper, policy, env.instruction, cfg.max_steps or env.max_steps,
-                   seed=cfg.seed * 100003 + env.task_id * 1000 + trial, bind=env,
-                   before_step=video_frame if video_path is not None else None)
+                   seed=cfg.seed * 100003 + env.task_id * 1000 + trial, bind=env, before_step=before_step)
     if video_path is not None:
         grab(stepper.observe(()))
         write_video(video_path, frames, fps=max(1, 20 // cfg.video_stride))
     record = {"success": res.success, "steps": res.steps, "wall_s": round(time.time() - t0, 3),
-              "acts": res.acts, "rendered_frames": stepper.rendered}
+              "acts": res.acts, "rendered_frames": stepper.rendered, "actions_sha1": digest.hexdigest()[:16]}
     record.update(policy.episode_info())  # e.g. the scripted expert's skill outcomes
     return record
 

@@ -267,6 +267,12 @@ class LiberoEnv:
         if seed is not None:
             self._env.seed(int(seed))
         self._env.reset()
+        # without a hard reset robosuite keeps each gripper model, whose command smoothing
+        # (`current_action`, moved by `speed` per step) would carry the last episode's grip into this one
+        for robot in getattr(self._env.env, "robots", ()):
+            grip = getattr(robot, "gripper", None)
+            if grip is not None and hasattr(grip, "current_action"):
+                grip.current_action = np.zeros_like(grip.current_action)
         raw_obs = self._env.set_init_state(self._init_states[trial])
         for _ in range(wait_steps):
             raw_obs, _, _, _ = self._env.step(np.asarray(protocol.WAIT_ACTION))

@@ -1,113 +1,136 @@
-"""Frozen encoders compared under one policy-head protocol: identical heads, seeds, demos and budgets.
+"""Frozen encoders compared under one policy-head recipe: one table, resumable per encoder, task and episode.
 
-The library behind scripts/compare_encoders.py (its docstring has the commands and the protocol):
-`compare(CompareConfig)` trains one head per (encoder, task) with `policies.train.train`, adds the
-reference rows (scripted expert, random actions) under the same evaluator, and writes results.json,
-results.md (success per task with 95% Wilson intervals) and bar.png. Kitchen demos missing from
-`demo_dir` are generated first (`envs.demo_tasks.make_kitchen_demos`). Everything resumes. Workers of
-the evaluator unpickle names from this module, never from a script's `__main__`.
+The library behind scripts/compare_encoders.py (its docstring has the commands). `compare(CompareConfig)`
+runs each *row* of the table: an encoder (or the blind control, or an already trained policy)
+gets a head trained from the same recipe (a `policies/train.py` YAML: demos, tasks, head options,
+steps, seed), and the final head is rolled out `trials` times on every evaluation task (the recipe's
+`eval`: for LIBERO the training tasks T1-T4 and the held-out T5/T6 of roboact_clip Table III).
+Reference rows (the scripted expert that wrote the demos, random actions) go through the same
+evaluator, init states and env seed. The table reports the *final* head of each row (no selection
+over evaluations on the test episodes).
+
+Resume: every unit leaves its mark on disk and is skipped when present: a row's head (rows/<row>/
+trained.json, written after training, holding the resolved training config; a changed config is an
+error, not a silent mix), each episode (the evaluator's per-episode records under rows/<row>/eval/),
+the row's summary (row.json). A table killed at any point continues where it stopped when the same
+command is run again; `only=` runs a subset of rows now (a table in parts) and the table shows
+every row that has records so far, with its n.
+
+CPU time (user + system of this process and its evaluation workers) and wall time are kept per
+row and part in row.json and reported beside the table. `publish=` copies the table, the configs
+and every episode record (no videos, no weights) to a folder that is committed (docs/results/...).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import resource
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-from configs.loader import save_config
+from configs.loader import load_config, parse_override, save_config, to_dict
 from configs.runs import atomic_write_json, atomic_write_text
+
+LIBERO_ROWS = {
+    "backbone_mean": "backbone_mean",
+    "random features": "random",
+    "invact": "runs/demo/invact/encoder frames=8 stride=2",
+    "roboact_clip": "runs/demo/roboact_clip/encoder frames=8 stride=2",
+    "laq": "runs/demo/laq/encoder frames=2 stride=4",
+    "blind (proprio + instruction)": "none",
+}
+
+REFERENCE_LABELS = {"scripted": "scripted expert (privileged)", "random": "random actions"}
 
 
 @dataclasses.dataclass
 class CompareConfig:
-    env: str = "kitchen"
-    tasks: str = "all"  # kitchen: all | names | ids; libero: training task ids (T1-T4 = 0,5,6,7)
-    suite: str = "libero_goal"
-    heldout: str = "libero_10:7;libero_spatial:4"  # libero: T5/T6 evaluated, never trained on ("" = none)
-    encoders: str = "invact,roboact_clip,backbone_mean,random"
-    # a bare trainable name uses its trained export when that folder exists (else the untrained
-    # registered network, flagged in the table); "" = never substitute
-    exports: str = "invact=runs/demo/invact/encoder,roboact_clip=runs/demo/roboact_clip/encoder"
-    demos: int = 25  # demos per task
-    demo_dir: str = "runs/demos/kitchen"
-    out: str = "runs/compare/kitchen"
-    seed: int = 0
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-3
-    head: str = "mlp"
-    frames: int = 8
-    stride: int = 2
-    views: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
-    eval_every: int = 500
-    eval_episodes: int = 10
-    eval_max_steps: int = 0
-    eval_workers: int = 1
-    reference_rows: bool = True  # also evaluate the scripted expert and random actions
-    demo_resolution: int = 96  # resolution of generated kitchen demos
+    recipe: str = "configs/policy/head_libero.yaml"  # the policies/train.py YAML every head starts from
+    head: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe overrides for every row (key: value)
+    # label -> "<encoder> [key=value ...]": a registered encoder, an exported encoder dir, "none" (the blind
+    # control), or "policy:<dir>" (evaluate an already trained policy; key=value: evaluator options)
+    rows: dict[str, str] = dataclasses.field(default_factory=lambda: dict(LIBERO_ROWS))
+    references: tuple[str, ...] = ("scripted", "random")  # privileged expert and random actions
+    per_task: bool = False  # one head per training task (R3M) instead of one instruction-conditioned head
+    trials: int = 50  # rollouts per task (roboact_clip Table II: 50)
+    workers: int = 2  # evaluation worker processes
+    only: str = ""  # comma list of row labels (or reference names) to run now; "" = all
+    out: str = "runs/tables/libero"
+    publish: str = ""  # also copy table, configs and episode records here (e.g. docs/results/<table>)
+    video: bool = False
     threads: int = 0
-    cache_root: str = ""
-    progress: bool = False
+    progress: bool = True
 
-    def encoder_list(self) -> list[tuple[str, str]]:
-        out = []
-        for part in self.encoders.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            label, sep, spec = part.partition("=")
-            out.append((label.strip(), spec.strip() if sep else label.strip()))
-        if not out:
-            raise ValueError("encoders: name at least one encoder")
-        subs = dict(p.split("=", 1) for p in self.exports.split(",") if "=" in p)
-        out = [(lb, subs[sp] if sp == lb and sp in subs and Path(subs[sp]).is_dir() else sp) for lb, sp in out]
-        labels = [lb for lb, _ in out]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"encoders: duplicate labels in {labels}")
-        return out
+    def validate(self) -> None:
+        if self.trials < 1 or self.workers < 1:
+            raise ValueError(f"trials and workers must be >= 1, got trials={self.trials} workers={self.workers}")
+        if not Path(self.recipe).is_file():
+            raise FileNotFoundError(f"recipe: {self.recipe} does not exist (a policies/train.py YAML)")
+        if not self.rows and not self.references:
+            raise ValueError("rows: name at least one row (label: encoder) or a reference policy")
+        for ref in self.references:
+            if ref not in ("scripted", "random"):
+                raise ValueError(f"references: {ref!r} is not scripted or random")
+        known = {*self.rows, *self.references}
+        unknown = [s.strip() for s in self.only.split(",") if s.strip() and s.strip() not in known]
+        if unknown:
+            raise ValueError(f"only: {unknown} name no row or reference (rows: {sorted(known)})")
 
 
-def task_list(cfg: CompareConfig) -> list[int]:
-    if cfg.env == "kitchen":
-        from envs.kitchen import parse_kitchen_tasks
-
-        return parse_kitchen_tasks(cfg.tasks)
-    from envs.evaluator import parse_tasks
-
-    return parse_tasks(cfg.tasks, 10**6)
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label).strip("_") or "row"
 
 
-def ensure_kitchen_demos(cfg: CompareConfig, tasks: list[int]) -> None:
-    """Generate the missing (or too short) kitchen demo files with the scripted experts."""
-    import h5py
-
-    from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
-    from envs.kitchen import TASKS
-
-    todo = []
-    for t in tasks:
-        f = Path(cfg.demo_dir) / "kitchen" / f"{TASKS[t].short}_demo.hdf5"
-        n = 0
-        if f.is_file():
-            with h5py.File(f, "r") as h:
-                n = int(h["data"].attrs.get("num_demos", 0))
-        if n < cfg.demos:
-            todo.append(TASKS[t].short)
-    if todo:
-        make_kitchen_demos(KitchenDemoConfig(task=",".join(todo), episodes=cfg.demos, out=cfg.demo_dir,
-                                             resolution=cfg.demo_resolution))
+def parse_row(spec: str) -> tuple[str, list[str]]:
+    """'<encoder> k=v ...' -> (encoder, ['k=v', ...]); every override must be key=value."""
+    parts = spec.split()
+    if not parts:
+        raise ValueError("rows: an empty row spec (give an encoder name or dir, 'none' or 'policy:<dir>')")
+    for p in parts[1:]:
+        parse_override(p)
+    return parts[0], parts[1:]
 
 
-def train_cfg(cfg: CompareConfig, spec: str, task: str, out: Path, eval_spec: str = ""):
+def recipe(cfg: CompareConfig, overrides: list[str] = ()) -> Any:
+    """The recipe's TrainHeadConfig with the table's and the row's overrides."""
     from policies.train import TrainHeadConfig
 
-    return TrainHeadConfig(env=cfg.env, task=task, suite=cfg.suite, eval=eval_spec, encoder=spec,
-                           demos=cfg.demo_dir, max_demos=cfg.demos, out=str(out), seed=cfg.seed, steps=cfg.steps,
-                           batch_size=cfg.batch_size, lr=cfg.lr, head=cfg.head, frames=cfg.frames,
-                           stride=cfg.stride, views=tuple(cfg.views), eval_every=cfg.eval_every,
-                           eval_episodes=cfg.eval_episodes, eval_max_steps=cfg.eval_max_steps,
-                           eval_workers=cfg.eval_workers, threads=cfg.threads, cache_root=cfg.cache_root,
-                           resume=True, progress=cfg.progress)
+    return load_config(TrainHeadConfig, cfg.recipe, [f"{k}={v}" for k, v in cfg.head.items()] + list(overrides))
+
+
+def targets(base: Any) -> list[tuple[str, list[int]]]:
+    """[(suite, task ids)] the table evaluates: the recipe's `eval` (default: its training tasks)."""
+    from envs.evaluator import parse_tasks
+    from envs.kitchen import parse_kitchen_tasks
+    from policies.train import eval_targets
+
+    out = []
+    for suite, tasks in eval_targets(base):
+        out.append((suite, parse_kitchen_tasks(tasks) if base.env == "kitchen" else parse_tasks(tasks, 10**6)))
+    return out
+
+
+def columns(base: Any) -> list[tuple[str, str]]:
+    """[(key 'suite:task', header)]: training tasks first as T1.., then the held-out ones."""
+    from envs.kitchen import TASKS
+
+    train = set(base.task_ids())
+    cols, n = [], 0
+    for suite, ids in targets(base):
+        for t in ids:
+            n += 1
+            held = "" if (suite in ("kitchen", base.suite) and t in train) else ", held out"
+            name = TASKS[t].short if base.env == "kitchen" else f"T{n} ({suite} {t}{held})"
+            cols.append((f"{suite}:{t}", name))
+    return cols
+
+
+def _cpu_s() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def _cell(succ: int, n: int) -> dict:
@@ -116,34 +139,95 @@ def _cell(succ: int, n: int) -> dict:
     return {"successes": succ, "n": n, "success_rate": succ / n if n else 0.0, "ci95": list(wilson_interval(succ, n))}
 
 
-def reference_row(cfg: CompareConfig, policy: str, out: Path, targets: list[tuple[str, str]]) -> dict:
-    """Success per (suite, task) of a reference policy under the same evaluator and episodes."""
+def evaluate_policy(cfg: CompareConfig, base: Any, policy: str, out: Path, tasks: list[tuple[str, list[int]]],
+                    execution: str = "") -> dict:
+    """Roll `policy` out `trials` times per task (resumes per episode); {'suite:task': cell}."""
     cells = {}
-    for suite, tasks in targets:
-        if cfg.env == "kitchen":
+    frame = 0
+    meta = Path(policy) / "policy.json"
+    if meta.is_file():
+        frame = int(json.loads(meta.read_text()).get("frame_size", 0))
+    for suite, ids in tasks:
+        common = dict(policy=policy, workers=cfg.workers, seed=base.eval_seed, max_steps=base.eval_max_steps,
+                      video=cfg.video, progress=cfg.progress, threads=cfg.threads, execution=execution,
+                      out=str(out / suite))
+        which = ",".join(str(t) for t in ids)
+        if base.env == "kitchen":
             from envs.eval_kitchen import KitchenEvalConfig, evaluate
 
-            res = evaluate(KitchenEvalConfig(task=tasks, policy=policy, episodes=cfg.eval_episodes, out=str(out / suite),
-                                             seed=100, max_steps=cfg.eval_max_steps, video=False, progress=False,
-                                             workers=cfg.eval_workers, resolution=cfg.demo_resolution))
+            res = evaluate(KitchenEvalConfig(task=which, episodes=cfg.trials, resolution=frame or 96, **common))
         else:
             from envs.eval_libero import LiberoEvalConfig
             from envs.eval_libero import evaluate as evaluate_libero
 
-            res = evaluate_libero(LiberoEvalConfig(suite=suite, tasks=tasks, policy=policy, trials=cfg.eval_episodes,
-                                                   out=str(out / suite), seed=100, max_steps=cfg.eval_max_steps,
-                                                   video=False, progress=False, workers=cfg.eval_workers))
+            res = evaluate_libero(LiberoEvalConfig(suite=suite, tasks=which, trials=cfg.trials,
+                                                   resolution=frame or 128, **common))
         for t in res["tasks"]:
             cells[f"{suite}:{t['task_id']}"] = _cell(t["successes"], t["n"])
     return cells
 
 
-def head_cells(summary: dict, which: str) -> dict:
-    """Per-task cells of one training run's `max` (protocol) or `final` evaluation."""
-    ev = summary.get(which)
-    if not ev:
-        return {}
-    return {f"{t['suite']}:{t['task_id']}": _cell(t["successes"], t["n"]) for t in ev["tasks"]}
+def _timed(row_dir: Path, part: str, fn: Any) -> Any:
+    """Run fn(), adding its wall and CPU seconds to row.json's `timing` (summed over resumed parts)."""
+    t0, c0 = time.time(), _cpu_s()
+    out = fn()
+    path = row_dir / "timing.json"
+    timing = json.loads(path.read_text()) if path.is_file() else {}
+    prev = timing.get(part, {"wall_s": 0.0, "cpu_s": 0.0, "parts": 0})
+    timing[part] = {"wall_s": round(prev["wall_s"] + time.time() - t0, 1),
+                    "cpu_s": round(prev["cpu_s"] + _cpu_s() - c0, 1), "parts": prev["parts"] + 1}
+    atomic_write_json(path, timing)
+    return out
+
+
+def train_head(tcfg: Any, out: Path) -> Path:
+    """Train (or find) the head of `tcfg` under out/; returns its policy dir. A finished head is kept;
+    a folder trained with another config is refused (its records would mix two heads)."""
+    from policies.train import train
+
+    marker = out / "trained.json"
+    want = to_dict(tcfg)
+    if marker.is_file():
+        have = json.loads(marker.read_text())["config"]
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        if diff:
+            raise ValueError(f"{out}: trained with another config (fields {diff}); remove the folder or change out=")
+        return out / "policy"
+    train(tcfg)
+    atomic_write_json(marker, {"config": want})
+    return out / "policy"
+
+
+def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
+    """Train the row's head(s) and evaluate them; {'suite:task': cell}."""
+    row = Path(cfg.out) / "rows" / slug(label)
+    enc, ovs = parse_row(spec)
+    tasks = targets(base)
+    if enc.startswith("policy:"):  # an already trained policy: key=value are evaluator options
+        opts = dict(parse_override(o) for o in ovs)
+        unknown = set(opts) - {"execution"}
+        if unknown:
+            raise ValueError(f"rows.{label}: a policy row takes execution=... only, got {sorted(unknown)}")
+        return _timed(row, "eval", lambda: evaluate_policy(cfg, base, enc[7:], row / "eval", tasks,
+                                                          str(opts.get("execution", ""))))
+    common = [f"encoder={enc}", *ovs, "eval_episodes=0", "resume=true", f"progress={cfg.progress}",
+              f"threads={cfg.threads}"]
+    if not cfg.per_task:
+        tcfg = recipe(cfg, [*common, f"out={row / 'train'}"])
+        pol = _timed(row, "train", lambda: train_head(tcfg, row / "train"))
+        return _timed(row, "eval", lambda: evaluate_policy(cfg, base, str(pol), row / "eval", tasks))
+    cells = {}  # R3M: one head per training task, evaluated on that task only
+    for t in base.task_ids():
+        tcfg = recipe(cfg, [*common, f"task={t}", f"out={row / 'train' / f'task{t}'}"])
+        pol = _timed(row, "train", lambda tcfg=tcfg, t=t: train_head(tcfg, row / "train" / f"task{t}"))
+        own = [(s, [t]) for s, ids in tasks if t in ids and s in ("kitchen", base.suite)]
+        cells.update(_timed(row, "eval", lambda pol=pol, t=t, own=own: evaluate_policy(
+            cfg, base, str(pol), row / "eval" / f"task{t}", own)))
+    return cells
+
+
+def reference_policy(env: str, name: str) -> str:
+    return "kitchen_scripted" if (env == "kitchen" and name == "scripted") else name
 
 
 def overall(cells: dict, keys: list[str]) -> dict:
@@ -152,39 +236,23 @@ def overall(cells: dict, keys: list[str]) -> dict:
     return _cell(s, n)
 
 
-def column_names(cfg: CompareConfig, tasks: list[int]) -> list[tuple[str, str]]:
-    """[(key, header)] of the table's task columns."""
-    if cfg.env == "kitchen":
-        from envs.kitchen import TASKS
-
-        return [(f"kitchen:{t}", TASKS[t].short) for t in tasks]
-    cols = [(f"{cfg.suite}:{t}", f"T{i + 1} ({cfg.suite} {t})") for i, t in enumerate(tasks)]
-    for j, part in enumerate(p for p in cfg.heldout.split(";") if p.strip()):
-        suite, _, ids = part.strip().partition(":")
-        for t in ids.split(","):
-            cols.append((f"{suite}:{int(t)}", f"T{len(tasks) + j + 1} ({suite} {int(t)}, held out)"))
-    return cols
-
-
-def markdown(cfg: CompareConfig, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> str:
+def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> str:
     def pct(c: dict | None) -> str:
-        if not c:
+        if not c or not c["n"]:
             return "-"
-        return f"{100 * c['success_rate']:.0f} [{100 * c['ci95'][0]:.0f}, {100 * c['ci95'][1]:.0f}]"
+        lo, hi = c["ci95"]
+        return f"{100 * c['success_rate']:.0f} [{100 * lo:.0f}, {100 * hi:.0f}] (n={c['n']})"
 
-    head = "| encoder / policy | " + " | ".join(h for _, h in cols) + " | overall | final (overall) |"
-    lines = [f"# Encoder comparison: {cfg.env}, {cfg.demos} demos/task, identical {cfg.head} heads", "",
-             f"Success % [95% Wilson CI]; heads: {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}, "
-             f"window {cfg.frames} frames x stride {cfg.stride}, views {'+'.join(cfg.views)}; "
-             f"{cfg.eval_episodes} rollouts/task every {cfg.eval_every} steps, max over evaluations "
-             f"(final evaluation in the last column). Overall = the training tasks"
-             + (" (held-out columns excluded)." if cfg.env == "libero" else "."), "",
-             head, "|---|" + "---:|" * (len(cols) + 2)]
+    lines = [f"# Encoder table: {base.env}, {'one head per task' if cfg.per_task else 'one head on all training tasks'}",
+             "", f"Success % [95 % Wilson interval] (n rollouts) of the final head of each row, {cfg.trials} rollouts "
+             f"per task asked, env seed {base.eval_seed}, init states 0..{cfg.trials - 1}. Recipe `{cfg.recipe}` "
+             f"({base.steps} steps, seed {base.seed}, {base.max_demos} demos/task, views {'+'.join(base.views)}, "
+             f"execution {base.execution}); row overrides in the spec column. Overall = the training tasks.", "",
+             "| row | spec | " + " | ".join(h for _, h in cols) + " | overall | CPU s |",
+             "|---|---|" + "---:|" * (len(cols) + 2)]
     for r in rows:
-        cells = r["max"]
-        lines.append(f"| {r['label']} | " + " | ".join(pct(cells.get(k)) for k, _ in cols)
-                     + f" | **{pct(overall(cells, train_keys))}** | "
-                     + (pct(overall(r['final'], train_keys)) if r.get("final") else "-") + " |")
+        lines.append(f"| {r['label']} | `{r['spec']}` | " + " | ".join(pct(r["cells"].get(k)) for k, _ in cols)
+                     + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -195,11 +263,13 @@ def bar_plot(rows: list[dict], cols: list[tuple[str, str]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from configs.runs import atomic_write
+
     fig, ax = plt.subplots(figsize=(max(6.0, 2.0 + 0.35 * len(cols) * max(1, len(rows))), 3.6))
     w = 0.8 / max(1, len(rows))
     x = np.arange(len(cols))
     for i, r in enumerate(rows):
-        vals = [100 * r["max"].get(k, {"success_rate": 0.0})["success_rate"] for k, _ in cols]
+        vals = [100 * r["cells"].get(k, {"success_rate": 0.0})["success_rate"] for k, _ in cols]
         ax.bar(x + i * w - 0.4 + w / 2, vals, w, label=r["label"])
     ax.set_xticks(x)
     ax.set_xticklabels([h.split(" (")[0] for _, h in cols])
@@ -207,65 +277,66 @@ def bar_plot(rows: list[dict], cols: list[tuple[str, str]], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncol=min(3, len(rows)), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
-    from configs.runs import atomic_write
-
     atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png", bbox_inches="tight"))
     plt.close(fig)
 
 
-def compare(cfg: CompareConfig) -> dict:
-    from policies.train import build_frozen_encoder, train
+def publish(out: Path, dest: Path) -> None:
+    """Copy the table, its configs and every episode record (json only) from out/ to dest/."""
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out)
+        keep = (p.suffix in (".md", ".png") and len(rel.parts) == 1) or rel.name in ("results.json", "config.yaml",
+                                                                                      "row.json", "timing.json")
+        keep = keep or (p.suffix == ".json" and "episodes" in rel.parts)
+        if p.is_file() and keep and "checkpoints" not in rel.parts and "policy" not in rel.parts:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dest / rel)
 
-    if cfg.env not in ("kitchen", "libero"):
-        raise ValueError(f"unknown env {cfg.env!r}: use kitchen or libero")
-    t0 = time.time()
+
+def compare(cfg: CompareConfig) -> dict:
+    cfg.validate()
+    base = recipe(cfg)
+    base.validate()
     out = Path(cfg.out)
-    tasks = task_list(cfg)
-    encoders = cfg.encoder_list()
-    for _, spec in encoders:  # fail before any long work if an encoder cannot be built
-        build_frozen_encoder(spec)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    if cfg.env == "kitchen":
-        ensure_kitchen_demos(cfg, tasks)
-    cols = column_names(cfg, tasks)
-    train_keys = [f"{'kitchen' if cfg.env == 'kitchen' else cfg.suite}:{t}" for t in tasks]
+    only = {s.strip() for s in cfg.only.split(",") if s.strip()}
+    cols = columns(base)
+    train_keys = [f"{'kitchen' if base.env == 'kitchen' else base.suite}:{t}" for t in base.task_ids()]
+    for label, spec in cfg.rows.items():  # fail before any long work on a bad spec or encoder
+        enc, _ = parse_row(spec)
+        if enc not in ("none",) and not enc.startswith("policy:") and (not only or label in only):
+            from policies.train import build_frozen_encoder
+
+            build_frozen_encoder(enc)
     rows = []
-    if cfg.reference_rows:
-        if cfg.env == "kitchen":
-            targets = [("kitchen", ",".join(str(t) for t in tasks))]
-            scripted = "kitchen_scripted"
-        else:
-            targets = [(cfg.suite, ",".join(str(t) for t in tasks))]
-            targets += [tuple(p.strip().split(":", 1)) for p in cfg.heldout.split(";") if p.strip()]  # type: ignore[misc]
-            scripted = "scripted"
-        for label, pol in (("scripted expert (privileged)", scripted), ("random actions", "random")):
-            cells = reference_row(cfg, pol, out / "reference" / pol, targets)
-            rows.append({"label": label, "policy": pol, "max": cells, "final": None})
-    for name, spec in encoders:
-        label = f"{name} (untrained: no export found)" if spec in ("invact", "roboact_clip") else name
-        if cfg.env == "kitchen":  # R3M: one head per task
-            mx: dict = {}
-            fin: dict = {}
-            runs = {}
-            for t in tasks:
-                s = train(train_cfg(cfg, spec, str(t), out / "runs" / name / f"task{t}"))
-                mx.update(head_cells(s, "max"))
-                fin.update(head_cells(s, "final"))
-                runs[t] = {"max_step": s["max"]["step"] if s["max"] else None, "wall_s": s["wall_s"],
-                           "features_from_cache": s["features_from_cache"]}
-        else:  # one head on T1-T4, evaluated there and on the held-out tasks
-            ev = ";".join([f"{cfg.suite}:{','.join(str(t) for t in tasks)}",
-                           *[p.strip() for p in cfg.heldout.split(";") if p.strip()]])
-            s = train(train_cfg(cfg, spec, ",".join(str(t) for t in tasks), out / "runs" / name, eval_spec=ev))
-            mx, fin = head_cells(s, "max"), head_cells(s, "final")
-            runs = {"all": {"max_step": s["max"]["step"] if s["max"] else None, "wall_s": s["wall_s"]}}
-        rows.append({"label": label, "encoder": spec, "max": mx, "final": fin, "runs": runs})
-    res = {"config": dataclasses.asdict(cfg), "columns": cols, "train_columns": train_keys, "rows": rows,
-           "wall_s": round(time.time() - t0, 1)}
+    units = [(REFERENCE_LABELS[n], f"reference:{n}") for n in cfg.references] + list(cfg.rows.items())
+    for label, spec in units:
+        row_dir = out / "rows" / slug(label)
+        name = spec.split(":", 1)[1] if spec.startswith("reference:") else label
+        if not only or name in only or label in only:
+            row_dir.mkdir(parents=True, exist_ok=True)
+            if spec.startswith("reference:"):
+                pol = reference_policy(base.env, name)
+                cells = _timed(row_dir, "eval", lambda pol=pol, d=row_dir: evaluate_policy(cfg, base, pol, d / "eval",
+                                                                                targets(base)))
+            else:
+                cells = run_row(cfg, base, label, spec)
+            timing = json.loads((row_dir / "timing.json").read_text())
+            atomic_write_json(row_dir / "row.json", {"label": label, "spec": spec, "cells": cells, "timing": timing,
+                                                     "cpu_s": sum(v["cpu_s"] for v in timing.values()),
+                                                     "wall_s": sum(v["wall_s"] for v in timing.values())})
+        if (row_dir / "row.json").is_file():
+            r = json.loads((row_dir / "row.json").read_text())
+            if r["spec"] == spec:  # a row whose spec changed is stale: not shown until rerun
+                rows.append(r)
+    res = {"config": to_dict(cfg), "recipe": to_dict(base), "columns": cols, "train_columns": train_keys, "rows": rows}
     for r in rows:
-        r["overall"] = overall(r["max"], train_keys)
+        r["overall"] = overall(r["cells"], train_keys)
     atomic_write_json(out / "results.json", res)
-    atomic_write_text(out / "results.md", markdown(cfg, rows, cols, train_keys))
-    bar_plot(rows, cols, out / "bar.png")
+    atomic_write_text(out / "results.md", markdown(cfg, base, rows, cols, train_keys))
+    if rows:
+        bar_plot(rows, cols, out / "bar.png")
+    if cfg.publish:
+        publish(out, Path(cfg.publish))
     return res

@@ -142,7 +142,9 @@ class HeadMethod:
         self.head_cfg = HeadConfig(feature_dim=data.features.shape[1], proprio_dim=data.proprio.shape[1],
                                    action_dim=data.actions.shape[-1], hidden=tuple(cfg.hidden), kind=cfg.head,
                                    history=cfg.history, text_dim=0 if self._t is None else int(self._t.shape[1]),
-                                   condition=cfg.condition, chunk=cfg.chunk, feature_proj=cfg.feature_proj,
+                                   # the blind control (no features) takes a recipe's feature options as moot
+                                   condition=cfg.condition, chunk=cfg.chunk,
+                                   feature_proj=cfg.feature_proj if data.features.shape[1] else 0,
                                    feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps, norm=cfg.norm)
         self.model = HeadNetwork(self.head_cfg)
         # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)

@@ -1,26 +1,19 @@
-"""Compare frozen encoders under one policy-head protocol: identical heads, seeds, demos and budgets.
+"""One table of frozen encoders under one policy-head recipe: demos -> features -> heads -> rollouts.
 
-    python scripts/compare_encoders.py --env kitchen --tasks all --encoders invact,roboact_clip,backbone_mean,random --demos 25
-    python scripts/compare_encoders.py --env kitchen --tasks slide,light --encoders invact=runs/demo/invact/encoder,random \
-        --demos 5 steps=300 eval_every=100 eval_episodes=5 --out docs/results/policy_heads_kitchen
-    python scripts/compare_encoders.py --env libero --tasks 0,5,6,7 --encoders roboact_clip,random --demos 25 \
-        demo_dir=runs/demos/libero heldout="libero_10:7;libero_spatial:4"
+    python scripts/compare_encoders.py --config configs/policy/compare_libero.yaml        # the paper's protocol
+    python scripts/compare_encoders.py --config configs/policy/compare_libero_budget.yaml # the fast path
+    python scripts/compare_encoders.py --config configs/policy/compare_libero.yaml only=backbone_mean,scripted
+    python scripts/compare_encoders.py --config configs/policy/compare_kitchen.yaml
 
-`--encoders` is a comma list of `name` or `label=name_or_dir` (an exported encoder directory); a bare
-`invact` / `roboact_clip` uses the trained export named in `exports` when it exists (after `make demo`),
-otherwise the untrained registered network, and its row says so.
-Kitchen follows R3M: one head per task (BatchNorm + MLP(256, 256), MSE, batch 32, lr 1e-3) on the
-first `--demos` demos of that task; each head is rolled out `eval_episodes` times every `eval_every`
-steps and its number is the *maximum* over those evaluations (the final one is reported too).
-LIBERO follows roboact_clip Sec. IV-B: one head trained on T1-T4 (libero_goal 0, 5, 6, 7) and
-evaluated on them, and on the held-out T5/T6 (`heldout`, never trained on).
-Reference rows, under the same evaluator and episodes: `scripted` (the privileged expert that wrote
-the demos) and `random` actions. Kitchen demos missing from `demo_dir` are generated first
-(scripts/make_kitchen_demos.py). Everything resumes: rerun the same command to continue.
-
-Output under --out: results.json, results.md (one table: success per task, overall, 95% Wilson
-intervals, max and final), bar.png, and runs/<encoder>/<task>/ (the policies/train.py run folders).
-The work is `policies.compare.compare`; this file only parses the command line.
+Each row trains the recipe's head (a policies/train.py YAML, `recipe=`) on one encoder (`rows:` maps a
+label to `<encoder> [key=value ...]`: a registered name, an exported encoder dir, `none` for the blind
+control, or `policy:<dir>` to evaluate a trained policy) and rolls the final head out `trials` times per
+task on the recipe's evaluation tasks (LIBERO: T1-T4 trained, T5/T6 held out, roboact_clip Tables
+II/III); the scripted expert and random actions are reference rows under the same evaluator.
+Everything resumes per row, task and episode: rerun the same command after a kill; `only=` runs some
+rows now and the table shows every row with records so far (n per cell). Output under `out=`:
+results.md / results.json / bar.png, rows/<row>/{train,eval,row.json,timing.json}; `publish=` copies the
+table and every episode record to a committed folder. The work is `policies.compare.compare`.
 """
 
 from __future__ import annotations
@@ -37,17 +30,18 @@ def main(argv: list[str] | None = None) -> dict:
         argv,
         description=__doc__.split("\n")[0],
         flags={
-            "--env": ("env", "kitchen | libero"),
-            "--tasks": ("tasks", "kitchen: all|names|ids; libero: training ids (0,5,6,7)"),
-            "--encoders": ("encoders", "comma list of name or label=name_or_dir"),
-            "--demos": ("demos", "demos per task"),
+            "--recipe": ("recipe", "policies/train.py YAML every head starts from"),
+            "--only": ("only", "comma list of rows to run now (default: all)"),
+            "--trials": ("trials", "rollouts per task"),
+            "--workers": ("workers", "evaluation worker processes"),
             "--out": ("out", "output folder (rerun to resume)"),
-            "--seed": ("seed", "seed of every head"),
+            "--publish": ("publish", "also copy the table and episode records here"),
         },
     )
     res = compare(cfg)
     print((Path(cfg.out) / "results.md").read_text())
-    print(f"{res['wall_s']:.0f}s -> {cfg.out}")
+    cpu = sum(r.get("cpu_s", 0.0) for r in res["rows"])
+    print(f"CPU time of the rows so far: {cpu:.0f} s -> {cfg.out}")
     return res
 
 

@@ -237,6 +237,25 @@ def test_env_observations_are_flipped_and_shaped():
 
 
 @pytest.mark.slow
+def test_an_episode_does_not_depend_on_the_one_before_it():
+    """Resume and parallel workers rely on it: trial 1 after a gripping trial 0 in the same env is
+    trial 1 in a fresh env (robosuite without a hard reset kept the gripper's command smoothing)."""
+    from envs.libero_env import LiberoEnv
+
+    def trial1(before: bool) -> np.ndarray:
+        with LiberoEnv("libero_goal", 0, resolution=32) as env:
+            if before:
+                env.reset(trial=0, wait_steps=0)
+                for _ in range(4):
+                    env.step(np.array([0.2, 0, 0, 0, 0, 0, 1.0]))
+            env.reset(trial=1, wait_steps=2)
+            env.step(np.zeros(7))
+            return env.get_state()
+
+    assert np.array_equal(trial1(False), trial1(True))
+
+
+@pytest.mark.slow
 def test_evaluator_short_horizon_resume_and_errors(tmp_path: Path):
     out = tmp_path / "ev"
     cfg = LiberoEvalConfig(suite="libero10", policy="random", trials=1, tasks="0", max_steps=4, resolution=64,

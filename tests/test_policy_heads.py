@@ -216,22 +216,3 @@ def test_bad_encoder_task_and_missing_demos_are_named(tmp_path):
         read_demos(root, "kitchen", VIEWS, [0, 3])
     with pytest.raises(FileNotFoundError, match=r"found tasks \[\]"):  # the kitchen file is no LIBERO demo
         read_demos(root, "libero", VIEWS, [3], suite="libero_goal")
-
-
-def test_compare_encoders_table_and_encoder_list(tmp_path):
-    from policies.compare import CompareConfig, column_names, markdown, overall
-
-    cfg = CompareConfig(encoders="a=random, b=runs/x/encoder", exports="")
-    assert cfg.encoder_list() == [("a", "random"), ("b", "runs/x/encoder")]
-    with pytest.raises(ValueError, match="duplicate"):
-        CompareConfig(encoders="random,random").encoder_list()
-    cols = column_names(cfg, [0, 3])
-    assert cols == [("kitchen:0", "knob"), ("kitchen:3", "micro")]
-    cell = {"successes": 1, "n": 2, "success_rate": 0.5, "ci95": [0.1, 0.9]}
-    rows = [{"label": "a", "max": {"kitchen:0": cell, "kitchen:3": cell}, "final": {"kitchen:0": cell}}]
-    assert overall(rows[0]["max"], ["kitchen:0", "kitchen:3"])["successes"] == 2
-    md = markdown(cfg, rows, cols, ["kitchen:0", "kitchen:3"])
-    assert "| a | 50 [10, 90] | 50 [10, 90] | **50 [" in md
-    lib = CompareConfig(env="libero", tasks="0,5,6,7")
-    names = [h for _, h in column_names(lib, [0, 5, 6, 7])]
-    assert names[0].startswith("T1 (libero_goal 0") and names[-1] == "T6 (libero_spatial 4, held out)"

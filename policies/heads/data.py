@@ -191,6 +191,11 @@ class HeadDataset:
                          for r in rows]).reshape(len(rows), len(offs))
 
 
+def window_key(window: WindowConfig) -> str:
+    """'8f2s' (frames, stride) of the window; a single frame has no stride: '1f'."""
+    return "1f" if window.frames == 1 else f"{window.frames}f{window.stride}s"
+
+
 def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfig, max_demos: int = 0,
                   history: int = 1, cache_root: str | Path | None = None, batch: int = 32,
                   chunk: int = 1, augment: int = 0, shift_pad: int = 4, augment_seed: int = 0) -> HeadDataset:
@@ -211,7 +216,7 @@ def build_dataset(encoder: Any, episodes: Sequence[Episode], window: WindowConfi
     views = "+".join(v.split("_")[0] for v in window.views)
     enc_key = encoder_key(encoder) if window.views else "none"
     cache_dir = (Path(cache_root or default_cache_root()) / "features" / "policy_head" / enc_key
-                 / demo_set_key(ds.episodes, max_demos) / f"{window.frames}f{window.stride}s-{views}")
+                 / demo_set_key(ds.episodes, max_demos) / f"{window_key(window)}-{views}")
 
     def compute(seed: int | None) -> dict[str, np.ndarray]:
         from tqdm import tqdm

@@ -1,0 +1,111 @@
+"""The encoder table (policies/compare.py) end to end on the tiny sizes, in the real LIBERO simulator:
+a 2-task head with 1 demo per task trains and is rolled out, and a table killed in the middle of its
+evaluation resumes to the same table, episode by episode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_head_conditioning import _two_task_demos
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _configs(tmp_path: Path, out: Path) -> Path:
+    _two_task_demos(tmp_path / "demos")
+    recipe = {"env": "libero", "suite": "libero_goal", "task": "0,7", "eval": "libero_goal:0,7", "encoder": "random",
+              "demos": str(tmp_path / "demos"), "max_demos": 1, "steps": 40, "batch_size": 16, "instruction": "minilm",
+              "chunk": 4, "execution": "ensemble", "loss": "l1", "norm": "standard", "feature_proj": 8,
+              "frames": 1, "stride": 1, "eval_max_steps": 6, "cache_root": str(tmp_path / "cache"), "log_every": 10}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    table = {"recipe": str(tmp_path / "recipe.yaml"), "rows": {"random features": "random", "blind": "none"},
+             "references": ["random"], "trials": 2, "workers": 1, "out": str(out), "progress": False, "threads": 1}
+    path = tmp_path / f"table_{out.name}.yaml"
+    path.write_text(yaml.safe_dump(table, sort_keys=False))
+    return path
+
+
+def _records(out: Path) -> dict:
+    """{(row, suite, task, trial): (success, steps, actions digest)} of every episode of the table."""
+    recs = {}
+    for p in sorted((out / "rows").rglob("trial*.json")):
+        r = json.loads(p.read_text())
+        row = p.relative_to(out / "rows").parts[0]
+        recs[(row, r["suite"], r["task_id"], r["trial"])] = (r["success"], r["steps"], r["actions_sha1"])
+    return recs
+
+
+@pytest.mark.slow
+def test_two_task_table_trains_evaluates_and_resumes_after_a_kill(tmp_path: Path):
+    from configs.loader import load_config
+    from policies.compare import CompareConfig, compare
+
+    # uninterrupted
+    full = compare(load_config(CompareConfig, _configs(tmp_path, tmp_path / "full")))
+    labels = [r["label"] for r in full["rows"]]
+    assert labels == ["random actions", "random features", "blind"]
+    for r in full["rows"]:
+        assert set(r["cells"]) == {"libero_goal:0", "libero_goal:7"} and all(c["n"] == 2 for c in r["cells"].values())
+        assert r["cpu_s"] > 0 and r["timing"]["eval"]["parts"] == 1
+    head = json.loads((tmp_path / "full" / "rows" / "random_features" / "train" / "trained.json").read_text())
+    assert head["config"]["max_demos"] == 1 and head["config"]["eval_episodes"] == 0
+    md = (tmp_path / "full" / "results.md").read_text()
+    assert "| blind | `none` |" in md and "(n=2)" in md
+    a = _records(tmp_path / "full")
+    assert len(a) == 12 and len({v[2] for k, v in a.items() if k[0] != "random_actions"}) > 1
+
+    # killed once the head of the first trained row is being rolled out, then run again to the end
+    cfg_b = _configs(tmp_path, tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "compare_encoders.py"), "--config", str(cfg_b)],
+                            cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ev = tmp_path / "killed" / "rows" / "random_features" / "eval"
+    deadline = time.time() + 600
+    while not list(ev.rglob("trial*.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _records(tmp_path / "killed")
+    assert 0 < len(partial) < 12 and not (tmp_path / "killed" / "results.json").is_file()
+    resumed = compare(load_config(CompareConfig, cfg_b))
+    assert _records(tmp_path / "killed") == a
+    assert [(r["label"], r["cells"]) for r in resumed["rows"]] == [(r["label"], r["cells"]) for r in full["rows"]]
+    # the episodes written before the kill were kept, not rerun
+    assert json.loads((tmp_path / "killed" / "rows" / "random_features" / "timing.json").read_text())["eval"]["parts"] == 1
+
+
+def test_table_config_errors_are_one_line(tmp_path: Path):
+    from policies.compare import CompareConfig, compare, parse_row
+
+    with pytest.raises(FileNotFoundError, match="recipe: nope.yaml does not exist"):
+        compare(CompareConfig(recipe="nope.yaml"))
+    with pytest.raises(ValueError, match=r"only: \['bogus'\] name no row"):
+        compare(CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"), only="bogus"))
+    with pytest.raises(ValueError, match="not scripted or random"):
+        CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"), references=("expert",)).validate()
+    assert parse_row("runs/x/encoder frames=8 stride=2") == ("runs/x/encoder", ["frames=8", "stride=2"])
+    with pytest.raises(ValueError):
+        parse_row("invact frames")
+
+
+def test_columns_are_the_training_tasks_then_the_held_out_ones():
+    from configs.loader import load_config
+    from policies.compare import columns
+    from policies.train import TrainHeadConfig
+
+    lib = load_config(TrainHeadConfig, REPO / "configs/policy/head_libero.yaml")
+    names = [h for _, h in columns(lib)]
+    assert names == ["T1 (libero_goal 0)", "T2 (libero_goal 5)", "T3 (libero_goal 6)", "T4 (libero_goal 7)",
+                     "T5 (libero_10 7, held out)", "T6 (libero_spatial 4, held out)"]
+    kit = load_config(TrainHeadConfig, REPO / "configs/policy/head_kitchen.yaml", ["task=all"])
+    assert [h for _, h in columns(kit)] == ["knob", "door", "light", "micro", "slide"]

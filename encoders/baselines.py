@@ -1,4 +1,4 @@
-"""Baseline action encoders available from day one: `backbone_mean`, `flow_mean`, `random`.
+"""Baseline action encoders available from day one: `backbone_mean`, `backbone_spatial`, `flow_mean`, `random`.
 
 They need no training; they bound what a learned action encoder should beat on the retrieval
 benchmark (frozen appearance features, raw motion statistics, chance).
@@ -69,6 +69,49 @@ class BackboneMeanEncoder(ActionEncoder):
         res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root, batch_size=batch_size,
                                 frame_batch=self.cfg.frame_batch)
         return res.index, np.asarray(res.arrays["pooled"], dtype=np.float32).mean(1)
+
+
+def spatial_softmax(tokens: torch.Tensor) -> torch.Tensor:
+    """`tokens (M, N, C)` on a square grid (N = g * g, row-major) -> `(M, 2C)` expected (x, y) in [-1, 1]
+    of each channel's softmax over the grid (Levine et al. 2016's spatial softmax, parameter-free)."""
+    m, n, c = tokens.shape
+    g = int(round(n**0.5))
+    if g * g != n:
+        raise ValueError(f"spatial softmax: {n} tokens are no square grid")
+    lin = torch.linspace(-1.0, 1.0, g, dtype=tokens.dtype, device=tokens.device)
+    ys, xs = torch.meshgrid(lin, lin, indexing="ij")
+    att = tokens.float().softmax(dim=1)  # (M, N, C) over positions
+    x = (att * xs.reshape(1, n, 1)).sum(1)
+    y = (att * ys.reshape(1, n, 1)).sum(1)
+    return torch.cat([x, y], dim=1)
+
+
+@register_encoder("backbone_spatial")
+class BackboneSpatialEncoder(BackboneMeanEncoder):
+    """`backbone_mean` plus where each channel fires: per frame [pooled `(C,)`, spatial-softmax keypoints
+    `(2C,)`] over the backbone's token grid, averaged over T -> `(B, 3C)`. The pooled embedding says what
+    is in view; the keypoints say where (the spatial features of issue 22's ablation)."""
+
+    def __init__(self, cfg: BackboneMeanConfig):
+        super().__init__(cfg)
+        self.dim = 3 * self.backbone().dim
+
+    def _frames(self, video: torch.Tensor) -> torch.Tensor:
+        """`(B, T, C, H, W) uint8` -> `(B, T, 3C')` per-frame [pooled, keypoints]."""
+        tokens, pooled = self.backbone().extract(video, batch_size=self.cfg.frame_batch, tokens=True)
+        b, t, n, c = tokens.shape
+        keys = spatial_softmax(tokens.reshape(b * t, n, c)).reshape(b, t, 2 * c)
+        return torch.cat([pooled, keys], dim=-1)
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        return self._frames(video).mean(1)
+
+    def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`frames (M, 3, H, W) uint8` -> `pooled (M, 3C)` (pooled + keypoints)."""
+        return {"pooled": self._frames(frames[None])[0]}
+
+    def embed_dataset(self, root, split=None, views=None, batch_size=8, cache_root=None):
+        return ActionEncoder.embed_dataset(self, root, split, views, batch_size, cache_root)
 
 
 @dataclasses.dataclass

@@ -139,3 +139,18 @@ def test_yaml_configs_build(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: random\nparamz: {}\n")
     with pytest.raises(ValueError, match="unknown config key 'paramz'.*bad.yaml"):
         build_encoder(tmp_path / "bad.yaml")
+
+
+def test_spatial_softmax_keypoints_follow_the_peak():
+    """backbone_spatial's keypoints: a channel peaking at grid cell (row 0, col 3) of a 4 x 4 grid has
+    its expected (x, y) near (1, -1); a flat channel sits at the centre (0, 0)."""
+    from encoders.baselines import spatial_softmax
+
+    tok = torch.zeros(1, 16, 2)
+    tok[0, 3, 0] = 20.0  # row 0, col 3: x = +1, y = -1
+    k = spatial_softmax(tok)
+    assert k.shape == (1, 4)
+    assert torch.allclose(k[0, [0, 2]], torch.tensor([1.0, -1.0]), atol=1e-3)
+    assert torch.allclose(k[0, [1, 3]], torch.zeros(2), atol=1e-6)
+    with pytest.raises(ValueError, match="no square grid"):
+        spatial_softmax(torch.zeros(1, 15, 2))

@@ -87,7 +87,7 @@ def test_feature_cache_reuse(tmp_path):
     assert str(again.cache_dir).startswith(str(tmp_path / "cache" / "features" / "policy_head"))
 
 
-@pytest.mark.parametrize("name", ["flow_mean", "backbone_mean", "random"])
+@pytest.mark.parametrize("name", ["flow_mean", "backbone_mean", "backbone_spatial", "random"])
 def test_training_features_are_the_rollout_stream_and_the_dataset_windows(tmp_path, name):
     """Training features = `EncoderStream` pushes over the same episode (the rollout path) =
     `encode` of the EpisodeDataset's window of every view, at every step (flow_mean, backbone_mean:
@@ -96,7 +96,7 @@ def test_training_features_are_the_rollout_stream_and_the_dataset_windows(tmp_pa
     from encoders.streaming import EncoderStream
 
     kw = {"flow_mean": {"size": 16, "grid": 2}, "backbone_mean": {"backbone": "pixels", "image_size": 16},
-          "random": {"mode": "projection", "dim": 16}}[name]
+          "backbone_spatial": {"backbone": "pixels", "image_size": 16}, "random": {"mode": "projection", "dim": 16}}[name]
     enc = build_encoder(name, **kw).freeze()
     _, window, episodes, data = _data(tmp_path, encoder=enc)
     ds = data.episodes

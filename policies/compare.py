@@ -210,8 +210,10 @@ def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
             raise ValueError(f"rows.{label}: a policy row takes execution=... only, got {sorted(unknown)}")
         return _timed(row, "eval", lambda: evaluate_policy(cfg, base, enc[7:], row / "eval", tasks,
                                                           str(opts.get("execution", ""))))
-    common = [f"encoder={enc}", *ovs, "eval_episodes=0", "resume=true", f"progress={cfg.progress}",
-              f"threads={cfg.threads}"]
+    # the row's own overrides come last: a row may ask for evaluations along the way (eval_every=,
+    # eval_episodes=: the training-length ablation); the table itself always rolls out the final head
+    common = ["eval_episodes=0", "resume=true", f"progress={cfg.progress}", f"threads={cfg.threads}",
+              f"encoder={enc}", *ovs]
     if not cfg.per_task:
         tcfg = recipe(cfg, [*common, f"out={row / 'train'}"])
         pol = _timed(row, "train", lambda: train_head(tcfg, row / "train"))
@@ -253,6 +255,14 @@ def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[s
     for r in rows:
         lines.append(f"| {r['label']} | `{r['spec']}` | " + " | ".join(pct(r["cells"].get(k)) for k, _ in cols)
                      + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} |")
+    along = [r for r in rows if r.get("train_evals")]
+    if along:
+        lines += ["", "Evaluations along training (the row's own `eval_every` / `eval_episodes`; overall success):", ""]
+        for r in along:
+            ev = r["train_evals"]
+            best = max(ev, key=lambda e: (e["success_rate"], -e["step"]))
+            lines.append(f"- {r['label']}: " + ", ".join(f"step {e['step']}: {pct(e)}" for e in ev)
+                         + f"; max {pct(best)} at step {best['step']}, final {pct(ev[-1])}")
     return "\n".join(lines) + "\n"
 
 
@@ -323,7 +333,10 @@ def compare(cfg: CompareConfig) -> dict:
             else:
                 cells = run_row(cfg, base, label, spec)
             timing = json.loads((row_dir / "timing.json").read_text())
+            along = [json.loads(p.read_text()) for p in sorted(row_dir.glob("train/**/evals/step_*/summary.json"))]
+            along = [{k: e[k] for k in ("step", "successes", "n", "success_rate", "ci95")} for e in along]
             atomic_write_json(row_dir / "row.json", {"label": label, "spec": spec, "cells": cells, "timing": timing,
+                                                     "train_evals": along,
                                                      "cpu_s": sum(v["cpu_s"] for v in timing.values()),
                                                      "wall_s": sum(v["wall_s"] for v in timing.values())})
         if (row_dir / "row.json").is_file():

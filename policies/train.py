@@ -59,6 +59,7 @@ class TrainHeadConfig:
     execution: str = "receding"  # receding (execute the chunk, then act again) | ensemble (ACT temporal ensembling)
     ensemble_decay: float = 0.01  # ACT's m
     loss: str = "mse"  # mse (R3M) | l1 (OpenVLA-OFT)
+    proprio: bool = True  # False: the head does not see the robot state (ablation)
     feature_proj: int = 0  # > 0: project the encoder features to this many dims first (a bottleneck)
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
     feature_eps: float = 1e-5  # variance floor of the feature BatchNorm before the projection
@@ -145,7 +146,8 @@ class HeadMethod:
                                    # the blind control (no features) takes a recipe's feature options as moot
                                    condition=cfg.condition, chunk=cfg.chunk,
                                    feature_proj=cfg.feature_proj if data.features.shape[1] else 0,
-                                   feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps, norm=cfg.norm)
+                                   feature_dropout=cfg.feature_dropout, feature_eps=cfg.feature_eps, norm=cfg.norm,
+                                   proprio=cfg.proprio)
         self.model = HeadNetwork(self.head_cfg)
         # (C, N, F): the demos' features and those of each shifted copy (writable copies of the cache)
         self._f = torch.from_numpy(np.stack([np.array(f, dtype=np.float32) for f in (data.features, *data.augmented)]))

@@ -259,3 +259,17 @@ def test_standardize_norm_has_no_batch_gap_and_keeps_constant_inputs_at_zero():
     net.eval()
     assert torch.allclose(a_train, net(f[:4], p[:4], t[:4]))  # same function in training and acting
     assert {"norm.mean", "norm.std"} <= set(net.state_dict())
+
+
+def test_head_without_proprio_ignores_the_robot_state():
+    from policies.heads.model import HeadConfig, HeadNetwork
+
+    torch.manual_seed(0)
+    for use in (True, False):
+        net = HeadNetwork(HeadConfig(feature_dim=6, proprio_dim=4, chunk=2, norm="standard", proprio=use)).eval()
+        f = torch.randn(3, 6)
+        a, b = net(f, torch.zeros(3, 4)), net(f, torch.randn(3, 4))
+        assert a.shape == (3, 2, 7)
+        assert torch.equal(a, b) != use  # the state moves the action only when it is an input
+    with pytest.raises(ValueError, match="encoder=none"):
+        HeadNetwork(HeadConfig(feature_dim=0, proprio_dim=4, proprio=False))

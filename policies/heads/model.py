@@ -47,6 +47,7 @@ class HeadConfig:
     feature_dropout: float = 0.0  # dropout on the (projected) encoder features while training
     feature_eps: float = 1e-5  # BatchNorm eps of the encoder features before the projection (a variance floor)
     norm: str = "batch"  # batch (R3M: BatchNorm1d over the MLP input) | standard (fixed demo mean / floored std)
+    proprio: bool = True  # False: the robot state is not an input (the proprio ablation)
 
     def validate(self) -> None:
         check_choices(self, CHOICES, "head ")
@@ -58,7 +59,7 @@ class HeadConfig:
             raise ValueError(f"bad head dims: text_dim={self.text_dim}, chunk={self.chunk}")
         if self.kind == "mlp" and self.history != 1:
             raise ValueError("the mlp head sees one window: history must be 1 (use kind=step for more)")
-        if self.feature_dim == 0 and (self.kind != "mlp" or self.feature_proj or self.proprio_dim == 0):
+        if self.feature_dim == 0 and (self.kind != "mlp" or self.feature_proj or self.proprio_dim == 0 or not self.proprio):
             raise ValueError("a head without encoder features (encoder=none) is an mlp head on proprio")
         if self.history < 1 or self.feature_dim < 0 or self.action_dim < 1 or self.proprio_dim < 0:
             raise ValueError(f"bad head dims: {self}")
@@ -135,8 +136,9 @@ class HeadNetwork(nn.Module):
                                         nn.Linear(cfg.feature_dim, cfg.feature_proj))
                           if cfg.feature_proj else nn.Identity())
         self.feat_drop = nn.Dropout(cfg.feature_dropout) if cfg.feature_dropout > 0 else nn.Identity()
+        prop = cfg.proprio_dim if cfg.proprio else 0
         if cfg.kind == "mlp":
-            n_in = feat + cfg.proprio_dim + concat_text
+            n_in = feat + prop + concat_text
             self.norm = _input_norm(cfg, n_in)
         else:
             d = cfg.hidden[0]
@@ -145,13 +147,14 @@ class HeadNetwork(nn.Module):
             self.pos = nn.Parameter(torch.zeros(cfg.history, d))
             self.mix = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, dropout=cfg.dropout,
                                                   batch_first=True)
-            n_in = d + cfg.proprio_dim + concat_text
+            n_in = d + prop + concat_text
             self.norm = _input_norm(cfg, n_in)
         film = cfg.text_dim if cfg.condition == "film" else 0
         self.mlp = _MLP(n_in, tuple(cfg.hidden), cfg.chunk * cfg.action_dim, cfg.dropout, film)
 
     def mlp_input(self, features: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
-        """(B, n_in): the (projected or mixed) features, proprio and, for concat, the instruction."""
+        """(B, n_in): the (projected or mixed) features, proprio (unless `proprio=False`) and, for concat,
+        the instruction."""
         if self.cfg.text_dim and (text is None or text.shape[-1] != self.cfg.text_dim):
             raise ValueError(f"this head is conditioned on a {self.cfg.text_dim}-d instruction embedding, got "
                              f"{None if text is None else tuple(text.shape)}")
@@ -163,7 +166,7 @@ class HeadNetwork(nn.Module):
             b, h, f = features.shape
             z = self.proj(self.feat_norm(features.reshape(b * h, f)).reshape(b, h, f))
             z = self.mix(z + self.pos[-h:])[:, -1]
-        parts = [z, proprio]
+        parts = [z, proprio] if self.cfg.proprio else [z]
         if self.cfg.text_dim and self.cfg.condition == "concat":
             parts.append(text)
         return torch.cat(parts, dim=1)

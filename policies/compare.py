@@ -51,7 +51,8 @@ class CompareConfig:
     recipe: str = "configs/policy/head_libero.yaml"  # the policies/train.py YAML every head starts from
     head: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe overrides for every row (key: value)
     # label -> "<encoder> [key=value ...]": a registered encoder, an exported encoder dir, "none" (the blind
-    # control), or "policy:<dir>" (evaluate an already trained policy; key=value: evaluator options)
+    # control), or "policy:<dir>" (evaluate an already trained policy; key=value: evaluator options);
+    # key=value are recipe overrides, plus `per_task=true|false` (this row's choice of per_task)
     rows: dict[str, str] = dataclasses.field(default_factory=lambda: dict(LIBERO_ROWS))
     references: tuple[str, ...] = ("scripted", "random")  # privileged expert and random actions
     per_task: bool = False  # one head per training task (R3M) instead of one instruction-conditioned head
@@ -203,6 +204,10 @@ def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
     row = Path(cfg.out) / "rows" / slug(label)
     enc, ovs = parse_row(spec)
     tasks = targets(base)
+    per_task = cfg.per_task  # a row may choose per-task heads for itself: `per_task=true` in its spec
+    for o in [o for o in ovs if parse_override(o)[0] == "per_task"]:
+        per_task = bool(parse_override(o)[1])
+        ovs.remove(o)
     if enc.startswith("policy:"):  # an already trained policy: key=value are evaluator options
         opts = dict(parse_override(o) for o in ovs)
         unknown = set(opts) - {"execution"}
@@ -214,7 +219,7 @@ def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
     # eval_episodes=: the training-length ablation); the table itself always rolls out the final head
     common = ["eval_episodes=0", "resume=true", f"progress={cfg.progress}", f"threads={cfg.threads}",
               f"encoder={enc}", *ovs]
-    if not cfg.per_task:
+    if not per_task:
         tcfg = recipe(cfg, [*common, f"out={row / 'train'}"])
         pol = _timed(row, "train", lambda: train_head(tcfg, row / "train"))
         return _timed(row, "eval", lambda: evaluate_policy(cfg, base, str(pol), row / "eval", tasks))

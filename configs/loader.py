@@ -12,7 +12,10 @@ Unknown keys and wrong types raise `ConfigError` naming the offending key (and f
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import re
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -212,11 +215,26 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
-    """Dataclass defaults <- YAML file <- `key=value` overrides, type-checked."""
+    """Dataclass defaults <- YAML file <- `key=value` overrides, type-checked; an error names the
+    place that set the faulty value (the override, the file, or the defaults)."""
     data = read_yaml(path) if path else {}
-    for ov in overrides:
-        set_dotted(data, *parse_override(ov))
-    return from_dict(cls, data, source=str(path) if path else "overrides")
+    items = [(*parse_override(ov), f"override {ov!r}") for ov in overrides]
+    return build_config(cls, data, items, str(path) if path else None)
+
+
+def build_config(cls: type[T], file_data: dict, items: typing.Sequence[tuple[str, Any, str]],
+                 config_file: str | None = None) -> T:
+    """`cls` from its defaults <- `file_data` (read from `config_file`) <- `items`, each
+    `(dotted key, value, label)` in order (the label says where the value came from, e.g.
+    "the command line (--suite x)"). A ConfigError names the place that set the faulty value."""
+    data = copy.deepcopy(file_data)
+    for key, value, _ in items:
+        set_dotted(data, key, value)
+    try:
+        return from_dict(cls, data, source=_SOURCE)
+    except ConfigError as e:
+        where = _blame(cls, e, file_data, items, config_file)
+        raise ConfigError(str(e).replace(_SOURCE, where), key=e.key) from None
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:
@@ -240,13 +258,17 @@ def parse_cli(
     flags: `{"--takes": ("takes", "number of takes")}` maps a flag onto a dotted config key.
     positional: the same for positional arguments (e.g. a dataset directory).
     Everything else on the line of the form key=value is an override.
+    `--help` lists every config key of `cls` with its default (and its comment in the source).
+    A bad value is one line `prog: error: ...` naming where it was set (exit status 2).
     """
     flags = flags or {}
     positional = positional or {}
     p = argparse.ArgumentParser(
         prog=prog,
         description=description,
-        epilog="Any config key can be set as key=value (dotted for nested keys), e.g. world.frames=8.",
+        epilog=keys_help(cls, {**positional, **flags})
+        + "\n\nAny config key can be set as key=value (dotted for nested keys, e.g. world.frames=8)\n"
+        "or in the --config file; the command line wins over the file, the file over the defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="YAML config file (keys as in configs/)")
@@ -260,39 +282,152 @@ def parse_cli(
             p.add_argument(flag, default=None, help=f"{help_} (config key '{key}', default {default_value!r})")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = p.parse_args(argv)
-    data = read_yaml(args.config) if args.config else {}
-    cli_keys: list[str] = []  # dotted keys set on the command line, for blaming the right place
-    for name, (key, _) in {**positional, **flags}.items():
-        v = getattr(args, name.lstrip("-").replace("-", "_"))
-        if v is None:
-            continue
-        if isinstance(v, str):
-            v = parse_override(f"x={v}")[1]
-            if isinstance(_default_of(cls, key), str) or _is_path_key(cls, key):
-                v = getattr(args, name.lstrip("-").replace("-", "_"))
-        set_dotted(data, key, v)
-        cli_keys.append(key)
     try:
+        file_data = read_yaml(args.config) if args.config else {}
+        items: list[tuple[str, Any, str]] = []  # (key, value, where it was set), in order of precedence
+        for name, (key, _) in {**positional, **flags}.items():
+            raw = getattr(args, name.lstrip("-").replace("-", "_"))
+            if raw is None:
+                continue
+            v = raw
+            if isinstance(raw, str):
+                v = parse_override(f"x={raw}")[1]
+                if isinstance(_default_of(cls, key), str) or _is_path_key(cls, key):
+                    v = raw
+            label = name if raw is True else f"{name} {raw}" if name.startswith("-") else f"{key} {raw!r}"
+            items.append((key, v, f"the command line ({label})"))
         for ov in args.overrides:
             key, value = parse_override(ov)
-            set_dotted(data, key, value)
-            cli_keys.append(key)
-        return from_dict(cls, data, source=_SOURCE)
+            items.append((key, value, f"the command line ({ov})"))
+        return build_config(cls, file_data, items, args.config)
     except ConfigError as e:
-        p.error(str(e).replace(_SOURCE, _blame(e, cli_keys, args.config)))
-        raise  # unreachable: p.error exits
+        p.exit(2, f"{p.prog}: error: {' '.join(str(e).split())}\n")
+        raise  # unreachable: p.exit exits
 
 
 _SOURCE = "\x00source\x00"  # placeholder replaced by the place that set the faulty key
 
 
-def _blame(e: ConfigError, cli_keys: list[str], config_file: str | None) -> str:
-    """Where the faulty key of `e` was set: the command line, the config file, or the defaults."""
-    msg = str(e)
-    related = lambda k: e.key is not None and (e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + "."))  # noqa: E731
-    if any(related(k) for k in cli_keys) or (e.key is None and any(f"'{k}'" in msg or f"{k}:" in msg for k in cli_keys)):
-        return "the command line"
-    return config_file or "the defaults"
+def _base_key(key: str) -> str:
+    """`ks[0]` -> `ks`, `model.views[1]` -> `model.views`: the key a list item belongs to."""
+    return re.sub(r"\[\d+\]", "", key)
+
+
+def _in_mapping(data: dict, dotted: str) -> bool:
+    """Whether `data` sets `dotted`, one of its parents, or something under it."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+        if not isinstance(node, dict):
+            return True
+    return True
+
+
+def _error_of(cls: Any, data: dict) -> str | None:
+    """The ConfigError message `from_dict` gives for `data` (None if it builds)."""
+    try:
+        from_dict(cls, copy.deepcopy(data), source=_SOURCE)
+    except ConfigError as e:
+        return str(e)
+    except Exception:  # noqa: BLE001 - a layer that fails otherwise is not the culprit we look for
+        return None
+    return None
+
+
+def _blame(cls: Any, e: ConfigError, file_data: dict, items: typing.Sequence[tuple[str, Any, str]],
+           config_file: str | None) -> str:
+    """Where the value at fault in `e` was set: an item's label (the command line), the config file,
+    or "the defaults". With the faulty key known, the last place that set it; otherwise (a
+    `validate()` error that names no key) the layers are replayed: defaults, + the file, + each
+    item in turn, and the first layer that gives the same error is blamed."""
+    if e.key is not None:
+        k = _base_key(e.key)
+        related = lambda s: s == k or k.startswith(s + ".") or s.startswith(k + ".")  # noqa: E731
+        for key, _, label in reversed(items):
+            if related(_base_key(key)):
+                return label
+        if config_file and _in_mapping(file_data, k):
+            return config_file
+        return "the defaults"
+    target = str(e)
+    if _error_of(cls, {}) == target:
+        return "the defaults"
+    data = copy.deepcopy(file_data)
+    if config_file and _error_of(cls, data) == target:
+        return config_file
+    for key, value, label in items:
+        set_dotted(data, key, value)
+        if _error_of(cls, data) == target:
+            return label
+    return items[-1][2] if items else (config_file or "the defaults")
+
+
+def keys_help(cls: Any, flags: dict[str, tuple[str, str]] | None = None) -> str:
+    """`--help` text: every config key of dataclass `cls` (dotted for nested sections) with its
+    default and the comment beside it in the source (else the help of its flag in `flags`, which
+    map a flag onto `(key, help)` as in `parse_cli`), one key per line."""
+    notes: dict[str, str] = {}
+    for flag, (key, help_) in (flags or {}).items():
+        notes[key] = f"{help_} [{flag}]" if flag.startswith("-") else f"{help_} [positional {flag}]"
+    rows = _key_rows(cls, "", notes)
+    if not rows:
+        return ""
+    width = min(26, max(len(k) for k, _ in rows))
+    lines = ["config keys (key=default; set as key=value or in the --config file):"]
+    for k, comment in rows:
+        if not comment:
+            lines.append(f"  {k}")
+            continue
+        pad = f"  {k:<{width}}  "
+        if len(k) > width:
+            lines.append(f"  {k}")
+            pad = " " * (width + 4)
+        wrapped = textwrap.wrap(comment, width=max(40, 100 - len(pad))) or [""]
+        lines.append(pad + wrapped[0])
+        lines += [" " * len(pad) + w for w in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def _key_rows(cls: Any, prefix: str, notes: dict[str, str]) -> list[tuple[str, str]]:
+    comments = _field_comments(cls)
+    rows: list[tuple[str, str]] = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = dataclasses.MISSING
+        tp = hints.get(f.name)
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            rows += _key_rows(tp, f"{prefix}{f.name}.", notes)
+            continue
+        shown = "<required>" if default is dataclasses.MISSING else repr(to_dict(default))
+        note = notes.get(prefix + f.name, "")
+        comment = comments.get(f.name, "")
+        if comment and note:
+            comment += " " + note[note.rindex("["):]  # the source's comment, and the flag that sets it
+        rows.append((f"{prefix}{f.name}={shown}", comment or note))
+    return rows
+
+
+def _field_comments(cls: Any) -> dict[str, str]:
+    """{field: the `# comment` on its line in the class source} (empty when the source is unavailable)."""
+    import inspect
+
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*(.+)$", src, flags=re.M):
+        out.setdefault(m.group(1), m.group(2).strip())
+    return out
 
 
 def _field_type(cls: Any, dotted: str) -> Any:

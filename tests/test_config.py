@@ -139,7 +139,7 @@ def test_cli_errors_blame_the_place_that_set_the_key(tmp_path, capsys):
     cases = [
         (["--config", str(f), "stepz=3"], "unknown config key 'stepz' in the command line"),
         (["--config", str(f), "inner.widht=3"], "unknown config key 'inner.widht' in the command line"),
-        (["--config", str(f), "steps=abc"], "'steps' in the command line: expected an integer"),
+        (["--config", str(f), "steps=abc"], "'steps' in the command line (steps=abc): expected an integer"),
     ]
     f2 = tmp_path / "bad.yaml"
     f2.write_text("inner:\n  widht: 4\n")
@@ -148,3 +148,97 @@ def test_cli_errors_blame_the_place_that_set_the_key(tmp_path, capsys):
         with pytest.raises(SystemExit):
             parse_cli(BlameOuter, argv)
         assert expected in capsys.readouterr().err, argv
+
+
+@dataclass
+class BlameChecked:
+    """A config whose `validate()` names no key (like LiberoEvalConfig's suite check)."""
+
+    suite: str = "goal"
+    ks: list[int] = field(default_factory=lambda: [1, 5])
+    inner: BlameInner = field(default_factory=BlameInner)
+
+    def validate(self) -> None:
+        if self.suite not in ("goal", "ten"):
+            raise ValueError(f"unknown suite {self.suite!r}")
+
+
+def _cli_error(capsys, cls, argv, flags=None) -> str:
+    with pytest.raises(SystemExit) as e:
+        parse_cli(cls, argv, flags=flags or {})
+    assert e.value.code == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, no usage block
+    return err
+
+
+def test_cli_errors_name_the_flag_override_file_or_default(tmp_path, capsys):
+    """A value that fails validate() (no key in the error) is blamed on the layer that brought it in:
+    the flag or the override as typed, the --config file, or the defaults -- never the file for a
+    command-line value, nor the defaults for either."""
+    flags = {"--suite": ("suite", "suite"), "--width": ("inner.width", "width")}
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("inner:\n  width: 5\n")
+    bad.write_text("suite: nosuch\n")
+    err = _cli_error(capsys, BlameChecked, ["--suite", "nosuch"], flags)
+    assert "the command line (--suite nosuch): unknown suite 'nosuch'" in err
+    err = _cli_error(capsys, BlameChecked, ["--config", str(good), "--suite", "nosuch"], flags)
+    assert "the command line (--suite nosuch)" in err and str(good) not in err
+    err = _cli_error(capsys, BlameChecked, ["--config", str(good), "suite=nosuch"], flags)
+    assert "the command line (suite=nosuch)" in err and str(good) not in err
+    err = _cli_error(capsys, BlameChecked, ["--config", str(bad), "inner.width=7"], flags)
+    assert f"{bad}: unknown suite 'nosuch'" in err and "command line" not in err
+    # the command line fixes the file's bad value: no error at all
+    assert parse_cli(BlameChecked, ["--config", str(bad), "--suite", "ten"], flags=flags).suite == "ten"
+    # a type error in a list item or a flag is the command line's, whatever the file holds
+    err = _cli_error(capsys, BlameChecked, ["--config", str(good), "ks=a,b"], flags)
+    assert "'ks[0]' in the command line (ks=a,b): expected an integer" in err
+    err = _cli_error(capsys, BlameChecked, ["--config", str(good), "--width", "wide"], flags)
+    assert "'inner.width' in the command line (--width wide): expected an integer" in err
+    # ... and the file's when the file set it
+    (tmp_path / "ks.yaml").write_text("ks: [1, x]\n")
+    err = _cli_error(capsys, BlameChecked, ["--config", str(tmp_path / "ks.yaml"), "--suite", "ten"], flags)
+    assert f"'ks[1]' in {tmp_path / 'ks.yaml'}: expected an integer" in err
+
+
+@dataclass
+class BadDefault:
+    suite: str = "nosuch"
+
+    def validate(self) -> None:
+        if self.suite != "ok":
+            raise ValueError(f"unknown suite {self.suite!r}")
+
+
+def test_cli_error_in_a_default_blames_the_defaults(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("{}\n")
+    err = _cli_error(capsys, BadDefault, ["--config", str(tmp_path / "c.yaml")])
+    assert "the defaults: unknown suite 'nosuch'" in err
+
+
+def test_load_config_blames_the_override_not_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("inner:\n  width: 5\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(BlameChecked, f, ["ks=a"])
+    assert "override 'ks=a'" in str(e.value) and str(f) not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(BlameChecked, f, ["suite=nosuch"])
+    assert "override 'suite=nosuch': unknown suite" in str(e.value) and str(f) not in str(e.value)
+
+
+def test_help_lists_every_key_with_its_default_and_comment(capsys):
+    @dataclass
+    class Helped:
+        suite: str = "goal"  # which suite to run
+        trials: int = 20
+        inner: BlameInner = field(default_factory=BlameInner)
+
+    with pytest.raises(SystemExit) as e:
+        parse_cli(Helped, ["--help"], flags={"--trials": ("trials", "episodes per task")})
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    keys = out[out.index("config keys"):]
+    assert "suite='goal'" in keys and "which suite to run" in keys
+    assert "trials=20" in keys and "episodes per task [--trials]" in keys
+    assert "inner.width=3" in keys  # nested sections are listed with their dotted keys

@@ -6,6 +6,8 @@
     python real_robot/run_task.py --policy runs/real_robot/twin_head/policy --runs 20 --seed 1000  # learned (policies/heads/twin.py)
     python real_robot/run_task.py --robot tcp port=50710 --runs 1            # through scripts/arm_bridge_server.py
     python real_robot/run_task.py --robot mujoco_twin realtime_scale=1.0 --runs 1   # real time, paced at 20 Hz
+    python real_robot/run_task.py --policy runs/real_robot/twin_vis_backbone_mean/policy --runs 20 --seed 1000 \
+        tape_jitter=[0.015,0.08]        # a camera head (its cameras are rendered), tape jittered +-8 cm in y
     python real_robot/run_task.py --robot tcp host=10.0.0.5 port=50710 pace_hz=20   # a real arm's bridge
 
 Every command goes through the safety layer (real_robot/safety.py). Prints the plan, each step's
@@ -42,6 +44,9 @@ class RunTaskConfig:
     realtime_scale: float = 0.0  # twin only: 0 = as fast as possible, 1 = real time
     pace_hz: float = 0.0  # commands per wall-clock second (0 = unpaced; the twin in real time: 20 x scale)
     cameras: list[str] = dataclasses.field(default_factory=list)  # twin cameras to render ([] = none)
+    # twin only: (x, y) half-ranges in metres of the tape's seeded start jitter ([] = the twin's default,
+    # +-1.5 cm, inside the grasp radius); e.g. tape_jitter=[0.015,0.08] puts the tape where a blind policy misses
+    tape_jitter: list[float] = dataclasses.field(default_factory=list)
     host: str = "127.0.0.1"  # tcp only
     port: int = 50710  # tcp only
     watchdog_s: float = 0.5
@@ -55,6 +60,8 @@ def build_robot(cfg: RunTaskConfig) -> Any:
     if cfg.robot == "tcp":
         return make_robot("tcp", host=cfg.host, port=cfg.port)
     kw: dict[str, Any] = {"realtime_scale": cfg.realtime_scale, "cameras": tuple(cfg.cameras), "seed": cfg.seed}
+    if cfg.tape_jitter:
+        kw["tape_jitter"] = tuple(cfg.tape_jitter)
     return make_robot(cfg.robot, **kw)
 
 
@@ -85,9 +92,11 @@ def run(cfg: RunTaskConfig) -> dict[str, Any]:
         parser_cfg = ap.ParserConfig(name="openai_compatible", url=cfg.parser_url, model=cfg.parser_model)
     steps = decompose(cfg.task, planner=cfg.planner, parser_cfg=parser_cfg)
     print("plan:", " -> ".join(s.instruction for s in steps))
+    policy = build_policy(cfg.policy, seed=cfg.seed)
+    if cfg.robot == "mujoco_twin":  # a policy that reads cameras gets them rendered (twin_head with an encoder)
+        cfg.cameras = list(dict.fromkeys([*cfg.cameras, *getattr(policy, "inputs", None).cameras]))
     backend = build_robot(cfg)
     robot = SafeRobot(backend, SafetyLimits(watchdog_s=cfg.watchdog_s))
-    policy = build_policy(cfg.policy, seed=cfg.seed)
     checker = build_checker(cfg)
     episodes = []
     t0 = time.monotonic()

@@ -79,9 +79,10 @@ def record_keyboard(robot, rec, steps) -> bool:
 def record_episodes(task: str = TASK, out: str | Path = "runs/teleop/x", robot: str = "mujoco_twin",
                     leader: str = "scripted", episodes: int = 1, seed: int = 0, noise: float = 0.0,
                     cameras: tuple[str, ...] = ("front", "wrist"), image_size: int = 64, port: int = 50710,
-                    keep_failed: bool = False) -> int:
+                    keep_failed: bool = False, tape_jitter: tuple[float, float] | None = None) -> int:
     """Record `episodes` episodes of `task` with `leader` into `out`/episode_XXXX (raw layout); returns how
-    many were kept (failed scripted episodes only with `keep_failed`). Every command goes through SafeRobot."""
+    many were kept (failed scripted episodes only with `keep_failed`). Every command goes through SafeRobot.
+    `tape_jitter`: the twin's (x, y) tape start jitter in metres (None: its default, +-1.5 cm)."""
     from real_robot.decompose import decompose
     from real_robot.recorder import RawRecorder
     from real_robot.robot import make_robot
@@ -90,7 +91,8 @@ def record_episodes(task: str = TASK, out: str | Path = "runs/teleop/x", robot: 
 
     cams = tuple(cameras)
     if robot == "mujoco_twin":
-        backend = make_robot("mujoco_twin", cameras=cams, image_size=(image_size, image_size), seed=seed)
+        jit = {} if tape_jitter is None else {"tape_jitter": tuple(tape_jitter)}
+        backend = make_robot("mujoco_twin", cameras=cams, image_size=(image_size, image_size), seed=seed, **jit)
     else:
         backend = make_robot(robot, port=port)
     safe = SafeRobot(backend)
@@ -102,6 +104,9 @@ def record_episodes(task: str = TASK, out: str | Path = "runs/teleop/x", robot: 
             if hasattr(backend, "reset"):
                 backend.reset(seed + i)
             safe.connect()
+            if safe.estopped is not None:  # the operator clears a latched e-stop between episodes (run_task does too)
+                print(f"episode {i}: resetting e-stop ({safe.estopped})", flush=True)
+                safe.reset_estop()
             rec = RawRecorder(task, robot=robot, cameras=cams)
             if leader == "scripted":
                 ok = record_scripted(safe, rec, steps, TwinScriptedPolicy(seed=seed + i, noise=noise))

@@ -50,6 +50,10 @@ from real_robot.twin_scene import (
 )  # fmt: skip
 
 SCENE_KEYS = ("tape.x", "tape.y", "tape.z", "handle.x", "handle.y", "handle.z", "drawer.open")
+# the tape's start is jittered uniformly by up to these (x, y) metres per seed: by default +-1.5 cm, inside
+# the grasp radius (a blind replay succeeds); larger y jitter (up to the drawer's side walls) needs vision
+TAPE_JITTER = (0.015, 0.015)
+TAPE_JITTER_MAX = (0.02, 0.12)  # x: the tape stays clear of the drawer's front wall; y: of its side walls
 GRASP_RADIUS = 0.03  # m: object centre within this of the fingertip centre counts as between the fingers
 
 
@@ -61,13 +65,18 @@ class MujocoTwin:
 
     def __init__(self, realtime_scale: float = 0.0, control_hz: float = 20.0,
                  cameras: Sequence[str] = ("front", "wrist"), image_size: tuple[int, int] = (64, 64),
-                 depth: bool = True, seed: int = 0) -> None:
+                 depth: bool = True, seed: int = 0,
+                 tape_jitter: Sequence[float] = TAPE_JITTER) -> None:
         self.realtime_scale = float(realtime_scale)
         self.control_hz = float(control_hz)
         self.cameras = tuple(cameras)
         self.image_size = tuple(image_size)
         self.depth = bool(depth) and "front" in self.cameras
         self.seed = seed
+        self.tape_jitter = tuple(float(v) for v in tape_jitter)  # (x, y) half-ranges of the tape's start (m)
+        if len(self.tape_jitter) != 2 or not all(0.0 <= v <= TAPE_JITTER_MAX[i] for i, v in enumerate(self.tape_jitter)):
+            raise ValueError(f"tape_jitter must be (x, y) half-ranges in metres within {TAPE_JITTER_MAX} (the drawer's "
+                             f"inside), got {tape_jitter}")
         self.model = mujoco.MjModel.from_xml_string(scene_xml(self.image_size[1], self.image_size[0]))
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -180,7 +189,8 @@ class MujocoTwin:
         mujoco.mj_resetData(self.model, d)
         d.qpos[self._qadr] = HOME_Q
         d.ctrl[self._arm_act] = HOME_Q
-        jitter = rng.uniform(-0.015, 0.015, size=2)
+        jx, jy = self.tape_jitter  # uniform over +-(jx, jy); the default draws exactly what +-1.5 cm always drew
+        jitter = rng.uniform([-jx, -jy], [jx, jy], size=2)
         d.qpos[self._tape_qadr: self._tape_qadr + 2] = [TAPE_IN_DRAWER_X + jitter[0], jitter[1]]
         self._attached, self._grip_cmd = None, 0.0
         mujoco.mj_forward(self.model, d)

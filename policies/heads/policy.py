@@ -32,6 +32,19 @@ from policies.heads.data import WindowConfig, history_offsets
 from policies.heads.model import HeadNetwork
 
 
+def demo_frame(img: np.ndarray, frame_size: int, what: str = "frame") -> np.ndarray:
+    """A camera frame (H, W, 3) -> (frame_size, frame_size, 3) uint8, area-resized when its height differs
+    from the demos' `frame_size` (0: kept as is); another shape is one error naming `what`."""
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"{what} must be (H, W, 3) uint8, got {img.shape}")
+    if frame_size and img.shape[0] != frame_size:  # the demos' frame size
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+        t = torch.nn.functional.interpolate(t, size=(frame_size, frame_size), mode="area")
+        img = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return img.astype(np.uint8, copy=False)
+
+
 @POLICIES.register("policy_head")
 class EncoderHeadPolicy(Policy):
     gripper_convention = "env"
@@ -71,14 +84,7 @@ class EncoderHeadPolicy(Policy):
         self._fresh = False  # observe() ran for the coming act
 
     def _frame(self, img: np.ndarray, key: str) -> np.ndarray:
-        img = np.asarray(img)
-        if img.ndim != 3 or img.shape[-1] != 3:
-            raise ValueError(f"policy_head: obs[{key!r}] must be (H, W, 3) uint8, got {img.shape}")
-        if self.frame_size and img.shape[0] != self.frame_size:  # the demos' frame size
-            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
-            t = torch.nn.functional.interpolate(t, size=(self.frame_size, self.frame_size), mode="area")
-            img = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-        return img.astype(np.uint8, copy=False)
+        return demo_frame(img, self.frame_size, f"policy_head: obs[{key!r}]")
 
     def features(self, obs: dict, step: int | None = None) -> np.ndarray:
         """Push this step's frame of every view; returns the `(V * D,)` features of the current windows."""

@@ -5,22 +5,38 @@ through the shared training loop.
         --steps 6000 --input-noise 0.05
     python real_robot/run_task.py --policy runs/real_robot/twin_head/policy --runs 20 --seed 1000
 
+    python policies/heads/twin.py --demos runs/real_robot/teleop_demos --out runs/real_robot/twin_vis_invact \
+        --steps 6000 --input-noise 0.05 --encoder runs/demo/invact/encoder frames=8 stride=2 threads=1
+    python policies/heads/twin.py ... --encoder backbone_mean frames=1          # single-frame window
+
 Inputs per control frame: the twin's proprio (7 joints + measured gripper 0..1; the demo files'
 "proprio", `real_robot.robot.PROPRIO_KEYS`), and as the head's *features* the atomic step as a one-hot
 over STEP_VERBS plus progress (frames since the step began / 100, capped at 4). No camera: the tape's
 +-1.5 cm jitter is inside the 3 cm grasp tolerance, so a blind policy can do this task and its
-numbers say nothing about vision (frozen-encoder features are what `policy_head` adds).
+numbers say nothing about vision.
+
+With `encoder` (a registered name or an exported encoder directory, `policies.train.build_frozen_encoder`),
+the head also sees the frozen encoder's features of the twin's cameras (`views`, twin names "front" /
+"wrist", stored in the demo files as agentview_rgb / eye_in_hand_rgb): per view, the window of `frames`
+frames at `stride` control periods ending at the current frame. Training features come from
+`policies.heads.data.build_dataset` (the heads' streaming path `episode_features` over each demo, and
+their feature cache), features online from `encoders.streaming.EncoderStream`, one push per control
+frame over the whole run (the stream restarts at `seed_episode`, i.e. per run, not per step: a step's
+first windows hold the previous step's last frames as in the demos; the executor's settle frames
+between steps are not pushed). Then the head input is [feature_proj(encoder features (V * D)),
+proprio (8) + step one-hot + progress (5)]: the encoder features go through the heads' BatchNorm
+(`feature_eps`) + linear bottleneck (`feature_proj`), the rest is not projected.
 Outputs (9,): absolute joint targets (7, normalised by `TargetNorm`; deltas integrate their own
 errors), a gripper logit and a "step done" logit. `done()` ends the step for the executor.
 
 Training rows come from `envs.episodes.read_episodes` + `EpisodeDataset` ("proprio" and "action" at
 offset 0). `Episode.skills` splits each episode into atomic steps (grasp -> pick, ...); actions give
 the targets, and the last `DONE_FRAMES` frames of a step are "done". The network is the heads'
-`HeadNetwork` (its input BatchNorm is the input normaliser); the loss is MSE on the joint targets +
+`HeadNetwork` (its input BatchNorm is the input normaliser; with an encoder, `feature_proj` first); the loss is MSE on the joint targets +
 BCE on the gripper and done logits; `fit` owns checkpoints, metrics.jsonl and --resume.
 
-Run folder (--out): config.yaml, metrics.jsonl, checkpoints/, policy/ (policy.json + head.safetensors:
-a `--policy` directory for real_robot/run_task.py).
+Run folder (--out): config.yaml, metrics.jsonl, checkpoints/, policy/ (policy.json + head.safetensors
+(+ encoder/, the frozen encoder): a `--policy` directory for real_robot/run_task.py).
 """
 
 from __future__ import annotations
@@ -55,6 +71,9 @@ ACTION_DIM = N_JOINTS + 2  # joint targets + gripper logit + done logit
 # GRIPPER_KEY). Named here because policies/ may not import real_robot/ (sibling layers,
 # pyproject's import-linter contract); tests/test_real_robot_teleop.py checks they agree.
 TWIN_OBS_KEYS = (*(f"j{i}.pos" for i in range(N_JOINTS)), "gripper.pos")
+# the twin's camera names -> the demo files' image keys (real_robot/ingest.py and envs/episodes.py read
+# cam_front / observation.images.front as agentview_rgb, wrist as eye_in_hand_rgb)
+TWIN_VIEW_KEYS = {"front": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
 
 
 def step_features(verb: str, progress: int) -> np.ndarray:
@@ -107,7 +126,8 @@ class TargetNorm:
 @dataclasses.dataclass
 class TwinRows:
     """Training rows: features (N, 5), proprio (N, 8), targets (N, 9) [normalised joints (7), gripper
-    0/1, done 0/1]; `norm` the joint-target statistics; `grip_force` (N) the demos' median grip force."""
+    0/1, done 0/1]; `norm` the joint-target statistics; `grip_force` (N) the demos' median grip force;
+    `encoded` (N, V * D) the camera features of each row's frame ((N, 0) without an encoder)."""
 
     features: np.ndarray
     proprio: np.ndarray
@@ -115,14 +135,16 @@ class TwinRows:
     norm: TargetNorm
     grip_force: float
     episodes: int
+    encoded: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features)
 
 
-def build_rows(episodes: list[Any], use_progress: bool = True) -> TwinRows:
+def build_rows(episodes: list[Any], use_progress: bool = True, encoded: np.ndarray | None = None) -> TwinRows:
     """`envs.episodes.Episode`s with skill labels -> `TwinRows` (frames labelled other than an atomic step
-    of STEP_VERBS, e.g. "idle", are left out)."""
+    of STEP_VERBS, e.g. "idle", are left out). `encoded` (sum of episode lengths, F): camera features of
+    every frame, episode after episode (`policies.heads.data.build_dataset` row order)."""
     from envs.episodes import EpisodeDataset
 
     ds = EpisodeDataset(episodes, {"proprio": [0], "action": [0]})
@@ -149,27 +171,50 @@ def build_rows(episodes: list[Any], use_progress: bool = True) -> TwinRows:
     if prop.shape[1] != PROPRIO_DIM or act.shape[1] < ACTION_DIM - 1:
         raise ValueError(f"{episodes[0].file}: twin_head needs proprio of {PROPRIO_DIM} dims (7 joints + gripper) "
                          f"and actions [7 joint targets, gripper(, force)], got {prop.shape[1]} and {act.shape[1]}")
+    enc = None
+    if encoded is not None:
+        lens = [len(ep) for ep in ds.episodes]
+        if len(encoded) != sum(lens):
+            raise ValueError(f"twin_head: {len(encoded)} feature rows for {sum(lens)} demo frames")
+        first = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        enc = np.asarray(encoded[[first[e] + i for e, i in rows]], np.float32)
     norm = TargetNorm.fit(act[:, :N_JOINTS])
     targets = np.concatenate([norm.apply(act[:, :N_JOINTS]), act[:, N_JOINTS:N_JOINTS + 1],
                               np.asarray(done, np.float32)[:, None]], 1)
     # the grip force is a constant of the skills, not learned: the demos' median, or without a force
     # column the scripted skills' 25 N (real_robot/skills.py GRIP_FORCE)
     force = float(np.median(act[:, N_JOINTS + 1])) if act.shape[1] > N_JOINTS + 1 else 25.0
-    return TwinRows(np.stack(feats), prop, targets, norm, force, len(episodes))
+    return TwinRows(np.stack(feats), prop, targets, norm, force, len(episodes), enc)
 
 
 class TwinHeadPolicy(Policy):
-    """A trained `HeadNetwork` acting on the twin's proprio + the step's verb and progress (module docstring)."""
-
-    # blind: no cameras; the twin's obs is a dict of named joints, not obs["proprio"], so no proprio_dim
-    inputs = PolicyInputs(cameras=(), proprio_dim=None)
+    """A trained `HeadNetwork` acting on the twin's proprio + the step's verb and progress, and with an
+    `encoder` on its features of the `views` cameras (module docstring)."""
 
     def __init__(self, head: HeadNetwork, norm: TargetNorm, grip_force: float, use_progress: bool = True,
-                 obs_keys: tuple[str, ...] = TWIN_OBS_KEYS, meta: dict | None = None) -> None:
+                 obs_keys: tuple[str, ...] = TWIN_OBS_KEYS, meta: dict | None = None, encoder: Any = None,
+                 views: tuple[str, ...] = (), frames: int = 1, stride: int = 1, frame_size: int = 0) -> None:
         self.head = head.eval()
         self.norm, self.grip_force, self.use_progress = norm, float(grip_force), use_progress
         self.obs_keys, self.meta = tuple(obs_keys), meta or {}
+        self.encoder = encoder.freeze() if hasattr(encoder, "freeze") else encoder
+        self.views, self.frames, self.stride, self.frame_size = tuple(views), int(frames), int(stride), int(frame_size)
+        if (self.encoder is None) != (not self.views):
+            raise ValueError(f"twin_head: an encoder needs camera views and views need an encoder (views "
+                             f"{list(self.views)}, encoder {'none' if self.encoder is None else 'given'})")
+        # blind: no cameras; the twin's obs is a dict of named joints, not obs["proprio"], so no proprio_dim
+        self.inputs = PolicyInputs(cameras=self.views, proprio_dim=None)
+        self.stream = None
+        if self.encoder is not None:
+            from encoders.streaming import EncoderStream
+
+            self.stream = EncoderStream(self.encoder, self.frames, self.stride, len(self.views))
         self.reset()
+
+    def seed_episode(self, seed: int) -> None:
+        """A new run: the camera windows start again (they span the run's steps, see the module docstring)."""
+        if self.stream is not None:
+            self.stream.reset()
 
     def reset(self) -> None:
         self._verb: str | None = None
@@ -183,13 +228,28 @@ class TwinHeadPolicy(Policy):
             raise KeyError(f"twin_head reads {list(self.obs_keys)}; obs lacks {missing} (has {sorted(obs)[:12]})")
         return np.array([float(obs[k]) for k in self.obs_keys], np.float32)
 
+    def camera_features(self, obs: dict) -> np.ndarray:
+        """Push this frame of every view into the stream -> (V * D,) float32 features of the windows ending here."""
+        from policies.heads.policy import demo_frame
+
+        assert self.stream is not None
+        missing = [v for v in self.views if v not in obs]
+        if missing:
+            raise KeyError(f"twin_head needs camera(s) {missing} in the observation (render them: the robot's "
+                           f"cameras=[{','.join(self.views)}]); got {sorted(k for k in obs if '.' not in k)}")
+        imgs = [demo_frame(obs[v], self.frame_size, f"twin_head: obs[{v!r}]") for v in self.views]
+        return self.stream.push(imgs).reshape(-1).astype(np.float32, copy=False)
+
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         """-> (9,) [7 absolute joint targets (rad), gripper 0/1, grip force (N)]."""
         if self._verb is None:
             self._verb = step_verb(instruction)
         x = step_features(self._verb, self._k if self.use_progress else 0)
+        p = self.proprio(obs)
+        if self.stream is not None:  # [encoder features], [proprio, step]
+            x, p = self.camera_features(obs), np.concatenate([p, x])
         with torch.no_grad():
-            y = self.head(torch.from_numpy(x[None]), torch.from_numpy(self.proprio(obs)[None]))[0].numpy()
+            y = self.head(torch.from_numpy(x[None]), torch.from_numpy(p[None]))[0].numpy()
         self._k += 1
         # the first DONE_FRAMES frames never end a step: a done logit still high from the previous step's
         # end (same proprio) would otherwise stop the new step before it moves
@@ -206,16 +266,33 @@ class TwinHeadPolicy(Policy):
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
         meta = {"policy_type": "twin_head", "target_norm": self.norm.to_dict(), "grip_force": self.grip_force,
                 "use_progress": self.use_progress, "obs_keys": list(self.obs_keys), **self.meta, **(extra or {})}
+        if self.encoder is not None:
+            self.encoder.save_pretrained(Path(directory) / "encoder")
+            meta.update(encoder="encoder", views=list(self.views), frames=self.frames, stride=self.stride,
+                        frame_size=self.frame_size)
         return save_head(self.head, directory, meta)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> TwinHeadPolicy:
         meta, head_cfg = read_head_meta(path, "twin_head", ("target_norm", "grip_force"))
+        d = Path(path)
+        encoder, views = None, tuple(meta.get("views", ()))
+        if meta.get("encoder"):
+            from encoders import build_encoder
+
+            encoder = build_encoder(str(d / meta["encoder"]))
+            got = int(getattr(encoder, "dim", 0)) * len(views)
+            if got != head_cfg.feature_dim:
+                raise ValueError(f"{d}: the encoder gives {len(views)} x {getattr(encoder, 'dim', '?')} = {got} "
+                                 f"feature dims, the head in {d / 'policy.json'} was trained on {head_cfg.feature_dim}")
         head = load_head_weights(HeadNetwork(head_cfg), path)
-        keep = {k: v for k, v in meta.items() if k not in ("policy_type", "head", "target_norm", "grip_force",
-                                                          "use_progress", "obs_keys")}
+        own = ("policy_type", "head", "target_norm", "grip_force", "use_progress", "obs_keys", "encoder", "views",
+               "frames", "stride", "frame_size")
+        keep = {k: v for k, v in meta.items() if k not in own}
         return cls(head, TargetNorm.from_dict(meta["target_norm"]), meta["grip_force"],
-                   bool(meta.get("use_progress", True)), tuple(meta.get("obs_keys", TWIN_OBS_KEYS)), keep)
+                   bool(meta.get("use_progress", True)), tuple(meta.get("obs_keys", TWIN_OBS_KEYS)), keep,
+                   encoder=encoder, views=views, frames=int(meta.get("frames", 1)), stride=int(meta.get("stride", 1)),
+                   frame_size=int(meta.get("frame_size", 0)))
 
 
 if __name__ != "__main__":  # `python policies/heads/twin.py` re-imports this module by name, which registers
@@ -238,6 +315,15 @@ class TwinTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     hidden: tuple[int, ...] = (256, 256, 256)
+    # camera features (module docstring): "none" = the blind head (proprio + step only); else a registered
+    # encoder name (backbone_mean, random, ...) or an exported encoder directory (runs/demo/invact/encoder)
+    encoder: str = "none"
+    views: tuple[str, ...] = ("front", "wrist")  # twin cameras the encoder sees (with an encoder)
+    frames: int = 8  # frames per camera window (1 for single-frame encoders such as backbone_mean)
+    stride: int = 2  # control periods between window frames
+    feature_proj: int = 64  # bottleneck of the encoder features (on LIBERO 1280-d features unprojected failed)
+    feature_eps: float = 0.1  # BatchNorm variance floor of the encoder features before the bottleneck
+    cache_root: str = ""  # feature cache root ("" = the project's default, encoders.features.default_cache_root)
     max_demos: int = 0  # per file, 0 = all
     ckpt_every: int = 1000
     keep_checkpoints: int = 1
@@ -252,18 +338,36 @@ class TwinTrainConfig:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if self.lr <= 0 or self.input_noise < 0:
             raise ValueError(f"lr must be > 0 and input_noise >= 0, got {self.lr}, {self.input_noise}")
+        if self.encoder != "none":
+            bad = [v for v in self.views if v not in TWIN_VIEW_KEYS]
+            if not self.views or bad or len(set(self.views)) != len(self.views):
+                raise ValueError(f"views must be distinct twin cameras of {list(TWIN_VIEW_KEYS)}, got {list(self.views)}")
+            if self.frames < 1 or self.stride < 1 or self.feature_proj < 0 or self.feature_eps <= 0:
+                raise ValueError(f"bad window / projection: frames={self.frames}, stride={self.stride}, "
+                                 f"feature_proj={self.feature_proj}, feature_eps={self.feature_eps}")
+
+    @property
+    def demo_views(self) -> tuple[str, ...]:
+        """The demo files' image keys of `views` (none for the blind head)."""
+        return tuple(TWIN_VIEW_KEYS[v] for v in self.views) if self.encoder != "none" else ()
 
 
 class TwinHeadMethod:
     """The `fit` method (configs/training.py): batch `step` = rows drawn from (seed, step), this rank's slice."""
 
-    def __init__(self, cfg: TwinTrainConfig, rows: TwinRows) -> None:
-        self.cfg, self.rows = cfg, rows
+    def __init__(self, cfg: TwinTrainConfig, rows: TwinRows, encoder: Any = None, frame_size: int = 0) -> None:
+        self.cfg, self.rows, self.encoder, self.frame_size = cfg, rows, encoder, frame_size
         torch.manual_seed(cfg.seed)
-        self.model = HeadNetwork(HeadConfig(feature_dim=FEATURE_DIM, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM,
-                                            hidden=tuple(cfg.hidden)))
-        self._f, self._p, self._y = (torch.from_numpy(np.ascontiguousarray(a)) for a in
-                                     (rows.features, rows.proprio, rows.targets))
+        if rows.encoded is None:  # blind: features = the step (5), proprio (8)
+            feats, prop = rows.features, rows.proprio
+            head_cfg = HeadConfig(feature_dim=FEATURE_DIM, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM,
+                                  hidden=tuple(cfg.hidden))
+        else:  # features = the cameras' (V * D, projected), proprio = [proprio (8), step (5)] (not projected)
+            feats, prop = rows.encoded, np.concatenate([rows.proprio, rows.features], 1)
+            head_cfg = HeadConfig(feature_dim=feats.shape[1], proprio_dim=prop.shape[1], action_dim=ACTION_DIM,
+                                  hidden=tuple(cfg.hidden), feature_proj=cfg.feature_proj, feature_eps=cfg.feature_eps)
+        self.model = HeadNetwork(head_cfg)
+        self._f, self._p, self._y = (torch.from_numpy(np.ascontiguousarray(a)) for a in (feats, prop, rows.targets))
 
     def loss(self, model: HeadNetwork, step: int, device: torch.device, rank: int = 0,
              world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
@@ -284,10 +388,41 @@ class TwinHeadMethod:
                                       "done": float(done.detach())}
 
     def export(self, model: HeadNetwork, out: Path) -> None:
-        pol = TwinHeadPolicy(model, self.rows.norm, self.rows.grip_force, self.cfg.use_progress)
-        pol.save_pretrained(Path(out) / "policy", extra={"trained_on": {
-            "demos": str(self.cfg.demos), "episodes": self.rows.episodes, "frames": len(self.rows),
-            "steps": self.cfg.steps, "input_noise": self.cfg.input_noise, "seed": self.cfg.seed}})
+        cam = {} if self.encoder is None else {"encoder": self.encoder, "views": tuple(self.cfg.views),
+                                               "frames": self.cfg.frames, "stride": self.cfg.stride,
+                                               "frame_size": self.frame_size}
+        pol = TwinHeadPolicy(model, self.rows.norm, self.rows.grip_force, self.cfg.use_progress, **cam)
+        trained = {"demos": str(self.cfg.demos), "episodes": self.rows.episodes, "frames": len(self.rows),
+                   "steps": self.cfg.steps, "input_noise": self.cfg.input_noise, "seed": self.cfg.seed}
+        if self.encoder is not None:
+            trained["encoder_spec"] = self.cfg.encoder
+        pol.save_pretrained(Path(out) / "policy", extra={"trained_on": trained})
+
+
+def camera_features(cfg: TwinTrainConfig, episodes: list[Any]) -> tuple[Any, np.ndarray, int]:
+    """(frozen encoder, (sum of episode lengths, V * D) float32 features of every demo frame, the demos'
+    frame size) through the heads' cached streaming path (`policies.heads.data.build_dataset`). A demo
+    without one of the views, or views of unequal square sizes: one error line, before any encoding."""
+    from encoders import build_encoder
+    from policies.heads.data import WindowConfig, build_dataset
+
+    sizes = set()
+    for ep in episodes:
+        for v, key in zip(cfg.views, cfg.demo_views):
+            if key not in ep.data:
+                raise ValueError(f"twin_head: {ep.source} has no {v!r} camera (demo key {key!r}; it has "
+                                 f"{sorted(k for k in ep.data if k.endswith('_rgb'))}): record it with "
+                                 f"scripts/teleop.py --cameras {','.join(cfg.views)}, or set views")
+            sizes.add(tuple(ep.data[key].shape[1:3]))
+    if len(sizes) != 1 or len({*next(iter(sizes))}) != 1:
+        raise ValueError(f"twin_head: demo frames must share one square size, got {sorted(sizes)}")
+    try:  # as policies.train.build_frozen_encoder (which policies.heads may not import: policies.train imports it)
+        encoder = build_encoder(cfg.encoder).freeze()
+    except Exception as e:  # noqa: BLE001 - re-raised with the encoder's name
+        raise ValueError(f"encoder {cfg.encoder!r} cannot be built: {type(e).__name__}: {e}") from None
+    data = build_dataset(encoder, episodes, WindowConfig(cfg.frames, cfg.stride, cfg.demo_views),
+                         max_demos=cfg.max_demos, cache_root=cfg.cache_root or None)
+    return encoder, data.features, int(next(iter(sizes))[0])
 
 
 def train(cfg: TwinTrainConfig) -> dict[str, Any]:
@@ -300,14 +435,21 @@ def train(cfg: TwinTrainConfig) -> dict[str, Any]:
     cfg.validate()
     apply_threads(cfg.threads)
     out = Path(cfg.out)
-    rows = build_rows(read_episodes(cfg.demos, keys=("proprio", "action"), max_demos=cfg.max_demos), cfg.use_progress)
-    method = TwinHeadMethod(cfg, rows)
+    views = cfg.demo_views
+    episodes = read_episodes(cfg.demos, keys=(*views, "proprio", "action"), max_demos=cfg.max_demos)
+    encoder, encoded, frame_size = None, None, 0
+    if views:
+        encoder, encoded, frame_size = camera_features(cfg, episodes)
+    rows = build_rows(episodes, cfg.use_progress, encoded)
+    method = TwinHeadMethod(cfg, rows, encoder, frame_size)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     t0 = time.time()
     fit(method, out, LoopConfig.of(cfg), desc="twin_head", progress=cfg.progress)
     last = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines() if s.strip()][-1]
     summary = {"policy_type": "twin_head", "policy": str(out / "policy"), "demos": str(cfg.demos),
+               "encoder": cfg.encoder, "views": list(cfg.views) if views else [],
+               "feature_dim": 0 if encoded is None else int(encoded.shape[1]),
                "episodes": rows.episodes, "frames": len(rows), "steps": cfg.steps, "input_noise": cfg.input_noise,
                "final_loss": last["loss"], "final_terms": {k: last[k] for k in ("joints", "gripper", "done")},
                "wall_s": round(time.time() - t0, 1)}
@@ -324,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps": ("steps", "optimisation steps"),
         "--seed": ("seed", "seed (init and batches)"),
         "--input-noise": ("input_noise", "joint-input noise in rad during training, targets fixed"),
+        "--encoder": ("encoder", "frozen encoder on the cameras: none (blind), a registered name or an export dir"),
         "--resume": ("resume", "continue the run in --out from its last checkpoint"),
     })  # fmt: skip
     s = train(cfg)

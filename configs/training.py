@@ -156,11 +156,16 @@ def load_checkpoint(d: str | Path, model: nn.Module, optimizer: torch.optim.Opti
     return int(state["step"])
 
 
+_ANNOUNCED: set[Path] = set()  # run folders whose "no checkpoint yet" line was printed
+
+
 def prepare_out(out: Path, resume: bool) -> Path | None:
     """Check the run folder against `resume`; returns the checkpoint to resume from (or None).
     Creates nothing: callers create the folder only after the whole config validated."""
     ckpt = latest_checkpoint(out) if resume else None
-    if resume and ckpt is None:
+    if resume and ckpt is None and Path(out).resolve() not in _ANNOUNCED:
+        # once per run folder and process: callers check the folder before `fit`, which checks it again
+        _ANNOUNCED.add(Path(out).resolve())
         print(f"--resume: no checkpoint in {out} yet; starting from step 0")
     if not resume and latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; pass --resume or choose another out=")

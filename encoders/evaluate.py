@@ -117,6 +117,7 @@ def _plots(cfg: RetrievalEvalConfig, label: str, index, emb: np.ndarray, plot_di
 def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from encoders.base import build_encoder
+    from envs.atomic_world.dataset import read_index
 
     argv = list(sys.argv[1:] if argv is None else argv)
     compare: list[str] = []
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             compare.append(argv[j])
             j += 1
         if not compare:
-            raise SystemExit("--compare needs at least one encoder name or directory")
+            raise ValueError("--compare needs at least one encoder name or directory")
         argv = argv[:i] + argv[j:]
     cfg = parse_cli(
         RetrievalEvalConfig, argv, prog="encoders/evaluate.py",
@@ -144,14 +145,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     apply_threads(cfg.threads)
     seed_everything(cfg.seed)
     out = Path(cfg.out)
-    save_config(cfg, out.with_name(out.stem + ".config.yaml"))
     plot_dir = out.with_name(out.stem + "_plots")
 
     specs = cfg.compare or [cfg.encoder]
+    # the dataset and every encoder name/directory are checked before any clip is encoded or file written
+    read_index(cfg.data)
+    encoders = [build_encoder(spec) for spec in specs]
+    save_config(cfg, out.with_name(out.stem + ".config.yaml"))
     all_results, curves = [], {}
-    for spec in specs:
+    for spec, encoder in zip(specs, encoders):
         label = encoder_label(spec)
-        encoder = build_encoder(spec)
         res, index, emb = evaluate_encoder(encoder, cfg, label)
         if cfg.plots:
             res["plots"] = _plots(cfg, label, index, emb, plot_dir)

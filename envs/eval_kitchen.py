@@ -8,7 +8,10 @@ a registered name, or a checkpoint directory (policies.build_policy). `--task` i
 (knob, door, light, micro, slide / 0-4). Outputs under --out follow eval_libero.py exactly (the same
 core, envs/evaluator.py): config.yaml, episodes/kitchen/task<TT>/trial<III>.json (+ .mp4),
 results.json and results.md with 95% Wilson intervals; rerunning with the same --out resumes, and a
-crashed episode is recorded with its traceback and counts as a failure.
+crashed episode is recorded with its traceback and counts as a failure. Each distinct error is
+printed (one line, with its episodes and the json holding the traceback); a rerun keeps errored
+episodes unless `retry_errors=true`, which runs them again. The exit status is 1 when every episode
+errored.
 
 Protocol: FrankaKitchen-v1's initial state (observation noise seeded per episode), one primitive per
 episode, success from the env's completion information, 280 steps; the R3M protocol's number is the
@@ -18,16 +21,17 @@ best of several such evaluations during training (policies/train.py reports both
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from dataclasses import dataclass
 
 from configs.loader import parse_cli
 from envs import kitchen
 from envs.env_api import make_env
-from envs.evaluator import Benchmark, results_markdown, run_evaluation
+from envs.evaluator import Benchmark, exit_status, report_errors, results_markdown, run_evaluation
 from envs.policy_api import EnvSpec
 
-__all__ = ["KitchenEvalConfig", "evaluate", "kitchen_benchmark", "main"]
+__all__ = ["KitchenEvalConfig", "cli", "evaluate", "kitchen_benchmark", "main"]
 
 
 @dataclass
@@ -46,7 +50,7 @@ class KitchenEvalConfig:
     video: bool = True
     video_stride: int = 1
     wrist_video: bool = False  # also film the second view, side by side
-    retry_errors: bool = False
+    retry_errors: bool = False  # rerun episodes whose record has status "error" (a rerun keeps them otherwise)
     progress: bool = True
     threads: int = 0
     execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
@@ -130,10 +134,17 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"overall {o['successes']}/{o['n']} = {100 * o['success_rate']:.1f}% "
           f"(95% CI {100 * o['ci95'][0]:.1f}-{100 * o['ci95'][1]:.1f}), {o['errors']} errors, "
           f"{time.time() - t0:.0f}s -> {cfg.out}")
+    report_errors(res, cfg.out)
     return res
 
 
-if __name__ == "__main__":
-    from envs.eval_kitchen import main as _main  # workers unpickle envs.eval_kitchen names, not __main__
+def cli(argv: list[str] | None = None) -> int:
+    """`main`, with exit status 1 when every episode raised an error."""
+    return exit_status(main(argv))
 
-    _main()
+
+if __name__ == "__main__":
+    from configs.cli import run_cli
+    from envs.eval_kitchen import cli as _cli  # workers unpickle envs.eval_kitchen names, not __main__
+
+    sys.exit(run_cli(_cli))

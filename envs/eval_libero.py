@@ -10,7 +10,9 @@ Outputs under --out:
     episodes/<suite>/task<TT>/trial<III>.mp4      agentview (| wrist) video
     results.json, results.md                      per task + overall success with 95% Wilson intervals
 Rerunning with the same --out skips episodes whose json exists; a crashed episode is stored with
-status "error" and its traceback and counts as a failure (`retry_errors=true` reruns those).
+status "error" and its traceback and counts as a failure. Each distinct error is printed (one line,
+with its episodes and the json holding the traceback); a rerun keeps errored episodes unless
+`retry_errors=true`, which runs them again. The exit status is 1 when every episode errored.
 
 This file supplies only LIBERO's part (config, env factory, task list, protocol constants); the
 worker pool, records, resume and summaries are the shared core in envs/evaluator.py.
@@ -26,11 +28,19 @@ from dataclasses import dataclass
 from configs.loader import parse_cli
 from envs import protocol
 from envs.env_api import make_env
-from envs.evaluator import Benchmark, episode_path, parse_tasks, results_markdown, run_evaluation
+from envs.evaluator import (
+    Benchmark,
+    episode_path,
+    exit_status,
+    parse_tasks,
+    report_errors,
+    results_markdown,
+    run_evaluation,
+)
 from envs.policy_api import POLICIES, EnvSpec
 from envs.videos import export_gifs
 
-__all__ = ["LiberoEvalConfig", "episode_path", "evaluate", "libero_benchmark", "main", "parse_tasks"]
+__all__ = ["LiberoEvalConfig", "cli", "episode_path", "evaluate", "libero_benchmark", "main", "parse_tasks"]
 
 
 @dataclass
@@ -49,7 +59,7 @@ class LiberoEvalConfig:
     video: bool = True
     video_stride: int = 1  # keep every k-th frame (frames cost a render when the policy is blind)
     wrist_video: bool = False
-    retry_errors: bool = False
+    retry_errors: bool = False  # rerun episodes whose record has status "error" (a rerun keeps them otherwise)
     progress: bool = True
     gifs: str = ""  # also write one small gif per task (trial 0's video) into this folder
     threads: int = 0  # torch threads per worker process; 0 = the free cores divided between workers
@@ -145,13 +155,19 @@ def main(argv: list[str] | None = None) -> dict:
         f"(95% CI {100 * o['ci95'][0]:.1f}-{100 * o['ci95'][1]:.1f}), {o['errors']} errors, "
         f"{time.time() - t0:.0f}s -> {cfg.out}"
     )
+    report_errors(res, cfg.out)
     return res
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`main`, with exit status 1 when every episode raised an error."""
+    return exit_status(main(argv))
 
 
 if __name__ == "__main__":
     # run through the package module, so that worker processes unpickle `envs.eval_libero` names
     # (the config class) rather than this script's `__main__`
     from configs.cli import run_cli
-    from envs.eval_libero import main as _main
+    from envs.eval_libero import cli as _cli
 
-    sys.exit(run_cli(_main))
+    sys.exit(run_cli(_cli))

@@ -298,7 +298,52 @@ def summarize(records: list[dict], cfg: EvalSettings, bench: Benchmark) -> dict:
         "tasks": rows,
         "overall": {"n": n, "successes": s, "success_rate": s / n if n else 0.0, "ci95": [lo, hi],
                     "errors": sum(r["errors"] for r in rows)},
+        "error_reasons": error_reasons(records, bench.suite),
     }
+
+
+def error_reasons(records: list[dict], suite: str) -> list[dict]:
+    """The distinct errors of the episodes that raised one, in order of first occurrence:
+    `[{"error": "KeyError: ...", "episodes": [[task, trial], ...], "record": "episodes/.../trial000.json"}]`
+    (`record`: the first such episode's JSON, relative to the output folder, with the traceback)."""
+    out: dict[str, dict] = {}
+    for r in sorted(records, key=lambda r: (r["task_id"], r["trial"])):
+        if r.get("status") != "error":
+            continue
+        msg = " ".join(str(r.get("error") or "unknown error (no message recorded)").split())
+        e = out.setdefault(msg, {"error": msg, "episodes": [],
+                                 "record": str(episode_path(Path(""), suite, r["task_id"], r["trial"]))})
+        e["episodes"].append([r["task_id"], r["trial"]])
+    return list(out.values())
+
+
+def report_errors(res: dict, out: str | Path, file: Any = None, max_lines: int = 10) -> None:
+    """One stderr line per distinct episode error (with its episodes and the record holding the
+    traceback), and how to rerun them; nothing when no episode errored."""
+    import sys
+
+    file = file or sys.stderr
+    reasons = res.get("error_reasons") or []
+    n, errors = res["overall"]["n"], res["overall"]["errors"]
+    if not errors:
+        return
+    for e in reasons[:max_lines]:
+        eps = ", ".join(f"task {t} trial {i}" for t, i in e["episodes"][:3])
+        more = f" and {len(e['episodes']) - 3} more" if len(e["episodes"]) > 3 else ""
+        reason = e["error"] if len(e["error"]) <= 400 else e["error"][:400] + "..."
+        print(f"error in {len(e['episodes'])} episode(s) ({eps}{more}; traceback in {Path(out) / e['record']}): "
+              f"{reason}", file=file)
+    if len(reasons) > max_lines:
+        print(f"... and {len(reasons) - max_lines} more distinct errors (results.json: error_reasons)", file=file)
+    every = " -- every episode errored" if errors == n else ""
+    print(f"{errors} of {n} episodes raised an error{every}; errored episodes count as failures and a rerun "
+          "keeps them: rerun with retry_errors=true to run them again", file=file)
+
+
+def exit_status(res: dict) -> int:
+    """A CLI's exit status for evaluation results: 1 when every episode raised an error, else 0."""
+    o = res["overall"]
+    return 1 if o["n"] and o["errors"] == o["n"] else 0
 
 
 def results_markdown(res: dict, title: str, header: str = "") -> str:
@@ -338,6 +383,12 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
     save_config(cfg, out / "config.yaml")
     jobs = [(t, i) for t in bench.task_ids for i in range(cfg.trials)]
     done = load_done(out, bench.suite, jobs, cfg.retry_errors)
+    kept = sum(r.get("status") == "error" for r in done.values())
+    if kept:
+        import sys
+
+        print(f"{kept} episode(s) in {out} raised an error in an earlier run and are kept as failures "
+              "(retry_errors=true runs them again)", file=sys.stderr)
     todo = [j for j in jobs if j not in done]
     records = list(done.values())
     bar = tqdm(total=len(jobs), initial=len(done), desc=f"{bench.suite}:{cfg.policy}", disable=not cfg.progress,

@@ -13,6 +13,11 @@ demo actions, batch 32, lr 1e-3. Every `eval_every` steps the head is exported a
 `eval_episodes` times per task in the env's evaluator (envs/eval_kitchen.py, envs/eval_libero.py);
 results.json reports every evaluation, the *maximum* over them (the protocol's number) and the final one.
 
+Evaluation is on by default (recipes depend on it) and usually takes longer than the training:
+`eval_episodes=10` rollouts per task every `eval_every=500` steps and at the end (`--steps 20` on
+Kitchen: minutes of rollouts for seconds of training). `eval_episodes=0` trains only (and exports
+the policy); a run says at start how many evaluations it will do.
+
 Training runs through the project's loop (configs.training.fit) in segments of `eval_every` steps:
 segment k is `fit(steps=k*eval_every, resume=True)`, so checkpoints, metrics.jsonl and --resume are
 the loop's own; a finished evaluation (evals/step_N/results.json) is never rerun.
@@ -361,7 +366,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_cli(
         TrainHeadConfig,
         argv,
-        description=__doc__.split("\n")[0],
+        # the first line, and the paragraph on the default evaluation rollouts (they cost the time)
+        description="\n\n".join(p for p in __doc__.split("\n\n") if p.startswith(("Train a", "Evaluation is"))),
         flags={
             "--env": ("env", "kitchen | libero"),
             "--task": ("task", "kitchen: all|knob,door,light,micro,slide; libero: task ids"),
@@ -374,6 +380,12 @@ def main(argv: list[str] | None = None) -> dict:
             "--resume": ("resume", "continue the run in out="),
         },
     )
+    if cfg.eval_episodes > 0:  # the rollouts usually take longer than the training: say so up front
+        K = cfg.eval_every or cfg.steps
+        n = len({*range(K, cfg.steps, K), cfg.steps})
+        where = "; ".join(f"{suite} tasks {tasks}" for suite, tasks in eval_targets(cfg))
+        print(f"evaluating {cfg.eval_episodes} episodes per task every {K} steps ({n} evaluation(s); {where}); "
+              "eval_episodes=0 to skip", flush=True)
     s = train(cfg)
     if s["max"]:
         lo, hi = s["final"]["ci95"]
@@ -388,6 +400,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from configs.cli import run_cli
     from policies.train import main as _main  # eval workers unpickle policies.train names, not __main__
 
-    _main()
+    sys.exit(run_cli(_main))  # bad input (e.g. an unknown encoder): one line `error: ...`, exit status 2

@@ -276,12 +276,11 @@ FLAGS = {
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_cli(LatentsConfig, argv, description=__doc__, flags=FLAGS, prog="vla/latents.py")
-    try:
-        run(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it
-        raise SystemExit(f"error: {e}") from None
+    run(cfg)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from configs.cli import run_cli
+
+    sys.exit(run_cli(main))  # bad input: one line `error: ...`, exit status 2

@@ -69,6 +69,7 @@ class Report:
     """Kept / dropped counts with reasons, and one-line problems naming paths."""
 
     scanned: int = 0  # annotation units seen (clips or episodes, per adapter)
+    layout: str = ""  # the published layout the adapter recognised (`detect_layout`), one line
     dropped: Counter = dataclasses.field(default_factory=Counter)
     problems: list[str] = dataclasses.field(default_factory=list)
 
@@ -80,6 +81,43 @@ class Report:
 
     def missing(self, path: str | Path, what: str) -> None:
         self.problems.append(f"MISSING {path}: {what}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One published arrangement of a dataset's annotation files.
+
+    `files` maps a role ("labels", "train", ...) to a path relative to the dataset root; `source` says
+    who published it and where (it is printed, so a user can tell which download they hold).
+    """
+
+    name: str
+    source: str
+    files: dict[str, str]
+
+    def path(self, root: Path, role: str) -> Path:
+        return root / self.files[role]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.source})"
+
+
+class LayoutError(ValueError):
+    """No known layout matches a dataset root; the message lists the layouts and the files looked for."""
+
+
+def detect_layout(kind: str, root: Path, layouts: Iterable[Layout]) -> Layout:
+    """The layout of `root`: the one with the most of its files present (ties: the first listed).
+
+    Raises LayoutError (one line: every known layout with its source and files) when none is present.
+    """
+    layouts = list(layouts)
+    found = [(sum((root / f).is_file() for f in lay.files.values()), -i, lay) for i, lay in enumerate(layouts)]
+    best = max(found, key=lambda t: (t[0], t[1]))
+    if best[0] == 0:
+        known = "; ".join(f"{lay.describe()}: {', '.join(lay.files.values())}" for lay in layouts)
+        raise LayoutError(f"{kind}: {root} matches no known layout; looked for {known}")
+    return best[2]
 
 
 def check_splits(name: str, splits: Iterable[str], note: str = "") -> None:
@@ -343,7 +381,7 @@ def write_dataset(kind: str, items: list[Item], report: Report, root: Path, out:
     atomic_write_json(out / "meta.json", meta)
     clip_split = {(r["take_id"], r["clip_id"]): r["split"] for r in rows}
     summary = {
-        "dataset": kind, "root": str(root), "out": str(out), "scanned": report.scanned,
+        "dataset": kind, "root": str(root), "out": str(out), "layout": report.layout, "scanned": report.scanned,
         "items": len(items), "kept_clips": len({(r["take_id"], r["clip_id"]) for r in rows}),
         "kept_clip_views": len(rows),
         "kept_by_split": dict(Counter(clip_split.values())),

@@ -1,6 +1,20 @@
 """Ego-Exo4D (InvAct Sec. 4.1, App. B.2): atomic-action clips of `downscaled_takes/448`, ego + exo.
 
-Layout read (docs.ego-exo4d-data.org: Metadata, Downscaled Takes, Keystep, Atomic Descriptions):
+Layouts read (`LAYOUTS`; the one found is named in the summary's `layout:` line, and none found is one
+error listing these files). Both share takes.json, splits.json, the keystep files and the videos:
+
+- `v2` (release v2, 25 March 2024, the downloader's default since; `--release v2`), also v1 after
+  its 15 March 2024 atomic-descriptions update: one atomic-descriptions file per split,
+  `annotations/atomic_descriptions_{train,val}.json`, and `annotations/keystep_{train,val}.json`.
+  Source: docs.ego-exo4d-data.org (Change Log; Annotations: Keystep, Atomic Action Descriptions) and
+  the downloader's `annotations` part as unpacked (`<root>/annotations/...`).
+- `v1` (the first release, 15 December 2023, `--release v1`): all atomic descriptions in one file,
+  `annotations/atomic_descriptions_latest.json` (same schema, every split), with
+  `annotations/keystep_{train,val}.json`; a take's split is then its `splits.json` entry (a take
+  without one is dropped, counted as such). Source: the v1 annotation folder as read by public code
+  written against that release; the keystep names are those of both releases.
+
+The files, in both (docs.ego-exo4d-data.org: Metadata, Downscaled Takes, Keystep, Atomic Descriptions):
 
     <root>/takes.json                                   list of takes: take_uid, take_name, root_dir,
                                                         parent_task_name, task_name, university_name,
@@ -43,11 +57,20 @@ from pathlib import Path
 from typing import Any
 
 from envs.datasets import DATASETS
-from envs.datasets.common import ClipSpec, Item, Report, Source, load_json
+from envs.datasets.common import ClipSpec, Item, Layout, Report, Source, detect_layout, load_json
 
 SUBJECT_RE = re.compile(
     r"^\s*(?:(?i:the|a)\s+)?(?:(?i:man|woman|person|lady|boy|girl|guy|player|participant|instructor|"
     r"doctor|nurse|teacher|coach|customer|chef)\s+)?(?:[A-Z](?=\s)|(?i:man|woman|person|lady|boy|girl))\s+",
+)  # fmt: skip
+SPLITS = ("train", "val")
+LAYOUTS = (
+    Layout("v2", "Ego-Exo4D release v2 (2024-03-25), per-split atomic descriptions",
+           {**{f"atomic_{sp}": f"annotations/atomic_descriptions_{sp}.json" for sp in SPLITS},
+            **{f"keystep_{sp}": f"annotations/keystep_{sp}.json" for sp in SPLITS}}),
+    Layout("v1", "Ego-Exo4D release v1 (2023-12-15), one atomic-descriptions file",
+           {"atomic": "annotations/atomic_descriptions_latest.json",
+            **{f"keystep_{sp}": f"annotations/keystep_{sp}.json" for sp in SPLITS}}),
 )  # fmt: skip
 PARTICLES = {"up", "down", "off", "out", "away", "back", "over"}
 ON_VERBS = {"turn", "switch", "put"}  # "turns on", "puts on" (a glove)
@@ -216,14 +239,20 @@ class EgoExo4D:
 
     def scan(self, report: Report) -> list[Item]:
         o = self.opts
+        layout = detect_layout("ego_exo4d", self.root, LAYOUTS)
+        report.layout = layout.describe()
         takes = self._takes(report)
         official = self._splits(report)
         ann_dir = self.root / "annotations"
         passes: list[tuple[Path, str, list[dict]]] = []  # (file, take_uid, descriptions)
         keysteps: dict[str, list[dict]] = {}
-        for split in o.splits:
-            path = ann_dir / f"atomic_descriptions_{split}.json"
-            data = load_json(path, report, f"atomic descriptions of split {split!r}")
+        # (atomic-descriptions file, its split or None when one file holds every split)
+        sources = ([(layout.path(self.root, "atomic"), None)] if layout.name == "v1"
+                   else [(layout.path(self.root, f"atomic_{sp}"), sp) for sp in o.splits])  # fmt: skip
+        if layout.name == "v1" and not official:
+            report.missing(ann_dir / "splits.json", "the v1 layout takes each take's split from it")
+        for path, fsplit in sources:
+            data = load_json(path, report, "atomic descriptions" + (f" of split {fsplit!r}" if fsplit else ""))
             anns = data.get("annotations") if isinstance(data, dict) else None
             if data is not None and not isinstance(anns, dict):
                 report.malformed(path, "no 'annotations' object (take_uid -> list of annotation passes)")
@@ -231,13 +260,24 @@ class EgoExo4D:
                 if not isinstance(lst, list):
                     report.malformed(path, f"annotations[{uid}]: expected a list of annotation passes")
                     continue
+                if fsplit is None:  # v1: one file for every split; a take's split is its splits.json entry
+                    if uid not in official and uid in takes:
+                        used = [a for a in lst if isinstance(a, dict) and not a.get("rejected")
+                                and isinstance(a.get("descriptions"), list)]  # fmt: skip
+                        n = sum(len(a["descriptions"]) for a in (used[:1] if o.annotator == "first" else used))
+                        report.scanned += n
+                        report.drop("take without a split in splits.json", n)
+                        continue
+                    if uid in official and official[uid] not in o.splits:
+                        continue  # another split's take (v2 reads only the requested splits' files)
                 good = [a for a in lst if isinstance(a, dict) and not a.get("rejected")
                         and isinstance(a.get("descriptions"), list)]  # fmt: skip
                 if len(good) < len([a for a in lst if isinstance(a, dict) and not a.get("rejected")]):
                     report.malformed(path, f"annotations[{uid}]: a pass has no 'descriptions' list")
                 for a in good[:1] if o.annotator == "first" else good:
                     passes.append((path, uid, a["descriptions"]))
-            kpath = ann_dir / f"keystep_{split}.json"
+        for split in o.splits:
+            kpath = layout.path(self.root, f"keystep_{split}")
             if kpath.is_file():
                 kd = load_json(kpath, report, f"keystep annotations of split {split!r}")
                 kanns = kd.get("annotations") if isinstance(kd, dict) else None
@@ -255,7 +295,7 @@ class EgoExo4D:
                                          "numeric start_time/end_time")
                     keysteps[uid] = sorted(ok, key=lambda s: (s["start_time"], s["end_time"]))
         vocab = self._vocabulary(passes)
-        split_of_file = {ann_dir / f"atomic_descriptions_{s}.json": s for s in o.splits}
+        split_of_file = dict(sources)
         by_take: dict[str, list[ClipSpec]] = {}
         missing_reported: set[str] = set()
         typo_examples: list[str] = []
@@ -283,7 +323,7 @@ class EgoExo4D:
             valid.sort(key=lambda jd: jd[1]["timestamp"])
             end_of_take = float(take.get("duration_sec") or 0.0) or None
             ego, exo = self._views(take)
-            split = official.get(uid, split_of_file[path])
+            split = official.get(uid) or split_of_file[path] or ""
             for n, (j, d) in enumerate(valid):
                 t = float(d["timestamp"])
                 if o.window == "next":

@@ -88,7 +88,10 @@ def index_dataset(cfg: IndexConfig) -> dict:
 
 def format_summary(s: dict, max_problems: int = 50) -> str:
     """The printed summary: kept / dropped with reasons, then one line per problem."""
-    lines = [f"{s['dataset']}: {s['root']} -> {s['out']}",
+    lines = [f"{s['dataset']}: {s['root']} -> {s['out']}"]
+    if s.get("layout"):
+        lines.append(f"  layout: {s['layout']}")
+    lines += [
              f"  scanned {s['scanned']} annotations; kept {s['kept_clips']} clips ({s['kept_clip_views']} clip-views) "
              f"in {s['items']} takes; by split: " + (", ".join(f"{k}={v}" for k, v in sorted(s["kept_by_split"].items())) or "-")]  # fmt: skip
     dropped = s["dropped"]

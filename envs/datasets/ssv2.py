@@ -1,11 +1,29 @@
 """Something-Something v2: template classes -> verb classes, filled labels -> sentences; webm videos.
 
-Layout read (the official download as unpacked; both label-file namings of its releases):
+Layouts read (`layouts()`; the one found is named in the summary's `layout:` line, and none found is
+one error listing these files):
 
-    <root>/labels/labels.json | something-something-v2-labels.json          {"<template>": "<class id>"}
-    <root>/labels/train.json | something-something-v2-train.json            [{id, label, template, placeholders}]
-    <root>/labels/validation.json | something-something-v2-validation.json
-    <root>/20bn-something-something-v2/<id>.webm
+- `labels-dir`, the current download (Qualcomm AI Research, developer.qualcomm.com/software/ai-datasets/
+  something-something: labels.zip unpacks to a `labels/` folder; `labels_dir` renames it):
+
+      <root>/labels/labels.json                          {"<template>": "<class id>"}
+      <root>/labels/train.json                           [{id, label, template, placeholders}]
+      <root>/labels/validation.json
+      <root>/labels/test.json                            [{id}] (no labels; not indexed)
+
+- `20bn`, the original release (TwentyBN, 2018, 20bn.com/datasets/something-something): the same
+  files, named `something-something-v2-{labels,train,validation,test}.json`, beside the videos:
+
+      <root>/something-something-v2-labels.json
+      <root>/something-something-v2-train.json
+      <root>/something-something-v2-validation.json
+      <root>/something-something-v2-test.json
+
+- `20bn-in-labels-dir`: the 20BN file names unpacked into `labels/` (seen in mirrors of the release).
+
+Videos in every layout: `<root>/20bn-something-something-v2/<id>.webm` (`videos_dir`). An annotation
+naming a video that is absent is one `MISSING <path>: video of <split> id <id>` line and the clip is
+dropped (counted as "missing video"); the other clips are indexed.
 
 `template` ("Pushing [something] from left to right") without brackets is the class name of
 labels.json and becomes `action` (174 verb classes); `label` (the template filled with the objects:
@@ -22,13 +40,31 @@ import dataclasses
 from pathlib import Path
 
 from envs.datasets import DATASETS
-from envs.datasets.common import ClipSpec, Item, Report, Source, check_splits, load_json
+from envs.datasets.common import (
+    ClipSpec,
+    Item,
+    Layout,
+    Report,
+    Source,
+    check_splits,
+    detect_layout,
+    load_json,
+)
 
-FILES = {
-    "labels": ("labels.json", "something-something-v2-labels.json"),
-    "train": ("train.json", "something-something-v2-train.json"),
-    "val": ("validation.json", "something-something-v2-validation.json"),
-}
+ROLES = {"labels": "labels", "train": "train", "val": "validation", "test": "test"}  # role -> file stem
+QUALCOMM = "Qualcomm AI Research download, labels.zip"
+TWENTYBN = "original 20BN release, 2018"
+
+
+def layouts(labels_dir: str = "labels") -> tuple[Layout, ...]:
+    """The published SSv2 annotation layouts, in detection order (see the module docstring)."""
+    d = labels_dir.strip("/")
+    return (
+        Layout("labels-dir", QUALCOMM, {r: f"{d}/{stem}.json" for r, stem in ROLES.items()}),
+        Layout("20bn", TWENTYBN, {r: f"something-something-v2-{stem}.json" for r, stem in ROLES.items()}),
+        Layout("20bn-in-labels-dir", f"{TWENTYBN}, its files unpacked into {d}/",
+               {r: f"{d}/something-something-v2-{stem}.json" for r, stem in ROLES.items()}),
+    )
 
 
 def class_name(template: str) -> str:
@@ -61,22 +97,18 @@ class SSv2:
         self.opts.validate()
         self.extra = {"source": "Something-Something v2"}
 
-    def _file(self, what: str) -> Path:
-        d = self.root / self.opts.labels_dir
-        for name in FILES[what]:
-            if (d / name).is_file():
-                return d / name
-        return d / FILES[what][0]
-
     def scan(self, report: Report) -> list[Item]:
-        lp = self._file("labels")
+        layout = detect_layout("ssv2", self.root, layouts(self.opts.labels_dir))
+        report.layout = f"{layout.describe()}; videos {self.opts.videos_dir}/<id>.webm"
+        self.extra["layout"] = layout.name
+        lp = layout.path(self.root, "labels")
         labels = load_json(lp, report, "SSv2 class list")
         classes = set(labels) if isinstance(labels, dict) else None
         if labels is not None and classes is None:
             report.malformed(lp, "expected an object {template: class id}")
         items = []
         for split in self.opts.splits:
-            p = self._file(split)
+            p = layout.path(self.root, split)
             data = load_json(p, report, f"SSv2 {split} annotations")
             if data is None:
                 continue

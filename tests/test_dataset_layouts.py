@@ -157,3 +157,13 @@ def test_ego_exo4d_no_layout_lists_layouts_and_files(tmp_path):
     for name in ("annotations/atomic_descriptions_train.json", "annotations/atomic_descriptions_val.json",
                  "annotations/atomic_descriptions_latest.json", "annotations/keystep_train.json", "v1 ("):
         assert name in msg, name
+
+
+@pytest.mark.parametrize("kind, says", [("rh20t", "rh20t.github.io release"), ("bridge", "BridgeData V2 raw release"),
+                                        ("charades_ego", "Charades-Ego v1 archive"),
+                                        ("ntu120", "NTU RGB+D 120 official RGB download")])
+def test_single_layout_adapters_name_their_layout(tmp_path, kind, says):
+    from tests.fixtures.datasets.make_fixtures import MAKERS
+
+    s = index(MAKERS[kind](tmp_path / "src"), tmp_path / "out", kind)
+    assert s["layout"].startswith(says) and f"  layout: {says}" in format_summary(s)

@@ -74,6 +74,7 @@ class Bridge:
 
     def scan(self, report: Report) -> list[Item]:
         o = self.opts
+        report.layout = "BridgeData V2 raw release (.../raw/traj_group<G>/traj<K>/images<i>/im_<n>.jpg + lang.txt)"
         keep = SingleActionFilter(o.parser, None)
         trajs = sorted({p.parent for p in self.root.rglob("images0") if re.match(r"^traj\d+$", p.parent.name)
                         and p.parent.parent.name.startswith("traj_group")})  # fmt: skip

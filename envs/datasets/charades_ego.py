@@ -77,6 +77,8 @@ class CharadesEgo:
 
     def scan(self, report: Report) -> list[Item]:
         o = self.opts
+        report.layout = (f"Charades-Ego v1 archive ({o.annotations_dir}/CharadesEgo_v1_{{train,test}}.csv, "
+                         f"CharadesEgo_v1_classes.txt + {o.videos_dir}/<id>.mp4)")
         ad = self.root / o.annotations_dir
         cpath = ad / "CharadesEgo_v1_classes.txt"
         if not cpath.is_file():

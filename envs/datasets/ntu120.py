@@ -91,6 +91,7 @@ class NTU120:
 
     def scan(self, report: Report) -> list[Item]:
         o = self.opts
+        report.layout = f"NTU RGB+D 120 official RGB download ({o.videos_dir}/S...C...P...R...A..._rgb.avi)"
         vdir = self.root / o.videos_dir
         if not vdir.is_dir():
             report.missing(vdir, "NTU RGB+D video folder")

@@ -60,6 +60,7 @@ class RH20T:
 
     def scan(self, report: Report) -> list[Item]:
         o = self.opts
+        report.layout = "rh20t.github.io release (task_description.json + RH20T_cfg<N>/<episode>/cam_<serial>/color.mp4)"
         tpath = Path(o.task_descriptions)
         tpath = tpath if tpath.is_absolute() else self.root / tpath
         tasks = load_json(tpath, report, "RH20T task descriptions")

@@ -18,6 +18,7 @@ import re
 import textwrap
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -263,14 +264,14 @@ def parse_cli(
     """
     flags = flags or {}
     positional = positional or {}
-    p = argparse.ArgumentParser(
+    p = _KeysHelpParser(
         prog=prog,
         description=description,
-        epilog=keys_help(cls, {**positional, **flags})
-        + "\n\nAny config key can be set as key=value (dotted for nested keys, e.g. world.frames=8)\n"
+        epilog="Any config key can be set as key=value (dotted for nested keys, e.g. world.frames=8)\n"
         "or in the --config file; the command line wins over the file, the file over the defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.keys_help = lambda: keys_help(cls, {**positional, **flags})
     p.add_argument("--config", help="YAML config file (keys as in configs/)")
     for name, (key, help_) in positional.items():
         p.add_argument(name, help=f"{help_} (config key '{key}')")
@@ -303,6 +304,17 @@ def parse_cli(
     except ConfigError as e:
         p.exit(2, f"{p.prog}: error: {' '.join(str(e).split())}\n")
         raise  # unreachable: p.exit exits
+
+
+class _KeysHelpParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help ends with the config keys (listed only when help is asked for)."""
+
+    keys_help: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.keys_help is not None:
+            self.epilog, self.keys_help = f"{self.keys_help()}\n\n{self.epilog or ''}", None
+        return super().format_help()
 
 
 _SOURCE = "\x00source\x00"  # placeholder replaced by the place that set the faulty key

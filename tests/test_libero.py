@@ -413,7 +413,10 @@ def test_run_episode_blind_policy_and_step_budget(tmp_path: Path):
     env = FakeEnv(0, render=False)  # what the evaluator always builds: the rollout loop renders
     rec = run_episode(env, RandomPolicy(seed=0), 0, FakeConfig(max_steps=3, video_stride=2), tmp_path / "v.mp4")
     assert rec["steps"] <= 3 and (tmp_path / "v.mp4").stat().st_size > 0
-    assert set(rec) == {"success", "steps", "wall_s", "acts", "rendered_frames"} and rec["rendered_frames"] == 0
+    assert set(rec) == {"success", "steps", "wall_s", "acts", "rendered_frames", "actions_sha1"}
+    assert rec["rendered_frames"] == 0 and len(rec["actions_sha1"]) == 16
+    again = run_episode(FakeEnv(0, render=False), RandomPolicy(seed=0), 0, FakeConfig(max_steps=3, video_stride=2))
+    assert again["actions_sha1"] == rec["actions_sha1"]  # the same episode acts alike: the digest says so
 
 
 @pytest.mark.slow

@@ -14,6 +14,22 @@ status "error" and its traceback and counts as a failure. Each distinct error is
 with its episodes and the json holding the traceback); a rerun keeps errored episodes unless
 `retry_errors=true`, which runs them again. The exit status is 1 when every episode errored.
 
+Across processes and machines: launch the same command under torchrun (or `accelerate launch`, the
+launcher training uses; both set RANK / WORLD_SIZE / MASTER_ADDR), e.g.
+
+    torchrun --standalone --nproc_per_node 2 envs/eval_libero.py --suite libero10 --policy scripted --out runs/eval/x
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 4 envs/eval_libero.py ...
+
+The ranks join one gloo group; rank 0 reads the finished records and hands every rank a contiguous
+share of the (task, trial) episodes still to run, task-major (`envs.evaluator.rank_jobs`). Each rank
+runs its share with its own `--workers` pool and writes its records, which name the `rank` and
+`world_size` that ran them; rank 0 gathers them (copying any its disk does not see, so --out need
+not be a shared folder; videos stay on the machine that rendered them), and writes results.json /
+results.md exactly as a one-process run would (only the records' pid/rank/world_size/wall_s and
+the mean wall time differ). Rerunning with any other world size resumes from the records. A rank
+with nothing to do (more ranks than episodes left) prints one line and exits with status 0; only
+rank 0 prints the table. A rank waits for the others up to `rank_timeout_s` (default 7 days).
+
 This file supplies only LIBERO's part (config, env factory, task list, protocol constants); the
 worker pool, records, resume and summaries are the shared core in envs/evaluator.py.
 """
@@ -32,6 +48,7 @@ from envs.evaluator import (
     Benchmark,
     episode_path,
     exit_status,
+    launch_rank,
     parse_tasks,
     report_errors,
     results_markdown,
@@ -64,10 +81,12 @@ class LiberoEvalConfig:
     gifs: str = ""  # also write one small gif per task (trial 0's video) into this folder
     threads: int = 0  # torch threads per worker process; 0 = the free cores divided between workers
     execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
+    rank_timeout_s: float = 0.0  # under torchrun: how long a rank waits for the others (0 = 7 days)
 
     def validate(self) -> None:
         self.suite = protocol.canonical_suite(self.suite)
-        for name, low in (("trials", 1), ("workers", 1), ("max_steps", 0), ("video_stride", 1), ("threads", 0)):
+        for name, low in (("trials", 1), ("workers", 1), ("max_steps", 0), ("video_stride", 1), ("threads", 0),
+                          ("rank_timeout_s", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         parse_tasks(self.tasks, 10**6)
@@ -98,7 +117,7 @@ def libero_benchmark(cfg: LiberoEvalConfig) -> Benchmark:
     """The LIBERO part of an evaluation: tasks, env factory (envs.env_api.ENVS "libero"), protocol."""
     from envs.libero_env import num_tasks
 
-    task_ids = parse_tasks(cfg.tasks, num_tasks(cfg.suite))
+    task_ids = parse_tasks(cfg.tasks, num_tasks(cfg.suite), cfg.suite)
     name = cfg.policy.split(":", 1)[0]
     if name in POLICIES and str(cfg.tasks).strip() in ("all", ""):
         supported = POLICIES.get(name).supported_tasks(cfg.suite)  # e.g. the scripted expert's programs
@@ -145,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     t0 = time.time()
     res = evaluate(cfg)
+    rank, _ = launch_rank()
+    if rank != 0:  # rank 0 prints the merged table and the errors, once
+        return res
     if cfg.gifs:
         for gif in export_gifs(cfg.out, cfg.gifs):
             print(f"gif -> {gif}")

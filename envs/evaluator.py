@@ -13,7 +13,14 @@ list and its protocol constants, bundled in a `Benchmark`; this module does the 
   episodes; a crashed episode (or a dead worker) is stored with status "error" and its traceback
   and counts as a failure (`retry_errors=true` reruns those);
 - an mp4 per episode (agentview, optionally | wrist), `results.json` / `results.md` with 95% Wilson
-  intervals per task and overall.
+  intervals per task and overall;
+- several ranks (`torchrun --nnodes N --nproc_per_node M SCRIPT ...` or `accelerate launch`, which
+  set RANK / WORLD_SIZE): rank 0 reads the finished records and sends the episodes still to run to
+  every rank (gloo), each rank runs its contiguous share (`rank_jobs`; the worker pool above runs
+  inside each rank) and writes its records, naming `rank` and `world_size`; rank 0 gathers them
+  (writing any it does not see on its own disk, so `out` need not be shared), then writes
+  results.json / results.md exactly as one process would. A rerun with another world size resumes
+  from the records; a rank with no share prints one line and returns.
 
 Policies are reached only through the policy registry (`envs.policy_api.build_policy`) and run only
 through the rollout loop (`envs.rollout.run_loop`); simulators only through the `envs.env_api.Env` protocol.
@@ -27,12 +34,12 @@ import multiprocessing as mp
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -84,8 +91,9 @@ class Benchmark:
     env_spec: EnvSpec | None = None
 
 
-def parse_tasks(spec: str, n_tasks: int) -> list[int]:
-    """'all' -> range(n_tasks); '0,3,7' -> [0, 3, 7]; '1-3' -> [1, 2, 3]; bad ids raise ValueError."""
+def parse_tasks(spec: str, n_tasks: int, suite: str = "") -> list[int]:
+    """'all' -> range(n_tasks); '0,3,7' -> [0, 3, 7]; '1-3' -> [1, 2, 3]; bad ids raise ValueError
+    (one line naming the valid ids, of `suite` when given)."""
     spec = str(spec).strip()
     if spec in ("all", ""):
         return list(range(n_tasks))
@@ -101,7 +109,8 @@ def parse_tasks(spec: str, n_tasks: int) -> list[int]:
             raise ValueError(f"tasks: {part!r} is not a task id (use e.g. tasks=0,3,7 or all)") from None
         for i in ids:
             if not 0 <= i < n_tasks:
-                raise ValueError(f"tasks: id {i} out of range 0..{n_tasks - 1}")
+                of = f" of {suite}" if suite else ""
+                raise ValueError(f"tasks: id {i} out of range; the valid task ids{of} are 0..{n_tasks - 1}")
             out.append(i)
     return sorted(set(out))
 
@@ -162,7 +171,10 @@ def run_episode(env: Env, policy: Policy, trial: int, cfg: EvalSettings, video_p
 _W: dict[str, Any] = {}
 
 
-def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = None, workers: int = 1) -> None:
+def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = None, workers: int = 1,
+                 rank: int = 0, world: int = 1) -> None:
+    """Set up one episode process: threads for one of `workers` processes sharing this machine's
+    cores, and the (rank, world) its records name."""
     from configs.threads import apply_threads
 
     if driver_pid is not None:
@@ -174,6 +186,7 @@ def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = N
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
     _W.clear()
     _W["cfg"], _W["bench"] = cfg, bench
+    _W["rank"], _W["world"] = rank, world
     if driver_pid is not None:
         _watch_parent(driver_pid)
 
@@ -229,7 +242,8 @@ def _run_job(task_id: int, trial: int) -> dict:
     bench: Benchmark = _W["bench"]
     out = Path(cfg.out)
     rec: dict[str, Any] = {"suite": bench.suite, "task_id": task_id, "trial": trial, "policy": cfg.policy,
-                           "seed": env_seed(cfg, trial), **bench.record_extra, "pid": os.getpid()}
+                           "seed": env_seed(cfg, trial), **bench.record_extra, "pid": os.getpid(),
+                           "rank": _W.get("rank", 0), "world_size": _W.get("world", 1)}
     t0 = time.time()
     try:
         policy = _get_policy(cfg)
@@ -362,20 +376,135 @@ def results_markdown(res: dict, title: str, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _crash_record(cfg: EvalSettings, bench: Benchmark, task_id: int, trial: int, err: BaseException) -> dict:
+def _crash_record(cfg: EvalSettings, bench: Benchmark, task_id: int, trial: int, err: BaseException,
+                  rank: int = 0, world: int = 1) -> dict:
     """Record of an episode whose worker died (call inside the `except`, for its traceback)."""
     return {"suite": bench.suite, "task_id": task_id, "trial": trial, "policy": cfg.policy, "success": False,
             "steps": 0, "wall_s": 0.0, "status": "error", "error": f"worker process died: {err}",
-            "traceback": traceback.format_exc()}
+            "traceback": traceback.format_exc(), "rank": rank, "world_size": world}
 
 
-def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
+# ---------------------------------------------------------------------------------------------
+# Ranks (torchrun / accelerate launch): the episodes split across processes and machines
+# ---------------------------------------------------------------------------------------------
+
+RANK_TIMEOUT_S: float = 7 * 24 * 3600.0  # how long a rank may wait for the others (a slow share)
+
+J = TypeVar("J")
+
+
+def launch_rank() -> tuple[int, int]:
+    """(rank, world size) of this process as `torchrun` / `accelerate launch` set them in RANK and
+    WORLD_SIZE; (0, 1) for a plain run. Bad values raise ValueError."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        rank = int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        raise ValueError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
+                         "are not integers (set by torchrun / accelerate launch)") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is not in [0, WORLD_SIZE={world})")
+    return rank, world
+
+
+@dataclass
+class Ranks:
+    """This process's place in a multi-process launch, with the few gloo collectives the drivers
+    need; `world == 1` (a plain run) makes every collective the identity."""
+
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1  # ranks on this machine (they share its cores)
+    owns_group: bool = False  # this object initialised the process group (and `close` destroys it)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (on every rank); [obj] for one process."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        got: list[Any] = [None] * self.world
+        dist.all_gather_object(got, obj)
+        return got
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (the others' argument is ignored)."""
+        if self.world == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def join_ranks(timeout_s: float = RANK_TIMEOUT_S) -> Ranks:
+    """The `Ranks` of this process: with WORLD_SIZE > 1, join (or reuse) the torch.distributed
+    process group over gloo (env:// rendezvous: MASTER_ADDR / MASTER_PORT, as torchrun and
+    accelerate launch set them), waiting up to `timeout_s` in any collective."""
+    rank, world = launch_rank()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or 1
+    if world == 1:
+        return Ranks()
+    import datetime
+
+    import torch.distributed as dist
+
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=float(timeout_s)))
+        owns = True
+    if (dist.get_rank(), dist.get_world_size()) != (rank, world):
+        raise ValueError(f"the process group is rank {dist.get_rank()} of {dist.get_world_size()}, "
+                         f"but RANK/WORLD_SIZE say {rank} of {world}")
+    return Ranks(rank=rank, world=world, local_world=min(local, world), owns_group=owns)
+
+
+def rank_jobs(jobs: Sequence[J], rank: int, world: int) -> list[J]:
+    """The contiguous share of `jobs` (e.g. (task, trial) pairs, task-major, so a rank keeps one env
+    per task) that `rank` of `world` runs: shares are disjoint, cover `jobs`, differ in length by at
+    most one, and are empty for the ranks beyond len(jobs). Same split as training's `rank_slice`."""
+    from configs.training import rank_slice
+
+    return list(jobs[rank_slice(len(jobs), rank, world)])
+
+
+def idle_line(what: str, n: int, ranks: Ranks) -> str:
+    """The one line a rank with no share prints."""
+    return (f"rank {ranks.rank} of {ranks.world}: nothing to do ({n} {what} to run, fewer than or "
+            f"already taken by the other ranks)")
+
+
+def run_evaluation(cfg: EvalSettings, bench: Benchmark, ranks: Ranks | None = None) -> dict:
     """Run (or resume) `cfg.trials` episodes of every task in `bench`; returns the results dict
-    (also written as results.json / results.md, with the resolved config.yaml, under cfg.out)."""
-    from tqdm import tqdm
+    (also written as results.json / results.md, with the resolved config.yaml, under cfg.out).
 
-    out = Path(cfg.out)
-    # a bad policy fails here, before anything is written
+    Under torchrun / accelerate launch (WORLD_SIZE > 1, or `ranks` given) the episodes still to run
+    are split across the ranks and rank 0 merges; every rank returns the same results dict."""
+    own = ranks is None
+    ranks = ranks or join_ranks(getattr(cfg, "rank_timeout_s", 0) or RANK_TIMEOUT_S)
+    try:
+        return _evaluate_ranked(cfg, bench, ranks)
+    finally:
+        if own:
+            ranks.close()
+
+
+def _plan(cfg: EvalSettings, bench: Benchmark, out: Path) -> tuple[Policy, dict, list[tuple[int, int]]]:
+    """Rank 0's part before any episode: build and check the policy (a bad one fails here, before
+    anything is written), write config.yaml, read the finished records -> (policy, done, todo)."""
     policy = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
     if bench.env_spec is not None:
         check_inputs(policy, bench.env_spec, cfg.policy)
@@ -389,23 +518,53 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
 
         print(f"{kept} episode(s) in {out} raised an error in an earlier run and are kept as failures "
               "(retry_errors=true runs them again)", file=sys.stderr)
-    todo = [j for j in jobs if j not in done]
+    return policy, done, [j for j in jobs if j not in done]
+
+
+def _evaluate_ranked(cfg: EvalSettings, bench: Benchmark, ranks: Ranks) -> dict:
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    policy: Policy | None = None
+    done: dict = {}
+    plan: dict[str, Any] = {}
+    if ranks.main:
+        try:
+            policy, done, todo = _plan(cfg, bench, out)
+            plan = {"todo": todo}
+        except Exception as e:
+            ranks.broadcast({"error": f"{type(e).__name__}: {e}"})  # the others stop with it
+            raise
+    plan = ranks.broadcast(plan)
+    if "error" in plan:
+        raise ValueError(f"rank 0 stopped before any episode: {plan['error']}")
+    todo = [tuple(j) for j in plan["todo"]]
+    mine = rank_jobs(todo, ranks.rank, ranks.world)
+    if ranks.world > 1 and not mine:
+        print(idle_line("episode(s)", len(todo), ranks), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     records = list(done.values())
-    bar = tqdm(total=len(jobs), initial=len(done), desc=f"{bench.suite}:{cfg.policy}", disable=not cfg.progress,
-               dynamic_ncols=True)
+    new: list[dict] = []
+    tag = f"[rank {ranks.rank}/{ranks.world}] " if ranks.world > 1 else ""
+    bar = tqdm(total=len(done) + len(mine), initial=len(done), desc=f"{tag}{bench.suite}:{cfg.policy}",
+               disable=not cfg.progress or not mine, dynamic_ncols=True)
 
     def note(rec: dict) -> None:
         records.append(rec)
+        new.append(rec)
         s = sum(int(bool(r["success"])) for r in records)
         bar.set_postfix(success=f"{s}/{len(records)}", err=sum(r.get("status") == "error" for r in records))
         bar.update(1)
 
-    workers = min(cfg.workers, len(todo))
+    workers = min(cfg.workers, len(mine))
+    # the processes sharing this machine's cores: this rank's workers times the ranks on the machine
+    sharing = max(1, workers) * ranks.local_world
     if workers == 1:
-        _init_worker(cfg, bench)
-        _W["policy"] = policy  # the one already built (a large VLA is loaded once)
+        _init_worker(cfg, bench, workers=sharing, rank=ranks.rank, world=ranks.world)
+        if policy is not None:
+            _W["policy"] = policy  # the one already built (a large VLA is loaded once)
         try:
-            for t, i in todo:
+            for t, i in mine:
                 note(_run_job(t, i))
         finally:
             _close_env()
@@ -413,18 +572,30 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark) -> dict:
     elif workers > 1:
         # spawn: a forked child would inherit the parent's GL/MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(cfg, bench, os.getpid(), workers)) as pool:
-            futs = {pool.submit(_run_job, t, i): (t, i) for t, i in todo}
+                                 initargs=(cfg, bench, os.getpid(), sharing, ranks.rank, ranks.world)) as pool:
+            futs = {pool.submit(_run_job, t, i): (t, i) for t, i in mine}
             for fut in as_completed(futs):
                 t, i = futs[fut]
                 try:
                     rec = fut.result()
                 except BrokenProcessPool as e:  # a worker died (segfault, OOM): record, don't drop
-                    rec = _crash_record(cfg, bench, t, i, e)
+                    rec = _crash_record(cfg, bench, t, i, e, ranks.rank, ranks.world)
                     atomic_write_json(episode_path(out, bench.suite, t, i), rec)
                 note(rec)
     bar.close()
-    res = summarize(records, cfg, bench)
-    atomic_write_json(out / "results.json", res)
-    atomic_write_text(out / "results.md", results_markdown(res, bench.title, bench.header))
-    return res
+    res: dict | None = None
+    if ranks.world > 1:
+        # rank 0 merges: every rank's new records (written on its own disk; copied here if this
+        # disk does not see them, so that rank 0's folder alone holds the whole evaluation)
+        others = [r for k, recs in enumerate(ranks.gather(new)) if k != ranks.rank for r in recs]
+        if ranks.main:
+            for r in others:
+                p = episode_path(out, bench.suite, r["task_id"], r["trial"])
+                if not p.is_file():
+                    atomic_write_json(p, r)
+            records += others
+    if ranks.main:
+        res = summarize(records, cfg, bench)
+        atomic_write_json(out / "results.json", res)
+        atomic_write_text(out / "results.md", results_markdown(res, bench.title, bench.header))
+    return ranks.broadcast(res)

@@ -20,6 +20,7 @@ from pathlib import Path
 from configs.loader import save_config
 from configs.runs import atomic_write_json, seed_everything
 from envs import protocol
+from envs.evaluator import RANK_TIMEOUT_S, Ranks, idle_line, join_ranks, rank_jobs
 
 
 # ------------------------------------------------------------------------------------------- LIBERO
@@ -36,9 +37,12 @@ class LiberoDemoConfig:
     noise: float = 0.02  # std of Gaussian noise on the arm actions
     flush_every: int = 5
     max_steps: int = 0  # 0 = the suite's protocol max
+    rank_timeout_s: float = 0.0  # under torchrun: how long a rank waits for the others (0 = 7 days)
 
     def validate(self) -> None:
         self.suite = protocol.canonical_suite(self.suite)
+        if self.rank_timeout_s < 0:
+            raise ValueError(f"rank_timeout_s must be >= 0, got {self.rank_timeout_s}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.noise < 0:
@@ -81,29 +85,54 @@ def make_libero_task(cfg: LiberoDemoConfig, task_id: int, out: Path) -> dict:
         env.close()
 
 
-def make_libero_demos(cfg: LiberoDemoConfig) -> dict:
-    """Demos for every task of `cfg` (resumable); writes <out>/config.yaml and <out>/summary.json."""
+def libero_demo_tasks(cfg: LiberoDemoConfig) -> list[int]:
+    """The task ids of `cfg` ("all" = every task with a scripted program); an unknown id, or one
+    without a program, is one ValueError line naming the valid ones."""
     from envs.evaluator import parse_tasks
     from envs.libero_env import num_tasks
     from envs.policy_api import POLICIES
 
-    supported_tasks = POLICIES.get("scripted").supported_tasks
-    cfg.validate()
-    seed_everything(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    supported = POLICIES.get("scripted").supported_tasks(cfg.suite)
     if str(cfg.tasks).strip() in ("all", ""):
-        tasks = supported_tasks(cfg.suite)
-    else:
-        tasks = parse_tasks(cfg.tasks, num_tasks(cfg.suite))
-        missing = [t for t in tasks if t not in supported_tasks(cfg.suite)]
-        if missing:
-            raise SystemExit(f"no scripted program for {cfg.suite} tasks {missing}; "
-                             f"available: {supported_tasks(cfg.suite)}")
-    summary = {"suite": cfg.suite, "tasks": [make_libero_task(cfg, t, out) for t in tasks]}
-    atomic_write_json(out / "summary.json", summary)
-    return summary
+        return list(supported)
+    tasks = parse_tasks(cfg.tasks, num_tasks(cfg.suite), cfg.suite)
+    missing = [t for t in tasks if t not in supported]
+    if missing:
+        raise ValueError(f"no scripted program for {cfg.suite} tasks {missing}; available: {list(supported)}")
+    return tasks
+
+
+def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict:
+    """Demos for every task of `cfg` (resumable); writes <out>/config.yaml and <out>/summary.json.
+
+    Under torchrun / accelerate launch the *tasks* are split across the ranks (`rank_jobs`,
+    contiguous): a task's demos are one hdf5 file with one writer, resumed from the demos in it and
+    its attempt counter (<task>_demo.progress.json), so the task, not the episode, is the unit. Each
+    summary row names the `rank` and `world_size` that wrote its file; rank 0 gathers the rows and
+    writes summary.json (rows in task order, as one process writes them); every rank returns it. A
+    rank without a task prints one line. A rerun with another world size resumes every file."""
+    cfg.validate()
+    tasks = libero_demo_tasks(cfg)  # before anything is written
+    seed_everything(cfg.seed)
+    own = ranks is None
+    ranks = ranks or join_ranks(cfg.rank_timeout_s or RANK_TIMEOUT_S)
+    try:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if ranks.main:
+            save_config(cfg, out / "config.yaml")
+        mine = rank_jobs(tasks, ranks.rank, ranks.world)
+        if ranks.world > 1 and not mine:
+            print(idle_line("task(s)", len(tasks), ranks), flush=True)
+        rows = [{**make_libero_task(cfg, t, out), "rank": ranks.rank, "world_size": ranks.world} for t in mine]
+        every = sorted((r for part in ranks.gather(rows) for r in part), key=lambda r: tasks.index(r["task_id"]))
+        summary = {"suite": cfg.suite, "tasks": every}
+        if ranks.main:
+            atomic_write_json(out / "summary.json", summary)
+        return summary
+    finally:
+        if own:
+            ranks.close()
 
 
 # ------------------------------------------------------------------------------------------ Kitchen

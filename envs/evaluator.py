@@ -483,8 +483,7 @@ def rank_jobs(jobs: Sequence[J], rank: int, world: int) -> list[J]:
 
 def idle_line(what: str, n: int, ranks: Ranks) -> str:
     """The one line a rank with no share prints."""
-    return (f"rank {ranks.rank} of {ranks.world}: nothing to do ({n} {what} to run, fewer than or "
-            f"already taken by the other ranks)")
+    return f"rank {ranks.rank} of {ranks.world}: nothing to do ({n} {what} left to run, all taken by lower ranks)"
 
 
 def run_evaluation(cfg: EvalSettings, bench: Benchmark, ranks: Ranks | None = None) -> dict:

@@ -8,6 +8,12 @@ Diversity: attempt k starts from init state k mod 50, the skills jitter their wa
 seed and k) and `noise` adds Gaussian noise to the arm actions. Rerunning resumes: demos already on
 disk are kept and generation continues from the next attempt. The work is
 `envs.demo_tasks.make_libero_demos`; this file only parses the command line.
+
+Across processes and machines (`torchrun --nproc_per_node M [--nnodes N ...] scripts/make_libero_demos.py ...`
+or `accelerate launch`): the tasks are split across the ranks (one hdf5 file per task has one
+writer, so the task is the unit), each summary row names the rank that wrote the file, rank 0
+writes summary.json and prints the rows; a rank without a task prints one line and exits with 0.
+Rerunning with another world size resumes every task's file.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 from configs.cli import run_cli
 from configs.loader import parse_cli
 from envs.demo_tasks import LiberoDemoConfig, make_libero_demos
+from envs.evaluator import launch_rank
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
     )
     summary = make_libero_demos(cfg)
+    if launch_rank()[0] != 0:  # rank 0 prints the merged rows, once
+        return summary
     for t in summary["tasks"]:
         print(f"{cfg.suite} task {t['task_id']} {t['name']}: {t['demos']} demos from {t['attempts']} attempts "
               f"-> {t['file']}")

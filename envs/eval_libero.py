@@ -19,6 +19,7 @@ launcher training uses; both set RANK / WORLD_SIZE / MASTER_ADDR), e.g.
 
     torchrun --standalone --nproc_per_node 2 envs/eval_libero.py --suite libero10 --policy scripted --out runs/eval/x
     torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 4 envs/eval_libero.py ...
+    accelerate launch --multi_gpu --num_processes 2 envs/eval_libero.py ...   # also on CPU-only machines
 
 The ranks join one gloo group; rank 0 reads the finished records and hands every rank a contiguous
 share of the (task, trial) episodes still to run, task-major (`envs.evaluator.rank_jobs`). Each rank

@@ -11,10 +11,11 @@ over evaluations on the test episodes).
 
 Resume: every unit leaves its mark on disk and is skipped when present: a row's head (rows/<row>/
 trained.json, written after training, holding the resolved training config; a changed config is an
-error, not a silent mix), each episode (the evaluator's per-episode records under rows/<row>/eval/),
-the row's summary (row.json). A table killed at any point continues where it stopped when the same
-command is run again; `only=` runs a subset of rows now (a table in parts) and the table shows
-every row that has records so far, with its n.
+error, not a silent mix), each episode (the evaluator's per-episode records under rows/<row>/eval/).
+The table is always built from the episode records on disk (rows/<row>/row.json is its summary), so
+a table killed at any point shows every row with its n so far and continues where it stopped when
+the same command is run again; `only=` runs a subset of rows now (a table in parts); `run=false`
+only rebuilds the table.
 
 CPU time (user + system of this process and its evaluation workers) and wall time are kept per
 row and part in row.json and reported beside the table. `publish=` copies the table, the configs
@@ -59,6 +60,7 @@ class CompareConfig:
     trials: int = 50  # rollouts per task (roboact_clip Table II: 50)
     workers: int = 2  # evaluation worker processes
     only: str = ""  # comma list of row labels (or reference names) to run now; "" = all
+    run: bool = True  # false: only (re)build the table from the records on disk
     out: str = "runs/tables/libero"
     publish: str = ""  # also copy table, configs and episode records here (e.g. docs/results/<table>)
     video: bool = False
@@ -301,11 +303,43 @@ def publish(out: Path, dest: Path) -> None:
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out)
         keep = (p.suffix in (".md", ".png") and len(rel.parts) == 1) or rel.name in ("results.json", "config.yaml",
-                                                                                      "row.json", "timing.json")
+                                                                                      "row.json", "timing.json", "spec.txt")
         keep = keep or (p.suffix == ".json" and "episodes" in rel.parts)
         if p.is_file() and keep and "checkpoints" not in rel.parts and "policy" not in rel.parts:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(p, dest / rel)
+
+
+def cells_from_records(eval_dir: Path, trials: int) -> dict:
+    """{'suite:task': cell} over the episode records under `eval_dir` (trials < `trials`; an errored
+    episode counts as a failure, as in the evaluator): the table is built from what is on disk, so a
+    row killed mid-evaluation shows its n so far."""
+    counts: dict[str, list[int]] = {}
+    for p in sorted(eval_dir.rglob("trial*.json")):
+        if "episodes" not in p.parts:
+            continue
+        rec = json.loads(p.read_text())
+        if int(rec["trial"]) >= trials:
+            continue
+        c = counts.setdefault(f"{rec['suite']}:{int(rec['task_id'])}", [0, 0])
+        c[0] += int(bool(rec.get("success")))
+        c[1] += 1
+    return {k: _cell(s, n) for k, (s, n) in sorted(counts.items())}
+
+
+def row_summary(row_dir: Path, label: str, spec: str, trials: int) -> dict | None:
+    """The row as it stands on disk (None if it never ran or ran as another spec); also row.json."""
+    spec_file = row_dir / "spec.txt"
+    if not spec_file.is_file() or spec_file.read_text() != spec:
+        return None
+    timing = json.loads((row_dir / "timing.json").read_text()) if (row_dir / "timing.json").is_file() else {}
+    along = [json.loads(p.read_text()) for p in sorted(row_dir.glob("train/**/evals/step_*/summary.json"))]
+    r = {"label": label, "spec": spec, "cells": cells_from_records(row_dir / "eval", trials), "timing": timing,
+         "train_evals": [{k: e[k] for k in ("step", "successes", "n", "success_rate", "ci95")} for e in along],
+         "cpu_s": round(sum(v["cpu_s"] for v in timing.values()), 1),
+         "wall_s": round(sum(v["wall_s"] for v in timing.values()), 1)}
+    atomic_write_json(row_dir / "row.json", r)
+    return r
 
 
 def compare(cfg: CompareConfig) -> dict:
@@ -329,25 +363,22 @@ def compare(cfg: CompareConfig) -> dict:
     for label, spec in units:
         row_dir = out / "rows" / slug(label)
         name = spec.split(":", 1)[1] if spec.startswith("reference:") else label
-        if not only or name in only or label in only:
+        if cfg.run and (not only or name in only or label in only):
             row_dir.mkdir(parents=True, exist_ok=True)
+            spec_file = row_dir / "spec.txt"
+            if spec_file.is_file() and spec_file.read_text() != spec:
+                raise ValueError(f"{row_dir}: holds row {label!r} as {spec_file.read_text()!r}, not {spec!r}; "
+                                 "remove the folder or give the row another label")
+            atomic_write_text(spec_file, spec)
             if spec.startswith("reference:"):
                 pol = reference_policy(base.env, name)
-                cells = _timed(row_dir, "eval", lambda pol=pol, d=row_dir: evaluate_policy(cfg, base, pol, d / "eval",
-                                                                                targets(base)))
+                _timed(row_dir, "eval", lambda pol=pol, d=row_dir: evaluate_policy(cfg, base, pol, d / "eval",
+                                                                                  targets(base)))
             else:
-                cells = run_row(cfg, base, label, spec)
-            timing = json.loads((row_dir / "timing.json").read_text())
-            along = [json.loads(p.read_text()) for p in sorted(row_dir.glob("train/**/evals/step_*/summary.json"))]
-            along = [{k: e[k] for k in ("step", "successes", "n", "success_rate", "ci95")} for e in along]
-            atomic_write_json(row_dir / "row.json", {"label": label, "spec": spec, "cells": cells, "timing": timing,
-                                                     "train_evals": along,
-                                                     "cpu_s": sum(v["cpu_s"] for v in timing.values()),
-                                                     "wall_s": sum(v["wall_s"] for v in timing.values())})
-        if (row_dir / "row.json").is_file():
-            r = json.loads((row_dir / "row.json").read_text())
-            if r["spec"] == spec:  # a row whose spec changed is stale: not shown until rerun
-                rows.append(r)
+                run_row(cfg, base, label, spec)
+        r = row_summary(row_dir, label, spec, cfg.trials)
+        if r is not None:
+            rows.append(r)
     res = {"config": to_dict(cfg), "recipe": to_dict(base), "columns": cols, "train_columns": train_keys, "rows": rows}
     for r in rows:
         r["overall"] = overall(r["cells"], train_keys)

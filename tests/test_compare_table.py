@@ -77,6 +77,12 @@ def test_two_task_table_trains_evaluates_and_resumes_after_a_kill(tmp_path: Path
     proc.wait()
     partial = _records(tmp_path / "killed")
     assert 0 < len(partial) < 12 and not (tmp_path / "killed" / "results.json").is_file()
+    # the table as it stands (run=false runs nothing): the killed row shows its n so far
+    from configs.loader import load_config as _load
+
+    now = compare(_load(CompareConfig, cfg_b, ["run=false"]))
+    shown = {r["label"]: sum(c["n"] for c in r["cells"].values()) for r in now["rows"]}
+    assert 0 < sum(shown.values()) == len(partial) < 12 and _records(tmp_path / "killed") == partial
     resumed = compare(load_config(CompareConfig, cfg_b))
     assert _records(tmp_path / "killed") == a
     assert [(r["label"], r["cells"]) for r in resumed["rows"]] == [(r["label"], r["cells"]) for r in full["rows"]]

@@ -256,12 +256,15 @@ def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[s
              "", f"Success % [95 % Wilson interval] (n rollouts) of the final head of each row, {cfg.trials} rollouts "
              f"per task asked, env seed {base.eval_seed}, init states 0..{cfg.trials - 1}. Recipe `{cfg.recipe}` "
              f"({base.steps} steps, seed {base.seed}, {base.max_demos} demos/task, views {'+'.join(base.views)}, "
-             f"execution {base.execution}); row overrides in the spec column. Overall = the training tasks.", "",
-             "| row | spec | " + " | ".join(h for _, h in cols) + " | overall | CPU s |",
-             "|---|---|" + "---:|" * (len(cols) + 2)]
+             f"execution {base.execution}); row overrides in the spec column. Overall = the training tasks. CPU s: "
+             "user + system seconds of the finished parts of the row (training, evaluation with its workers); "
+             "episode s: the rollouts' own wall time summed over episodes (kept when a part is killed).", "",
+             "| row | spec | " + " | ".join(h for _, h in cols) + " | overall | CPU s | episode s |",
+             "|---|---|" + "---:|" * (len(cols) + 3)]
     for r in rows:
         lines.append(f"| {r['label']} | `{r['spec']}` | " + " | ".join(pct(r["cells"].get(k)) for k, _ in cols)
-                     + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} |")
+                     + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} | "
+                     f"{r.get('episode_s', 0):.0f} |")
     along = [r for r in rows if r.get("train_evals")]
     if along:
         lines += ["", "Evaluations along training (the row's own `eval_every` / `eval_episodes`; overall success):", ""]
@@ -314,17 +317,18 @@ def cells_from_records(eval_dir: Path, trials: int) -> dict:
     """{'suite:task': cell} over the episode records under `eval_dir` (trials < `trials`; an errored
     episode counts as a failure, as in the evaluator): the table is built from what is on disk, so a
     row killed mid-evaluation shows its n so far."""
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, list[float]] = {}
     for p in sorted(eval_dir.rglob("trial*.json")):
         if "episodes" not in p.parts:
             continue
         rec = json.loads(p.read_text())
         if int(rec["trial"]) >= trials:
             continue
-        c = counts.setdefault(f"{rec['suite']}:{int(rec['task_id'])}", [0, 0])
+        c = counts.setdefault(f"{rec['suite']}:{int(rec['task_id'])}", [0, 0, 0.0])
         c[0] += int(bool(rec.get("success")))
         c[1] += 1
-    return {k: _cell(s, n) for k, (s, n) in sorted(counts.items())}
+        c[2] += float(rec.get("wall_s", 0.0))
+    return {k: {**_cell(int(s), int(n)), "episode_s": round(w, 1)} for k, (s, n, w) in sorted(counts.items())}
 
 
 def row_summary(row_dir: Path, label: str, spec: str, trials: int) -> dict | None:
@@ -334,9 +338,12 @@ def row_summary(row_dir: Path, label: str, spec: str, trials: int) -> dict | Non
         return None
     timing = json.loads((row_dir / "timing.json").read_text()) if (row_dir / "timing.json").is_file() else {}
     along = [json.loads(p.read_text()) for p in sorted(row_dir.glob("train/**/evals/step_*/summary.json"))]
-    r = {"label": label, "spec": spec, "cells": cells_from_records(row_dir / "eval", trials), "timing": timing,
+    cells = cells_from_records(row_dir / "eval", trials)
+    r = {"label": label, "spec": spec, "cells": cells, "timing": timing,
          "train_evals": [{k: e[k] for k in ("step", "successes", "n", "success_rate", "ci95")} for e in along],
          "cpu_s": round(sum(v["cpu_s"] for v in timing.values()), 1),
+         # the episodes' own wall time (in their worker), summed: kept even when a part was killed
+         "episode_s": round(sum(c["episode_s"] for c in cells.values()), 1),
          "wall_s": round(sum(v["wall_s"] for v in timing.values()), 1)}
     atomic_write_json(row_dir / "row.json", r)
     return r
@@ -354,7 +361,7 @@ def compare(cfg: CompareConfig) -> dict:
     train_keys = [f"{'kitchen' if base.env == 'kitchen' else base.suite}:{t}" for t in base.task_ids()]
     for label, spec in cfg.rows.items():  # fail before any long work on a bad spec or encoder
         enc, _ = parse_row(spec)
-        if enc not in ("none",) and not enc.startswith("policy:") and (not only or label in only):
+        if cfg.run and enc != "none" and not enc.startswith("policy:") and (not only or label in only):
             from policies.train import build_frozen_encoder
 
             build_frozen_encoder(enc)

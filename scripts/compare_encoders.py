@@ -46,4 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from configs.cli import run_cli
+
+    sys.exit(run_cli(main))  # bad input (a missing recipe, an unknown encoder): one line, exit status 2

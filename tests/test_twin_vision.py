@@ -58,6 +58,9 @@ def test_lerobot_export_of_the_recording_ingests_with_step_labels(recorded: Path
     np.testing.assert_array_equal(lr[0].data["action"], raw.data["action"][:n])
     diff = np.abs(lr[0].data["eye_in_hand_rgb"].astype(int) - raw.data["eye_in_hand_rgb"][:n].astype(int))
     assert diff.mean() < 6  # h264, lossy
+    # the camera head trains on the LeRobot form too (its step episodes' decoded frames)
+    s = train(_tiny(recorded / "lr_train", recorded / "lr_demos"))
+    assert s["episodes"] == 2 and s["feature_dim"] == 256
     # a recording without markers cannot be split into steps: one error naming it
     shutil.copytree(recorded / "raw", recorded / "nomark")
     meta = next((recorded / "nomark").glob("*/meta.json"))

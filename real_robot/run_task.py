@@ -49,6 +49,7 @@ class RunTaskConfig:
     tape_jitter: list[float] = dataclasses.field(default_factory=list)
     host: str = "127.0.0.1"  # tcp only
     port: int = 50710  # tcp only
+    token_file: str = ""  # tcp only: the bridge's shared token (owner-only file); "" = $ATOMVLA_BRIDGE_TOKEN or none
     watchdog_s: float = 0.5
     out: str = ""  # JSON results file ("" = print only)
 
@@ -58,7 +59,7 @@ def build_robot(cfg: RunTaskConfig) -> Any:
     from real_robot.robot import make_robot
 
     if cfg.robot == "tcp":
-        return make_robot("tcp", host=cfg.host, port=cfg.port)
+        return make_robot("tcp", host=cfg.host, port=cfg.port, token_file=cfg.token_file or None)
     kw: dict[str, Any] = {"realtime_scale": cfg.realtime_scale, "cameras": tuple(cfg.cameras), "seed": cfg.seed}
     if cfg.tape_jitter:
         kw["tape_jitter"] = tuple(cfg.tape_jitter)

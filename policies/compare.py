@@ -355,7 +355,8 @@ def compare(cfg: CompareConfig) -> dict:
     base.validate()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if cfg.run:  # the config of the last run that ran something (not of a table rebuild)
+        save_config(cfg, out / "config.yaml")
     only = {s.strip() for s in cfg.only.split(",") if s.strip()}
     cols = columns(base)
     train_keys = [f"{'kitchen' if base.env == 'kitchen' else base.suite}:{t}" for t in base.task_ids()]

@@ -44,6 +44,8 @@ LIBERO_ROWS = {
     "blind (proprio + instruction)": "none",
 }
 
+# training-config fields that do not change the trained head (a rerun may change them)
+RUN_ONLY = frozenset({"progress", "threads", "resume", "eval_workers", "video", "log_every", "cache_root"})
 REFERENCE_LABELS = {"scripted": "scripted expert (privileged)", "random": "random actions"}
 
 
@@ -143,9 +145,9 @@ def _cell(succ: int, n: int) -> dict:
 
 
 def evaluate_policy(cfg: CompareConfig, base: Any, policy: str, out: Path, tasks: list[tuple[str, list[int]]],
-                    execution: str = "") -> dict:
-    """Roll `policy` out `trials` times per task (resumes per episode); {'suite:task': cell}."""
-    cells = {}
+                    execution: str = "") -> None:
+    """Roll `policy` out `trials` times per task into out/<suite>/ (resumes per episode; the table reads
+    the episode records)."""
     frame = 0
     meta = Path(policy) / "policy.json"
     if meta.is_file():
@@ -158,20 +160,17 @@ def evaluate_policy(cfg: CompareConfig, base: Any, policy: str, out: Path, tasks
         if base.env == "kitchen":
             from envs.eval_kitchen import KitchenEvalConfig, evaluate
 
-            res = evaluate(KitchenEvalConfig(task=which, episodes=cfg.trials, resolution=frame or 96, **common))
+            evaluate(KitchenEvalConfig(task=which, episodes=cfg.trials, resolution=frame or 96, **common))
         else:
             from envs.eval_libero import LiberoEvalConfig
             from envs.eval_libero import evaluate as evaluate_libero
 
-            res = evaluate_libero(LiberoEvalConfig(suite=suite, tasks=which, trials=cfg.trials,
-                                                   resolution=frame or 128, **common))
-        for t in res["tasks"]:
-            cells[f"{suite}:{t['task_id']}"] = _cell(t["successes"], t["n"])
-    return cells
+            evaluate_libero(LiberoEvalConfig(suite=suite, tasks=which, trials=cfg.trials, resolution=frame or 128,
+                                             **common))
 
 
 def _timed(row_dir: Path, part: str, fn: Any) -> Any:
-    """Run fn(), adding its wall and CPU seconds to row.json's `timing` (summed over resumed parts)."""
+    """Run fn(), adding its wall and CPU seconds to the row's timing.json (summed over resumed parts)."""
     t0, c0 = time.time(), _cpu_s()
     out = fn()
     path = row_dir / "timing.json"
@@ -192,7 +191,7 @@ def train_head(tcfg: Any, out: Path) -> Path:
     want = to_dict(tcfg)
     if marker.is_file():
         have = json.loads(marker.read_text())["config"]
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k) and k not in RUN_ONLY)
         if diff:
             raise ValueError(f"{out}: trained with another config (fields {diff}); remove the folder or change out=")
         return out / "policy"
@@ -201,8 +200,8 @@ def train_head(tcfg: Any, out: Path) -> Path:
     return out / "policy"
 
 
-def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
-    """Train the row's head(s) and evaluate them; {'suite:task': cell}."""
+def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> None:
+    """Train the row's head(s) and roll them out (episode records under rows/<row>/eval/)."""
     row = Path(cfg.out) / "rows" / slug(label)
     enc, ovs = parse_row(spec)
     tasks = targets(base)
@@ -215,8 +214,9 @@ def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
         unknown = set(opts) - {"execution"}
         if unknown:
             raise ValueError(f"rows.{label}: a policy row takes execution=... only, got {sorted(unknown)}")
-        return _timed(row, "eval", lambda: evaluate_policy(cfg, base, enc[7:], row / "eval", tasks,
-                                                          str(opts.get("execution", ""))))
+        _timed(row, "eval", lambda: evaluate_policy(cfg, base, enc[7:], row / "eval", tasks,
+                                                   str(opts.get("execution", ""))))
+        return
     # the row's own overrides come last: a row may ask for evaluations along the way (eval_every=,
     # eval_episodes=: the training-length ablation); the table itself always rolls out the final head
     common = ["eval_episodes=0", "resume=true", f"progress={cfg.progress}", f"threads={cfg.threads}",
@@ -224,15 +224,14 @@ def run_row(cfg: CompareConfig, base: Any, label: str, spec: str) -> dict:
     if not per_task:
         tcfg = recipe(cfg, [*common, f"out={row / 'train'}"])
         pol = _timed(row, "train", lambda: train_head(tcfg, row / "train"))
-        return _timed(row, "eval", lambda: evaluate_policy(cfg, base, str(pol), row / "eval", tasks))
-    cells = {}  # R3M: one head per training task, evaluated on that task only
-    for t in base.task_ids():
+        _timed(row, "eval", lambda: evaluate_policy(cfg, base, str(pol), row / "eval", tasks))
+        return
+    for t in base.task_ids():  # R3M: one head per training task, evaluated on that task only
         tcfg = recipe(cfg, [*common, f"task={t}", f"out={row / 'train' / f'task{t}'}"])
         pol = _timed(row, "train", lambda tcfg=tcfg, t=t: train_head(tcfg, row / "train" / f"task{t}"))
         own = [(s, [t]) for s, ids in tasks if t in ids and s in ("kitchen", base.suite)]
-        cells.update(_timed(row, "eval", lambda pol=pol, t=t, own=own: evaluate_policy(
-            cfg, base, str(pol), row / "eval" / f"task{t}", own)))
-    return cells
+        _timed(row, "eval", lambda pol=pol, t=t, own=own: evaluate_policy(cfg, base, str(pol), row / "eval" / f"task{t}",
+                                                                          own))
 
 
 def reference_policy(env: str, name: str) -> str:

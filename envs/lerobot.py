@@ -1,19 +1,28 @@
 """Read a LeRobot dataset (codebase v3.0) straight from disk -- no lerobot install needed.
 
-    episodes, problems = read_lerobot("path/to/dataset")   # -> envs.streams.StreamEpisode list
+    episodes, problems = read_lerobot("path/to/dataset", mapping="auto")   # -> envs.streams.StreamEpisode list
 
-Layout read (what LeRobotDataset.finalize writes): `meta/info.json` (fps, features, data_path /
-video_path templates), `meta/tasks.parquet` (task strings in the index, `task_index` column),
-`meta/episodes/chunk-*/file-*.parquet` (per episode: length, data file, and for each video key its
-chunk / file and `from_timestamp` inside the shared mp4), `data/chunk-*/file-*.parquet` (one row per
-frame: features, timestamp, frame_index, episode_index, index, task_index), and
-`videos/<key>/chunk-*/file-*.mp4` holding every episode of one camera back to back (decoded with PyAV);
-features of dtype "image" (encoded frames inside the parquet) are decoded with Pillow.
+Layout read (what LeRobotDataset.finalize writes): `meta/info.json` (fps, features with their shapes
+and names, data_path / video_path templates), `meta/tasks.parquet` (task strings in the index,
+`task_index` column), `meta/episodes/chunk-*/file-*.parquet` (per episode: length, data chunk / file,
+and for each video key its chunk / file and `from_timestamp` inside the shared mp4),
+`data/chunk-*/file-*.parquet` (one row per frame: features, timestamp, frame_index, episode_index,
+index, task_index), and `videos/<key>/chunk-*/file-*.mp4` holding every episode of one camera back
+to back (any codec PyAV decodes: H.264, AV1, ...); features of dtype "image" (encoded frames inside the
+parquet) are decoded with Pillow.
 
-Streams produced per episode: `observation.state` -> joint_states (+ gripper_state when a feature name
-is "gripper"), `action` -> action, a force/torque feature (`observation.force`, names fx..tz) ->
-force_torque, `observation.images.<cam>` -> cam_<cam>, any other numeric feature -> its name with dots
-as underscores. Timestamps are the stored per-frame `timestamp` (seconds from the episode start).
+Which feature becomes which stream is the mapping's (envs/lerobot_mapping.py, configs/ingest/):
+proprio -> joint_states (N, D - G) + gripper_state (N,) or (N, G), action -> action (N, A), cameras
+-> cam_<name> (N, H, W, 3) uint8, extra / other numeric features -> their stream names (a
+force/torque feature -> force_torque). Shapes come from meta/info.json: every frame of a feature must
+have the shape it declares. Timestamps (seconds from the episode start, stored as float32) are snapped
+to the episode's k / fps grid when within envs.streams.SNAP_S of it, so float32 rounding never moves a
+frame off the grid (it used to drop an episode's last frame).
+
+Problems, each one line naming the file: a data file that meta/episodes names but is missing or
+unreadable, an episode with fewer rows than meta/episodes says, a video with fewer (or more) frames in
+the episode's span than its parquet rows, a missing video file, a mapping that does not fit
+meta/info.json (episode "*", kind "mapping").
 """
 
 from __future__ import annotations
@@ -24,10 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.streams import Problem, StreamEpisode
-
-INDEX_COLUMNS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
-FT_NAMES = ("fx", "fy", "fz", "tx", "ty", "tz")
+from envs.lerobot_mapping import LeRobotMapping, MappingError, Plan, load_mapping, resolve
+from envs.streams import SNAP_S, Problem, StreamEpisode
 
 
 def decode_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +52,12 @@ def decode_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(frames), np.asarray(times)
 
 
+def snap_to_grid(t: np.ndarray, fps: float) -> np.ndarray:
+    """(N,) seconds -> the same, with every time within SNAP_S of a k / fps grid point set to it exactly."""
+    g = np.round(t * fps) / fps
+    return np.where(np.abs(t - g) <= SNAP_S, g, t)
+
+
 def _decode_image(cell: Any) -> np.ndarray:
     """A parquet image cell ({"bytes": png/jpeg, "path": ...}) -> (H, W, 3) uint8."""
     import io
@@ -55,24 +68,26 @@ def _decode_image(cell: Any) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
-def _stream_name(key: str, names: list[str] | None) -> str:
-    if key == "action":
-        return "action"
-    if key == "observation.state":
-        return "joint_states"
-    if "force" in key or "wrench" in key or (names and tuple(names) == FT_NAMES):
-        return "force_torque"
-    if key.startswith("observation.images."):
-        return "cam_" + key.rsplit(".", 1)[1]
-    return key.replace("observation.", "").replace(".", "_")
+def _rel(path: Path, src: Path) -> str:
+    return str(path.relative_to(src)) if path.is_relative_to(src) else str(path)
 
 
-def _column(table: Any, key: str) -> np.ndarray:
-    col = table.column(key).to_pylist()
-    return np.asarray(col, dtype=np.float64 if not isinstance(col[0], (list, tuple)) else None)
+def _data_files(src: Path, info: dict, ep_meta: Any) -> dict[Path, list[int]]:
+    """{data parquet: the episodes meta/episodes places in it}; without those columns every data file
+    (episodes then come from the rows themselves, listed as [])."""
+    cols = ("data/chunk_index", "data/file_index")
+    if ep_meta is None or any(c not in ep_meta for c in cols) or "data_path" not in info:
+        return {p: [] for p in sorted((src / "data").rglob("*.parquet"))}
+    out: dict[Path, list[int]] = {}
+    for e, c, f in zip(ep_meta["episode_index"], ep_meta[cols[0]], ep_meta[cols[1]]):
+        out.setdefault(src / info["data_path"].format(chunk_index=int(c), file_index=int(f)), []).append(int(e))
+    return out
 
 
-def read_lerobot(src: str | Path) -> tuple[list[StreamEpisode], list[Problem]]:
+def read_lerobot(src: str | Path, mapping: str | Path | LeRobotMapping = "auto"
+                 ) -> tuple[list[StreamEpisode], list[Problem]]:
+    """The dataset folder `src` -> (episodes, problems) through `mapping` ("auto", a configs/ingest name
+    or YAML path, or a LeRobotMapping); see the module docstring."""
     import pyarrow.parquet as pq
 
     src = Path(src)
@@ -86,61 +101,104 @@ def read_lerobot(src: str | Path) -> tuple[list[StreamEpisode], list[Problem]]:
         problems.append(Problem("*", "meta/info.json", "shape",
                                 f"codebase_version {info.get('codebase_version')!r}; this reader reads v3.x"))
         return [], problems
+    m = load_mapping(mapping)  # an unknown name or a bad YAML raises: no dataset is read through it
+    try:
+        plan = resolve(m, info)
+    except MappingError as e:
+        return [], [Problem("*", "meta/info.json", "mapping", str(e))]
     fps = float(info["fps"])
-    feats: dict[str, dict] = info["features"]
     tasks_t = pq.read_table(src / "meta" / "tasks.parquet").to_pandas()
     tasks = {int(i): str(name) for name, i in zip(tasks_t.index, tasks_t["task_index"])}
-    ep_meta = pq.read_table(sorted((src / "meta" / "episodes").rglob("*.parquet"))).to_pandas() \
-        if (src / "meta" / "episodes").is_dir() else None
-    data = pq.read_table(sorted((src / "data").rglob("*.parquet")))
-    ep_col = np.asarray(data.column("episode_index").to_pylist())
+    ep_dir = src / "meta" / "episodes"
+    ep_meta = pq.read_table(sorted(ep_dir.rglob("*.parquet"))).to_pandas() if ep_dir.is_dir() else None
     video_cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
     episodes = []
-    for e in sorted(set(ep_col.tolist())):
-        name = f"episode_{e:06d}"
-        rows = data.filter(data.column("episode_index").to_numpy() == e)
-        t = _column(rows, "timestamp").reshape(-1)
-        task_idx = int(rows.column("task_index")[0].as_py())
-        streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for key, f in feats.items():
-            if key in INDEX_COLUMNS:
+    for path, listed in _data_files(src, info, ep_meta).items():
+        rel = _rel(path, src)
+        if not path.is_file():
+            problems += [Problem(f"episode_{e:06d}", "data", "missing", f"{rel} not found (meta/episodes places "
+                                 f"episode {e} there)") for e in listed]
+            continue
+        try:
+            data = pq.read_table(path)
+        except (OSError, ValueError) as err:
+            problems += [Problem(f"episode_{e:06d}", "data", "shape", f"{rel} unreadable ({err})") for e in listed]
+            continue
+        ep_col = data.column("episode_index").to_numpy()
+        for e in listed or sorted(set(ep_col.tolist())):
+            name = f"episode_{e:06d}"
+            rows = data.filter(ep_col == e)
+            want = _meta_length(ep_meta, e)
+            if rows.num_rows == 0 or (want is not None and rows.num_rows != want):
+                problems.append(Problem(name, "data", "missing", f"{rel} holds {rows.num_rows} rows of episode {e}"
+                                        + (f", meta/episodes says {want}" if want is not None else "")))
                 continue
-            stream = _stream_name(key, f.get("names") if isinstance(f.get("names"), list) else None)
-            if f.get("dtype") == "video":
-                frames_t = _episode_video(src, info, key, e, ep_meta, video_cache, problems, name)
-                if frames_t is not None:
-                    streams[stream] = frames_t
-                continue
-            if f.get("dtype") == "image":  # frames stored in the parquet as encoded images
-                try:
-                    streams[stream] = (t, np.stack([_decode_image(x) for x in rows.column(key).to_pylist()]))
-                except (OSError, ValueError, KeyError, TypeError) as err:
-                    problems.append(Problem(name, key, "shape", f"undecodable image ({err})"))
-                continue
-            if key not in rows.column_names:
-                problems.append(Problem(name, key, "missing", "feature in meta/info.json but not in the data"))
-                continue
-            try:
-                v = np.stack([np.asarray(x, dtype=np.float64) for x in rows.column(key).to_pylist()])
-            except (ValueError, TypeError) as err:
-                problems.append(Problem(name, key, "shape", f"ragged or non-numeric values ({err})"))
-                continue
-            names = f.get("names") if isinstance(f.get("names"), list) else None
-            if key == "observation.state" and names and "gripper" in names and v.ndim == 2:
-                gi = names.index("gripper")
-                streams["gripper_state"] = (t, v[:, gi])
-                v = np.delete(v, gi, axis=1)
-            streams[stream] = (t, v)
-        episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams,
-                                attrs={"fps": fps, "robot": str(info.get("robot_type", "")),
-                                       "lerobot_episode": int(e)}))  # fmt: skip
+            streams = _episode_streams(src, info, plan, rows, e, ep_meta, video_cache, problems, name, rel)
+            task_idx = int(rows.column("task_index")[0].as_py())
+            episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams,
+                                          attrs={"fps": fps, "robot": str(info.get("robot_type", "")),
+                                                 "lerobot_episode": int(e), "mapping": plan.mapping.name}))
     return episodes, problems
 
 
+def _meta_length(ep_meta: Any, e: int) -> int | None:
+    if ep_meta is None or "length" not in ep_meta:
+        return None
+    row = ep_meta[ep_meta["episode_index"] == e]
+    return None if row.empty else int(row["length"].iloc[0])
+
+
+def _episode_streams(src: Path, info: dict, plan: Plan, rows: Any, e: int, ep_meta: Any, cache: dict,
+                     problems: list[Problem], name: str, rel: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One episode's parquet rows (+ its video slices) -> {stream: (t (N,) s, v (N, ...))}."""
+    fps = float(info["fps"])
+    if plan.timestamps:
+        t = np.asarray(rows.column(plan.timestamps).to_pylist(), np.float64).reshape(-1)
+    else:
+        t = np.asarray(rows.column("frame_index").to_pylist(), np.float64) / fps
+    t = snap_to_grid(t, fps)
+    streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key, stream in plan.cameras.items():
+        f = info["features"][key]
+        if f.get("dtype") == "video":
+            frames_t = _episode_video(src, info, key, e, ep_meta, cache, problems, name, len(t))
+        else:  # dtype "image": frames stored in the parquet as encoded images
+            try:
+                frames_t = (t, np.stack([_decode_image(x) for x in rows.column(key).to_pylist()]))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                problems.append(Problem(name, key, "shape", f"{rel}: undecodable image ({err})"))
+                frames_t = None
+        if frames_t is not None:
+            if sorted(frames_t[1].shape[1:]) != sorted(plan.shapes[key]):
+                problems.append(Problem(name, key, "shape", f"frames have shape {list(frames_t[1].shape[1:])}, "
+                                        f"meta/info.json declares {list(plan.shapes[key])}"))
+            streams[stream] = frames_t
+    for key, stream in plan.numeric.items():
+        if key not in rows.column_names:
+            problems.append(Problem(name, key, "missing", f"feature in meta/info.json but not in {rel}"))
+            continue
+        try:
+            v = np.stack([np.asarray(x, dtype=np.float64) for x in rows.column(key).to_pylist()])
+        except (ValueError, TypeError) as err:
+            problems.append(Problem(name, key, "shape", f"{rel}: ragged or non-numeric values ({err})"))
+            continue
+        declared = plan.shapes[key]
+        if v.shape[1:] != declared and not (declared == (1,) and v.ndim == 1):
+            problems.append(Problem(name, stream, "shape", f"{rel}: {key} samples have shape {list(v.shape[1:])}, "
+                                    f"meta/info.json declares {list(declared)}"))
+            continue
+        if key == plan.mapping.proprio and plan.gripper_dims:
+            g = v[:, plan.gripper_dims]
+            streams["gripper_state"] = (t, g[:, 0] if g.shape[1] == 1 else g)
+            v = np.delete(v, plan.gripper_dims, axis=1)
+        streams[stream] = (t, v)
+    return streams
+
+
 def _episode_video(src: Path, info: dict, key: str, e: int, ep_meta: Any, cache: dict, problems: list[Problem],
-                   name: str) -> tuple[np.ndarray, np.ndarray] | None:
+                   name: str, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Frames of episode `e` of camera `key`: its slice [from_timestamp, to_timestamp) of the shared mp4,
-    with times relative to the episode start."""
+    with times relative to the episode start (snapped to the fps grid); exactly one per parquet row."""
     if ep_meta is None:
         problems.append(Problem(name, key, "missing", "meta/episodes not found (needed to locate video frames)"))
         return None
@@ -152,14 +210,21 @@ def _episode_video(src: Path, info: dict, key: str, e: int, ep_meta: Any, cache:
     chunk, file_i, t_from, t_to = (row[c].iloc[0] for c in cols)
     path = src / info["video_path"].format(video_key=key, chunk_index=int(chunk), file_index=int(file_i))
     if not path.is_file():
-        problems.append(Problem(name, key, "missing", f"video file {path.relative_to(src)} not found"))
+        problems.append(Problem(name, key, "missing", f"video file {_rel(path, src)} not found"))
         return None
     if path not in cache:
-        cache[path] = decode_video(path)
+        try:
+            cache[path] = decode_video(path)
+        except Exception as err:  # noqa: BLE001 - PyAV raises many error types; named with the file
+            problems.append(Problem(name, key, "shape", f"{_rel(path, src)} undecodable ({type(err).__name__}: {err})"))
+            return None
     frames, times = cache[path]
-    half = 0.5 / float(info["fps"])
+    fps = float(info["fps"])
+    half = 0.5 / fps
     sel = (times >= float(t_from) - half) & (times < float(t_to) - half)
-    if not sel.any():
-        problems.append(Problem(name, key, "missing", f"no frames in [{t_from}, {t_to}) of {path.name}"))
+    if int(sel.sum()) != n_rows:
+        kind = "short" if int(sel.sum()) < n_rows else "shape"
+        problems.append(Problem(name, key, kind, f"{_rel(path, src)} has {int(sel.sum())} frames in "
+                                f"[{float(t_from):g}, {float(t_to):g}) s, the parquet has {n_rows} for this episode"))
         return None
-    return times[sel] - float(t_from), frames[sel]
+    return snap_to_grid(times[sel] - float(t_from), fps), frames[sel]

@@ -8,7 +8,7 @@ RAW LAYOUT (what scripts/teleop.py writes; one directory per episode, processed 
     SRC/<episode>/meta.json          {"instruction": str, "robot": str,
                                       "markers": [{"t": s, "label": "open the middle drawer"}, ...]}
     SRC/<episode>/<stream>.npz       t (N,) float64 seconds on one clock for all streams, v (N, ...) values
-        joint_states  (N, 7) rad          required
+        joint_states  (N, J) rad          required (J joints: any count, the same in every episode)
         action        (N, A) commands     required (joint targets, gripper 0..1, grip force N)
         gripper_state (N,) or (N, 1) 0..1 optional
         force_torque  (N, 6) N, Nm        optional
@@ -23,8 +23,10 @@ Alignment: every stream is cut to the common time window and resampled onto t0 +
 states, gripper and force-torque are interpolated linearly; actions and camera frames are held (the
 command / frame in force at that time). A sample within 1e-4 s of a grid time is taken exactly.
 
-Checks, each reported as {episode, field, kind, detail}: missing (a required stream), shape (t / v
-lengths differ, wrong dims, per-field shape differing between episodes), nan (non-finite values),
+Checks, each reported as {episode, field, kind, detail}: missing (a required stream, a data file or
+video file), shape (t / v lengths differ, force_torque not (6,), a per-field shape differing between
+episodes or from meta/info.json), short (a LeRobot video with fewer frames than its parquet rows),
+mapping (a LeRobot mapping that does not fit meta/info.json, envs/lerobot_mapping.py), nan (non-finite values),
 clock_jump (time going backwards or jumping forward > max_jump_s), gap (a step > gap_factor x the
 median step), window (no common time span). Any problem -> nothing is written but out/report.json
 (unless skip_bad: bad episodes are left out and listed). Output is built in a temp file and renamed;
@@ -48,7 +50,9 @@ from envs.streams import SNAP_S, Problem, StreamEpisode, on_grid, resample
 from real_robot.robot import PROPRIO_KEYS
 
 REQUIRED = ("joint_states", "action")
-DIMS = {"joint_states": (7,), "force_torque": (6,)}  # fixed per-sample shapes
+# fixed per-sample shapes; every other stream (joint_states and action included: 6 for an SO-100, 14 for
+# ALOHA, 7 for the twin) only keeps one shape across the episodes of a source
+DIMS = {"force_torque": (6,)}
 
 
 # -- readers -------------------------------------------------------------------------------------------
@@ -206,12 +210,18 @@ def fingerprint(src: Path) -> str:
 
 
 def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_bad: bool = False,
-           max_jump_s: float = 1.0, gap_factor: float = 3.0, segmenter: Segmenter | None = None) -> dict[str, Any]:
+           max_jump_s: float = 1.0, gap_factor: float = 3.0, segmenter: Segmenter | None = None,
+           mapping: str = "auto") -> dict[str, Any]:
     """Read, check, align and write (see module docstring). Returns the report dict (also on disk).
-    `segmenter` labels multi-step episodes that have no markers (see `align`)."""
+    `segmenter` labels multi-step episodes that have no markers (see `align`); `mapping` says which
+    LeRobot features are what ("auto", a configs/ingest/lerobot_<name>.yaml name or a YAML path;
+    fmt "lerobot" only)."""
     src, out = Path(src), Path(out)
+    if mapping != "auto" and fmt != "lerobot":
+        raise ValueError(f"mapping {mapping!r} applies to --format lerobot only, got format {fmt!r}")
     options = {"format": fmt, "rate": rate, "skip_bad": skip_bad, "max_jump_s": max_jump_s, "gap_factor": gap_factor,
-               "segmenter": getattr(segmenter, "__qualname__", None) if segmenter is not None else None}
+               "segmenter": getattr(segmenter, "__qualname__", None) if segmenter is not None else None,
+               **({"mapping": mapping} if fmt == "lerobot" else {})}
     fp = fingerprint(src)
     manifest_f, demos_f = out / "manifest.json", out / "demos.hdf5"
     if manifest_f.is_file() and demos_f.is_file():
@@ -223,7 +233,7 @@ def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_b
     elif fmt == "lerobot":
         from envs.lerobot import read_lerobot
 
-        episodes, problems = read_lerobot(src)
+        episodes, problems = read_lerobot(src, mapping)
     elif fmt == "robomimic":
         episodes, problems = read_robomimic(src, rate or 20.0)
     else:
@@ -243,8 +253,10 @@ def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_b
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".demos.partial.hdf5"
     partial.unlink(missing_ok=True)
-    writer = DemoWriter(partial, env_args={"source_format": fmt, "rate_hz": rate,
-                                                "proprio_keys": list(PROPRIO_KEYS)},
+    # proprio = the joint states (+ the gripper where the source has one), as many dims as the source has
+    pkeys = [k for k in PROPRIO_KEYS if all(k in d.obs for d in demos)]
+    writer = DemoWriter(partial, env_args={"source_format": fmt, "rate_hz": rate, "proprio_keys": pkeys,
+                                           **({"mapping": mapping} if fmt == "lerobot" else {})},
                         problem_info={"language_instruction": demos[0].instruction})
     for d in demos:
         writer.add(d)

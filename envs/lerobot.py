@@ -186,6 +186,7 @@ def _episode_streams(src: Path, info: dict, plan: Plan, rows: Any, e: int, ep_me
         if v.shape[1:] != declared and not (declared == (1,) and v.ndim == 1):
             problems.append(Problem(name, stream, "shape", f"{rel}: {key} samples have shape {list(v.shape[1:])}, "
                                     f"meta/info.json declares {list(declared)}"))
+            streams[stream] = (t, v)  # kept as read (the episode is bad already): no "missing" on top
             continue
         if key == plan.mapping.proprio and plan.gripper_dims:
             g = v[:, plan.gripper_dims]

@@ -63,10 +63,8 @@ LABEL_TO_VERB = {"open": "open", "grasp": "pick", "place": "place", "close": "cl
 PARSED_TO_VERB = {"open": "open", "close": "close", "pick up": "pick", "take": "pick", "put down": "place"}
 DONE_FRAMES = 4  # the last frames of every demo step are labelled "done"
 PROGRESS_SCALE, PROGRESS_CAP = 100.0, 4.0  # progress input = min(frames / 100, 4): 400 = the executor's max_frames
-N_JOINTS = 7
+N_JOINTS = 7  # the twin's arm; a head trained on other demos takes its joint count J from them
 FEATURE_DIM = len(STEP_VERBS) + 1  # verb one-hot + progress
-PROPRIO_DIM = N_JOINTS + 1  # joints + gripper
-ACTION_DIM = N_JOINTS + 2  # joint targets + gripper logit + done logit
 # The Robot protocol's observation keys for the same 8 numbers (real_robot/robot.py JOINT_KEYS +
 # GRIPPER_KEY). Named here because policies/ may not import real_robot/ (sibling layers,
 # pyproject's import-linter contract); tests/test_real_robot_teleop.py checks they agree.
@@ -125,8 +123,8 @@ class TargetNorm:
 
 @dataclasses.dataclass
 class TwinRows:
-    """Training rows: features (N, 5), proprio (N, 8), targets (N, 9) [normalised joints (7), gripper
-    0/1, done 0/1]; `norm` the joint-target statistics; `grip_force` (N) the demos' median grip force;
+    """Training rows: features (N, 5), proprio (N, J + 1), targets (N, J + 2) [normalised joints (J), gripper
+    0/1, done 0/1], J the demos' joint count (7 on the twin); `norm` the joint-target statistics; `grip_force` (N) the demos' median grip force;
     `encoded` (N, V * D) the camera features of each row's frame ((N, 0) without an encoder)."""
 
     features: np.ndarray
@@ -139,6 +137,10 @@ class TwinRows:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    @property
+    def n_joints(self) -> int:
+        return int(self.norm.mean.shape[0])
 
 
 def build_rows(episodes: list[Any], use_progress: bool = True, encoded: np.ndarray | None = None) -> TwinRows:
@@ -168,9 +170,11 @@ def build_rows(episodes: list[Any], use_progress: bool = True, encoded: np.ndarr
         raise ValueError(f"{episodes[0].file}: no frames labelled with a step of {sorted(LABEL_TO_VERB)}")
     prop = np.stack([ds.window(e, i, "proprio")[0][0] for e, i in rows]).astype(np.float32)
     act = np.stack([ds.window(e, i, "action")[0][0] for e, i in rows]).astype(np.float32)
-    if prop.shape[1] != PROPRIO_DIM or act.shape[1] < ACTION_DIM - 1:
-        raise ValueError(f"{episodes[0].file}: twin_head needs proprio of {PROPRIO_DIM} dims (7 joints + gripper) "
-                         f"and actions [7 joint targets, gripper(, force)], got {prop.shape[1]} and {act.shape[1]}")
+    nj = prop.shape[1] - 1  # the sizes come from the demos: proprio = J joints + gripper
+    if nj < 1 or act.shape[1] not in (nj + 1, nj + 2):
+        raise ValueError(f"{episodes[0].file}: twin_head needs proprio (J joints + gripper) and actions (J joint "
+                         f"targets, gripper(, force)); got proprio {prop.shape[1]} dims, so J={nj} and actions of "
+                         f"{nj + 1} or {nj + 2} dims, but actions have {act.shape[1]}")
     enc = None
     if encoded is not None:
         lens = [len(ep) for ep in ds.episodes]
@@ -178,12 +182,12 @@ def build_rows(episodes: list[Any], use_progress: bool = True, encoded: np.ndarr
             raise ValueError(f"twin_head: {len(encoded)} feature rows for {sum(lens)} demo frames")
         first = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         enc = np.asarray(encoded[[first[e] + i for e, i in rows]], np.float32)
-    norm = TargetNorm.fit(act[:, :N_JOINTS])
-    targets = np.concatenate([norm.apply(act[:, :N_JOINTS]), act[:, N_JOINTS:N_JOINTS + 1],
+    norm = TargetNorm.fit(act[:, :nj])
+    targets = np.concatenate([norm.apply(act[:, :nj]), act[:, nj:nj + 1],
                               np.asarray(done, np.float32)[:, None]], 1)
     # the grip force is a constant of the skills, not learned: the demos' median, or without a force
     # column the scripted skills' 25 N (real_robot/skills.py GRIP_FORCE)
-    force = float(np.median(act[:, N_JOINTS + 1])) if act.shape[1] > N_JOINTS + 1 else 25.0
+    force = float(np.median(act[:, nj + 1])) if act.shape[1] > nj + 1 else 25.0
     return TwinRows(np.stack(feats), prop, targets, norm, force, len(episodes), enc)
 
 
@@ -192,10 +196,16 @@ class TwinHeadPolicy(Policy):
     `encoder` on its features of the `views` cameras (module docstring)."""
 
     def __init__(self, head: HeadNetwork, norm: TargetNorm, grip_force: float, use_progress: bool = True,
-                 obs_keys: tuple[str, ...] = TWIN_OBS_KEYS, meta: dict | None = None, encoder: Any = None,
+                 obs_keys: tuple[str, ...] | None = None, meta: dict | None = None, encoder: Any = None,
                  views: tuple[str, ...] = (), frames: int = 1, stride: int = 1, frame_size: int = 0) -> None:
         self.head = head.eval()
         self.norm, self.grip_force, self.use_progress = norm, float(grip_force), use_progress
+        self.n_joints = int(norm.mean.shape[0])  # J, from the demos the head was trained on (7 on the twin)
+        if obs_keys is None:  # the Robot protocol's names: the twin's, or j0..j{J-1} + gripper for another arm
+            obs_keys = TWIN_OBS_KEYS if self.n_joints == N_JOINTS else (
+                *(f"j{i}.pos" for i in range(self.n_joints)), "gripper.pos")
+        if len(obs_keys) != self.n_joints + 1:
+            raise ValueError(f"twin_head: {len(obs_keys)} obs keys {list(obs_keys)} for {self.n_joints} joints + gripper")
         self.obs_keys, self.meta = tuple(obs_keys), meta or {}
         self.encoder = encoder.freeze() if hasattr(encoder, "freeze") else encoder
         self.views, self.frames, self.stride, self.frame_size = tuple(views), int(frames), int(stride), int(frame_size)
@@ -222,7 +232,7 @@ class TwinHeadPolicy(Policy):
         self._done = False
 
     def proprio(self, obs: dict) -> np.ndarray:
-        """(8,) float32: the named joints + gripper of a Robot observation."""
+        """(J + 1,) float32: the named joints + gripper of a Robot observation."""
         missing = [k for k in self.obs_keys if k not in obs]
         if missing:
             raise KeyError(f"twin_head reads {list(self.obs_keys)}; obs lacks {missing} (has {sorted(obs)[:12]})")
@@ -241,7 +251,7 @@ class TwinHeadPolicy(Policy):
         return self.stream.push(imgs).reshape(-1).astype(np.float32, copy=False)
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
-        """-> (9,) [7 absolute joint targets (rad), gripper 0/1, grip force (N)]."""
+        """-> (J + 2,) [J absolute joint targets (rad), gripper 0/1, grip force (N)]; J = 7 on the twin."""
         if self._verb is None:
             self._verb = step_verb(instruction)
         x = step_features(self._verb, self._k if self.use_progress else 0)
@@ -254,7 +264,8 @@ class TwinHeadPolicy(Policy):
         # the first DONE_FRAMES frames never end a step: a done logit still high from the previous step's
         # end (same proprio) would otherwise stop the new step before it moves
         self._done = bool(y[-1] > 0.0 and self._k > DONE_FRAMES)
-        return np.concatenate([self.norm.invert(y[:N_JOINTS]), [float(y[N_JOINTS] > 0.0), self.grip_force]])
+        nj = self.n_joints
+        return np.concatenate([self.norm.invert(y[:nj]), [float(y[nj] > 0.0), self.grip_force]])
 
     def done(self) -> bool:
         return self._done
@@ -290,7 +301,7 @@ class TwinHeadPolicy(Policy):
                "frames", "stride", "frame_size")
         keep = {k: v for k, v in meta.items() if k not in own}
         return cls(head, TargetNorm.from_dict(meta["target_norm"]), meta["grip_force"],
-                   bool(meta.get("use_progress", True)), tuple(meta.get("obs_keys", TWIN_OBS_KEYS)), keep,
+                   bool(meta.get("use_progress", True)), tuple(meta["obs_keys"]) if meta.get("obs_keys") else None, keep,
                    encoder=encoder, views=views, frames=int(meta.get("frames", 1)), stride=int(meta.get("stride", 1)),
                    frame_size=int(meta.get("frame_size", 0)))
 
@@ -367,13 +378,14 @@ class TwinHeadMethod:
     def __init__(self, cfg: TwinTrainConfig, rows: TwinRows, encoder: Any = None, frame_size: int = 0) -> None:
         self.cfg, self.rows, self.encoder, self.frame_size = cfg, rows, encoder, frame_size
         torch.manual_seed(cfg.seed)
-        if rows.encoded is None:  # blind: features = the step (5), proprio (8)
+        n_out = rows.n_joints + 2  # sizes from the demos: J joint targets + gripper logit + done logit
+        if rows.encoded is None:  # blind: features = the step (5), proprio (J + 1)
             feats, prop = rows.features, rows.proprio
-            head_cfg = HeadConfig(feature_dim=FEATURE_DIM, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM,
+            head_cfg = HeadConfig(feature_dim=FEATURE_DIM, proprio_dim=prop.shape[1], action_dim=n_out,
                                   hidden=tuple(cfg.hidden))
-        else:  # features = the cameras' (V * D, projected), proprio = [proprio (8), step (5)] (not projected)
+        else:  # features = the cameras' (V * D, projected), proprio = [proprio (J + 1), step (5)] (not projected)
             feats, prop = rows.encoded, np.concatenate([rows.proprio, rows.features], 1)
-            head_cfg = HeadConfig(feature_dim=feats.shape[1], proprio_dim=prop.shape[1], action_dim=ACTION_DIM,
+            head_cfg = HeadConfig(feature_dim=feats.shape[1], proprio_dim=prop.shape[1], action_dim=n_out,
                                   hidden=tuple(cfg.hidden), feature_proj=cfg.feature_proj, feature_eps=cfg.feature_eps,
                                   feature_dropout=cfg.feature_dropout)
         self.model = HeadNetwork(head_cfg)
@@ -386,10 +398,10 @@ class TwinHeadMethod:
 
         rng = np.random.default_rng([self.cfg.seed, step])
         idx = rng.integers(0, len(self.rows), size=self.cfg.batch_size)[rank_slice(self.cfg.batch_size, rank, world)]
-        p = self._p[idx]
+        p, nj = self._p[idx], self.rows.n_joints
         if self.cfg.input_noise > 0:  # perturb the joints the policy sees, not where it must go: it learns to steer back
-            noise = rng.normal(0.0, self.cfg.input_noise, (len(idx), N_JOINTS)).astype(np.float32)
-            p = torch.cat([p[:, :N_JOINTS] + torch.from_numpy(noise), p[:, N_JOINTS:]], 1)
+            noise = rng.normal(0.0, self.cfg.input_noise, (len(idx), nj)).astype(np.float32)
+            p = torch.cat([p[:, :nj] + torch.from_numpy(noise), p[:, nj:]], 1)
         y = self._y[idx].to(device)
         f = self._f[idx]
         if self.cfg.feature_noise > 0 and self._fstd is not None:
@@ -397,8 +409,8 @@ class TwinHeadMethod:
             f = f + torch.from_numpy(eps) * self._fstd
         out = model(f.to(device), p.to(device)).float()
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        joints = torch.nn.functional.mse_loss(out[:, :N_JOINTS], y[:, :N_JOINTS])
-        grip, done = bce(out[:, N_JOINTS], y[:, N_JOINTS]), bce(out[:, N_JOINTS + 1], y[:, N_JOINTS + 1])
+        joints = torch.nn.functional.mse_loss(out[:, :nj], y[:, :nj])
+        grip, done = bce(out[:, nj], y[:, nj]), bce(out[:, nj + 1], y[:, nj + 1])
         return joints + grip + done, {"joints": float(joints.detach()), "gripper": float(grip.detach()),
                                       "done": float(done.detach())}
 

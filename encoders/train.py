@@ -2,6 +2,7 @@
 
     python encoders/train.py --config configs/encoder/invact.yaml data=/tmp/aw steps=200
     python encoders/train.py --config configs/encoder/invact.yaml out=runs/encoder/x --resume
+    python encoders/train.py --config configs/encoder/invact_mix.yaml     # atomic world + LIBERO clips, 0.7 / 0.3
     accelerate launch encoders/train.py --config configs/encoder/invact.yaml        # 1 process
     torchrun --standalone --nproc_per_node 2 encoders/train.py --config ... out=runs/encoder/x   # 2 CPU processes
     accelerate launch --multi_gpu --num_processes 4 encoders/train.py --config ... out=...        # 4 GPUs
@@ -13,6 +14,11 @@ split by whole quadruplets), gradients are averaged, only the main process write
 Run folder (`out`, default runs/encoder/<method>-<time>/): config.yaml (resolved), metrics.jsonl,
 checkpoints/step_NNNNNN/ (weights, optimizer, step; the last `keep_checkpoints` are kept), and
 encoder/ (the final `save_pretrained` export: config.json + model.safetensors).
+
+Several datasets: `data=[A,B] data_weights=[0.7,0.3]` (empty weights: equal). They are joined
+into one mix folder under the cache root (envs/datasets/mix.py: vocabularies joined, ids kept
+unique) and the method's batch sampler draws each quadruplet / clip from source k with probability
+weight k, whatever the sources' sizes.
 
 Data order depends only on (seed, step), so `--resume` continues with exactly the batches an
 uninterrupted run would have seen. AdamW at a constant learning rate (invact.txt App. B.1); bf16
@@ -40,7 +46,8 @@ from encoders.methods import METHODS, method_class, sections_help
 @dataclasses.dataclass
 class TrainConfig:
     method: str = "invact"
-    data: str = "runs/demo/atomic_world"
+    data: str | list[str] = "runs/demo/atomic_world"  # a dataset folder, or a list of them to mix
+    data_weights: list[float] = dataclasses.field(default_factory=list)  # one per data folder; empty: equal
     out: str = ""  # run folder; empty: runs/encoder/<method>-<time>
     seed: int = 0
     steps: int = 1500
@@ -69,6 +76,12 @@ class TrainConfig:
             raise ValueError(f"logger: {self.logger!r} is not 'none' or 'wandb'")
         if self.threads < 0:
             raise ValueError(f"threads: must be >= 0 (0 = automatic), got {self.threads}")
+        from envs.datasets.mix import check_weights
+
+        roots = data_roots(self)
+        if len(roots) == 1 and len(self.data_weights) > 1:
+            raise ValueError(f"data_weights: {len(self.data_weights)} weights for 1 dataset in data")
+        check_weights(roots, self.data_weights)
         cls = method_class(self.method)
         try:
             # fields the method derives from the dataset (e.g. num_verbs) keep their defaults here
@@ -76,6 +89,26 @@ class TrainConfig:
             from_dict(cls.loss_config, self.loss, prefix="loss.")
         except ConfigError as e:
             raise ConfigError(f"{e} (method {self.method!r})", key=e.key) from None
+
+
+def data_roots(cfg: TrainConfig) -> list[str]:
+    """The dataset folders of `cfg.data` (one folder or a list)."""
+    return [cfg.data] if isinstance(cfg.data, str) else [str(d) for d in cfg.data]
+
+
+def resolve_data(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with `data` one folder: the folder itself, or the mix folder of several (envs/datasets/mix.py)."""
+    roots = data_roots(cfg)
+    for r in roots:
+        if not Path(r).is_dir():
+            raise FileNotFoundError(f"data: dataset folder {r} does not exist")
+    if len(roots) == 1:
+        return dataclasses.replace(cfg, data=roots[0])
+    from encoders.features import default_cache_root
+    from envs.datasets.mix import mix_datasets
+
+    mix = mix_datasets(roots, cfg.data_weights, cfg.cache_dir or default_cache_root())
+    return dataclasses.replace(cfg, data=str(mix))
 
 
 def setup_run(cfg: TrainConfig) -> tuple[Any, Path, Any]:
@@ -89,10 +122,8 @@ def setup_run(cfg: TrainConfig) -> tuple[Any, Path, Any]:
         raise ValueError("out: set an explicit run folder when launching several processes "
                          "(each would otherwise pick its own time-stamped folder)")
     prepare_out(out, cfg.resume)  # refuses a non-resume run into a folder with checkpoints
-    if not Path(cfg.data).is_dir():
-        raise FileNotFoundError(f"data: dataset folder {cfg.data} does not exist")
     with acc.main_process_first():  # one process fills the prepared-input caches, the others read them
-        method = method_class(cfg.method)(cfg)
+        method = method_class(cfg.method)(resolve_data(cfg))
     for p in method.model.parameters():
         p.requires_grad_(True)
     if acc.is_main_process:
@@ -114,14 +145,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def loss_at(cfg: TrainConfig, step: int, model=None) -> float:
     """The training loss of batch `step` for `model` (the method's freshly built model if None)."""
-    method = method_class(cfg.method)(cfg)
+    method = method_class(cfg.method)(resolve_data(cfg))
     m = model if model is not None else method.model
     with torch.no_grad():
         return float(method.loss(m, step, torch.device("cpu"))[0])
 
 
 FLAGS = {
-    "--data": ("data", "dataset folder (index.parquet)"),
+    "--data": ("data", "dataset folder (index.parquet); several: data=[A,B] data_weights=[0.7,0.3]"),
     "--out": ("out", "run folder"),
     "--steps": ("steps", "training steps"),
     "--seed": ("seed", "seed"),

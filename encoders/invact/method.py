@@ -25,6 +25,7 @@ class InvActMethod:
     def __init__(self, cfg: TrainConfig):
         from encoders.text import build_text_encoder
         from envs.atomic_world.dataset import read_meta
+        from envs.datasets.mix import mix_weights
 
         meta = read_meta(cfg.data)
         verbs = list(meta["vocab"]["action"])
@@ -34,7 +35,7 @@ class InvActMethod:
         torch.manual_seed(cfg.seed)
         self.model = InvActEncoder(self.model_cfg)
         self.index, self.arrays = prepared_inputs(self.model, cfg.data, "train", cache_root=cfg.cache_dir or None)
-        self.sampler = QuadrupletSampler(self.index, verbs, cfg.batch_quads, cfg.seed)
+        self.sampler = QuadrupletSampler(self.index, verbs, cfg.batch_quads, cfg.seed, weights=mix_weights(cfg.data))
         texts = sorted(set(self.index["caption"])) + verbs
         need_text = self.loss_cfg.lambda_text > 0
         if need_text:

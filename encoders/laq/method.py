@@ -40,6 +40,7 @@ from configs.training import rank_slice
 from encoders.laq.model import LAQConfig, LAQEncoder, resize_frames
 from encoders.laq.nsvq import perplexity
 from encoders.methods import register_method
+from envs.datasets.mix import draw_rows, mix_weights
 
 if TYPE_CHECKING:
     from encoders.train import TrainConfig
@@ -109,13 +110,17 @@ class LAQMethod:
             raise ValueError(f"{cfg.data}: no train clips" + (f" with views {self.loss_cfg.views}" if self.loss_cfg.views else ""))
         self.rows = rows  # indices into the memory-mapped frames (no copy)
         self.index = index.iloc[rows].reset_index(drop=True)
+        self.mix = mix_weights(cfg.data)  # source weights of a mix folder (envs/datasets/mix.py), else None
 
     # -- data -----------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The global batch of `step`: (frames rows, t, t+H), from (seed, step) only."""
         rng = np.random.default_rng([self.cfg.seed, step])
         n, t = len(self.rows), self.frames.shape[1]
-        rows = self.rows[rng.choice(n, size=self.batch_size, replace=n < self.batch_size)]
+        if self.mix is not None:  # mixed datasets: each slot's source drawn by its weight
+            rows = self.rows[draw_rows(rng, self.index["dataset"].to_numpy(), self.mix, self.batch_size)]
+        else:
+            rows = self.rows[rng.choice(n, size=self.batch_size, replace=n < self.batch_size)]
         h = self.loss_cfg.offset
         if h <= 0 or h >= t:
             return rows, np.zeros(len(rows), np.int64), np.full(len(rows), t - 1, np.int64)

@@ -31,6 +31,7 @@ from encoders.roboact.losses import (
 )
 from encoders.roboact.model import RoboActConfig, RoboActEncoder
 from envs.datasets.annotations import compose_description, recombination_text
+from envs.datasets.mix import draw_rows, mix_weights
 
 if TYPE_CHECKING:
     from encoders.train import TrainConfig
@@ -83,6 +84,7 @@ class RoboActMethod:
         if len(self.index) < 2:
             raise ValueError(f"{cfg.data}: the train split has {len(self.index)} clips; need at least 2")
         self.labels = label_ids(self.index, vocab, source=f"{cfg.data}/index.parquet")
+        self.mix = mix_weights(cfg.data)  # source weights of a mix folder (envs/datasets/mix.py), else None
         trip = np.stack([self.labels["subject"], self.labels["action"], self.labels["object"]], 1)
         self.triplets, self.clip_triplet = np.unique(trip, axis=0, return_inverse=True)
         self.clip_triplet = self.clip_triplet.reshape(-1)
@@ -116,7 +118,10 @@ class RoboActMethod:
         """Row indices of this rank's part of batch `step` (depends on (seed, step, rank, world) only)."""
         rng = np.random.default_rng([self.cfg.seed, step])
         n = len(self.index)
-        rows = rng.choice(n, size=min(self.batch_size, n), replace=False)
+        if self.mix is not None:  # mixed datasets: each slot's source drawn by its weight
+            rows = draw_rows(rng, self.index["dataset"].to_numpy(), self.mix, min(self.batch_size, n))
+        else:
+            rows = rng.choice(n, size=min(self.batch_size, n), replace=False)
         return rows[rank_slice(len(rows), rank, world)]
 
     def batch_inputs(self, step: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, torch.Tensor]:

@@ -8,10 +8,11 @@ v3.0 dataset on disk, in the layout `envs/lerobot.py` reads (and `LeRobotDataset
     OUT/meta/tasks.parquet                   index: task string, column task_index
     OUT/meta/episodes/chunk-000/file-000.parquet   per episode: tasks, length, data/video locations
     OUT/meta/stats.json                      min / max / mean / std / count of the numeric features
-    OUT/data/chunk-000/file-000.parquet      one row per frame: observation.state (8: j0..j6, gripper),
-                                             observation.force (6: fx..tz), action (9: j0..j6 targets,
-                                             gripper, grip_force), timestamp, frame_index, episode_index,
-                                             index, task_index
+    OUT/data/chunk-000/file-000.parquet      one row per frame: observation.state (J + 1: j0..j{J-1},
+                                             gripper), observation.force (6: fx..tz), action (the
+                                             recording's A: j0..j{J-1} targets, gripper, grip_force on
+                                             the twin, J = 7), timestamp (float32, as LeRobot writes it),
+                                             frame_index, episode_index, index, task_index
     OUT/videos/observation.images.<cam>/chunk-000/file-000.mp4   every episode back to back (h264, yuv420p)
 
 Step labels. LeRobot v3.0 has no operator markers. A frame's `task_index` may change inside an episode,
@@ -22,6 +23,9 @@ step's one-step instruction ("pick up the tape"); ingestion labels such an episo
 Frames before the first marker (none in a scripted recording) are left out. Frames are the recorder's,
 one per control period (their timestamps must be regular at `fps`, checked); images are h264-encoded
 (lossy: within a few grey levels of the raw frames).
+
+Read it back with `scripts/ingest_teleop.py --format lerobot --mapping twin` (configs/ingest/lerobot_twin.yaml);
+every exported frame comes back (tests/test_lerobot_mapping.py).
 """
 
 from __future__ import annotations
@@ -34,9 +38,18 @@ import numpy as np
 
 from real_robot.ingest import read_raw
 
-STATE_NAMES = [*(f"j{i}" for i in range(7)), "gripper"]
 FT_NAMES = ["fx", "fy", "fz", "tx", "ty", "tz"]
-ACTION_NAMES = [*(f"j{i}" for i in range(7)), "gripper", "grip_force"]
+
+
+def state_names(joints: int) -> list[str]:
+    """observation.state names: j0..j{J-1}, gripper."""
+    return [*(f"j{i}" for i in range(joints)), "gripper"]
+
+
+def action_names(joints: int, dims: int) -> list[str]:
+    """action names of a (dims,) command: J joint targets, gripper, grip_force (the twin's 9 for J = 7)."""
+    names = [*(f"j{i}" for i in range(joints)), "gripper", "grip_force"]
+    return names[:dims] if dims <= len(names) else [*names, *(f"a{i}" for i in range(len(names), dims))]
 CHUNK = {"chunk_index": 0, "file_index": 0}
 
 
@@ -83,6 +96,8 @@ def export_lerobot(src: str | Path, out: str | Path, fps: int = 20, robot_type: 
     if not episodes:
         raise ValueError(f"{src}: no recorded episodes")
     cams = sorted(k[4:] for k in episodes[0].streams if k.startswith("cam_"))
+    joints = int(np.prod(episodes[0].streams["joint_states"][1].shape[1:]))  # J, the recording's own
+    act_dims = int(np.prod(episodes[0].streams["action"][1].shape[1:]))
     rows: dict[str, list[Any]] = {k: [] for k in ("observation.state", "observation.force", "action", "timestamp",
                                                   "frame_index", "episode_index", "index", "task_index")}
     video: dict[str, list[np.ndarray]] = {c: [] for c in cams}
@@ -102,7 +117,10 @@ def export_lerobot(src: str | Path, out: str | Path, fps: int = 20, robot_type: 
         grip = rec.streams.get("gripper_state", (t, np.zeros(len(t))))[1].reshape(len(t), 1)
         ft = rec.streams.get("force_torque", (t, np.zeros((len(t), 6))))[1].reshape(len(t), 6)
         act = rec.streams["action"][1]
-        state = np.concatenate([q.reshape(len(t), 7), grip], 1)
+        if q.reshape(len(t), -1).shape[1] != joints or act.reshape(len(t), -1).shape[1] != act_dims:
+            raise ValueError(f"{src / rec.name}: joint_states / action dims differ from the first episode's "
+                             f"{joints} / {act_dims}")
+        state = np.concatenate([q.reshape(len(t), joints), grip], 1)
         for a, b, label in _split_steps(t, rec.markers):
             e = len(ep_rows)
             if label not in tasks:
@@ -151,7 +169,8 @@ def export_lerobot(src: str | Path, out: str | Path, fps: int = 20, robot_type: 
                      "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
                      "video.channels": 3, "has_audio": False}}
         _write_video(out / f"videos/observation.images.{c}/chunk-000/file-000.mp4", video[c], fps)
-    for k, names in (("observation.state", STATE_NAMES), ("observation.force", FT_NAMES), ("action", ACTION_NAMES)):
+    for k, names in (("observation.state", state_names(joints)), ("observation.force", FT_NAMES),
+                     ("action", action_names(joints, act_dims))):
         features[k] = {"dtype": "float32", "shape": [len(names)], "names": names}
     for k in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
         features[k] = {"dtype": "float32" if k == "timestamp" else "int64", "shape": [1], "names": None}

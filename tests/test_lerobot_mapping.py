@@ -234,13 +234,14 @@ def test_declared_shape_is_checked_per_sample(tmp_path):
         probs[0]["detail"]
 
 
-def _twin_recording(root: Path, steps: tuple[int, ...] = (100, 130, 100, 110), hz: int = 20) -> None:
-    """A raw twin recording (real_robot/ingest.py layout) of four marked steps, frames regular at `hz`."""
+def _twin_recording(root: Path, steps: tuple[int, ...] = (100, 130, 100, 110), hz: int = 20, joints: int = 7) -> None:
+    """A raw recording (real_robot/ingest.py layout) of four marked steps of a `joints`-joint arm, frames
+    regular at `hz`."""
     d = root / "ep0"
     d.mkdir(parents=True)
     n = sum(steps)
     t = np.arange(n) / hz + 3.0
-    js = np.stack([np.sin(t + k) for k in range(7)], 1)
+    js = np.stack([np.sin(t + k) for k in range(joints)], 1)
     streams = {"joint_states": js, "action": np.concatenate([js, np.zeros((n, 1)), np.full((n, 1), 25.0)], 1),
                "gripper_state": np.zeros(n), "cam_front": np.full((n, 8, 8, 3), 90, np.uint8)}
     for k, v in streams.items():
@@ -285,3 +286,22 @@ def test_twin_head_takes_its_sizes_from_the_demos(tmp_path):
     pol.reset()
     a = pol.act({k: 0.1 for k in pol.obs_keys}, TASK)
     assert a.shape == (7,) and np.all(np.isfinite(a))  # 5 joint targets, gripper, grip force
+
+
+def test_raw_recording_of_a_6_joint_arm_exports_and_ingests(tmp_path):
+    """Nothing fixes the joint count: a 6-joint recording ingests raw, exports to LeRobot with 6 + 1 state
+    dims and 8 action dims, and ingests back through the generic mapping."""
+    from real_robot.lerobot_export import export_lerobot
+
+    _twin_recording(tmp_path / "raw", steps=(5, 6, 5, 4), joints=6)
+    rep = ingest(tmp_path / "raw", "raw", tmp_path / "raw_out", rate=20.0)
+    assert rep["status"] == "written", rep["problems"]
+    export_lerobot(tmp_path / "raw", tmp_path / "lr", fps=20)
+    info = json.loads((tmp_path / "lr/meta/info.json").read_text())
+    assert info["features"]["observation.state"]["names"] == [*(f"j{i}" for i in range(6)), "gripper"]
+    assert info["features"]["action"]["shape"] == [8]
+    rep = ingest(tmp_path / "lr", "lerobot", tmp_path / "out")
+    assert rep["status"] == "written", rep["problems"]
+    with DemoReader(tmp_path / "out/demos.hdf5") as r:
+        d = r[0]
+    assert d.obs["joint_states"].shape == (5, 6) and d.obs["gripper_states"].shape == (5, 1) and d.actions.shape == (5, 8)

@@ -10,7 +10,8 @@ through the shared training loop.
     python policies/heads/twin.py ... --encoder backbone_mean frames=1          # single-frame window
 
 Inputs per control frame: the twin's proprio (7 joints + measured gripper 0..1; the demo files'
-"proprio", `real_robot.robot.PROPRIO_KEYS`), and as the head's *features* the atomic step as a one-hot
+"proprio", `real_robot.robot.PROPRIO_KEYS`; demos of another arm give J joints, and the head's sizes
+follow them: proprio J + 1, outputs J + 2, obs keys j0.pos..j{J-1}.pos + gripper.pos), and as the head's *features* the atomic step as a one-hot
 over STEP_VERBS plus progress (frames since the step began / 100, capped at 4). No camera: the tape's
 +-1.5 cm jitter is inside the 3 cm grasp tolerance, so a blind policy can do this task and its
 numbers say nothing about vision.

@@ -197,6 +197,20 @@ def test_a_mapped_feature_absent_from_info_json_is_named(tmp_path):
     assert "feature 'observation.state' shape [6] names" in p["detail"] and "'left_gripper'" in p["detail"]
 
 
+def test_explicit_cameras_and_frame_index_time(tmp_path):
+    """A mapping that names its cameras reads only those, under its names; timestamps "" = frame_index / fps."""
+    truth = write_lerobot(tmp_path / "src", 7, cams=2)
+    m = tmp_path / "one_cam.yaml"
+    m.write_text("name: one_cam\ncameras: {observation.images.wrist: top}\ntimestamps: ''\ngripper: []\n")
+    rep = ingest(tmp_path / "src", "lerobot", tmp_path / "out", mapping=str(m))
+    assert rep["status"] == "written", rep["problems"]
+    with DemoReader(tmp_path / "out/demos.hdf5") as r:
+        d = r[2]
+    assert sorted(k for k in d.obs if k.endswith("_rgb")) == ["top_rgb"] and len(d) == LENGTHS[2]
+    assert np.abs(d.obs["top_rgb"].astype(float) - truth["frames"]["wrist"][2]).mean() < 3.0
+    assert np.array_equal(d.obs["joint_states"], truth["state"][2].astype(np.float64))
+
+
 def test_missing_parquet_chunk_names_the_file_and_skip_bad_writes_the_rest(tmp_path):
     write_lerobot(tmp_path / "src", 6)
     (tmp_path / "src/data/chunk-000/file-001.parquet").unlink()
@@ -208,6 +222,12 @@ def test_missing_parquet_chunk_names_the_file_and_skip_bad_writes_the_rest(tmp_p
     rep = ingest(tmp_path / "src", "lerobot", tmp_path / "out", skip_bad=True)
     assert rep["status"] == "written" and rep["skipped"] == ["episode_000001"]
     assert [e["name"] for e in rep["episodes"]] == ["episode_000000", "episode_000002"]
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/ingest_teleop.py"), "--src", str(tmp_path / "src"),
+                        "--format", "lerobot", "--out", str(tmp_path / "cli"), "--skip-bad"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "skipped 1: episode_000001" in r.stdout, (r.stdout, r.stderr)
+    assert r.stderr.strip() == ("episode_000001: data: missing: data/chunk-000/file-001.parquet not found "
+                                "(meta/episodes places episode 1 there)")
 
 
 def test_video_shorter_than_its_parquet_frames_names_the_file(tmp_path):

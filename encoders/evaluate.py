@@ -2,6 +2,8 @@
 
     python encoders/evaluate.py --encoder backbone_mean --data /tmp/aw_tiny --split val --out results.json
     python encoders/evaluate.py --data /tmp/aw_tiny --compare random flow_mean backbone_mean --out cmp.json
+    python encoders/evaluate.py --data runs/demos/libero_atomic --split all --out libero.json     # LIBERO segments
+    python encoders/evaluate.py data=[runs/demos/libero_atomic,runs/demos/kitchen_atomic] --split all --out robot.json
 
 Writes the results JSON (layout in `evaluate_encoder`), the resolved config next to it
 (`<out stem>.config.yaml`), and plots under `<out stem>_plots/`; prints markdown tables.
@@ -28,7 +30,7 @@ from encoders.benchmark.tables import markdown_table
 @dataclasses.dataclass
 class RetrievalEvalConfig:
     encoder: str = "backbone_mean"  # registry name or directory written by save_pretrained
-    data: str = ""  # dataset folder (index.parquet + meta.json)
+    data: str | list[str] = ""  # dataset folder (index.parquet + meta.json), or a list of them (one gallery)
     split: str = "val"  # "all": every split
     out: str = "results.json"
     seed: int = 0
@@ -51,6 +53,18 @@ class RetrievalEvalConfig:
             raise ValueError("'batch_size' must be >= 1 and 'threads' >= 0 (0 = automatic)")
 
 
+def data_folder(cfg: RetrievalEvalConfig) -> str:
+    """The one folder to evaluate: `data`, or the mix folder of several (envs/datasets/mix.py), so a
+    query's gallery spans every dataset (e.g. a LIBERO "open" finds Kitchen and atomic-world "open")."""
+    roots = [cfg.data] if isinstance(cfg.data, str) else [str(d) for d in cfg.data]
+    if len(roots) == 1:
+        return roots[0]
+    from encoders.features import default_cache_root
+    from envs.datasets.mix import mix_datasets
+
+    return str(mix_datasets(roots, [], cfg.cache_dir or default_cache_root()))
+
+
 def encoder_label(spec: str) -> str:
     p = Path(spec)
     if not ("/" in spec or p.is_dir()):
@@ -71,7 +85,7 @@ def evaluate_encoder(encoder, cfg: RetrievalEvalConfig, label: str | None = None
     t0 = time.time()
     views = tuple(cfg.views) if cfg.views else None
     split = None if cfg.split == "all" else cfg.split
-    index, emb = encoder.embed_dataset(cfg.data, split, views, batch_size=cfg.batch_size,
+    index, emb = encoder.embed_dataset(data_folder(cfg), split, views, batch_size=cfg.batch_size,
                                cache_root=cfg.cache_dir or None)
     t_embed = time.time() - t0
     scores = evaluate_index(index, emb, is_ego, cfg.ks, cfg.curve_k)
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     specs = cfg.compare or [cfg.encoder]
     # the dataset and every encoder name/directory are checked before any clip is encoded or file written
-    read_index(cfg.data)
+    read_index(data_folder(cfg))
     encoders = [build_encoder(spec) for spec in specs]
     save_config(cfg, out.with_name(out.stem + ".config.yaml"))
     all_results, curves = [], {}

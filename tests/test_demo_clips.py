@@ -204,3 +204,18 @@ def test_verb_outside_the_vocabulary_without_mapping_is_one_line(toy, clips, tmp
     with pytest.raises(ValueError, match=r"data\[1\] .*verbs \['lift', 'lower', 'wave'\].*new_verbs") as e:
         mix_datasets([str(clips), str(toy)], [], tmp_path)
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------- retrieval
+def test_retrieval_benchmark_runs_on_demo_segments_and_on_a_mix(toy, clips, tmp_path):
+    from encoders.evaluate import main
+
+    enc = str(ROOT / "configs/encoder/pixels_mean.yaml")  # raw pixels: no weights, fast
+    res = main(["--encoder", enc, "--data", str(clips), "--split", "all", "--out",
+                str(tmp_path / "r.json"), "plots=false", f"cache_dir={tmp_path / 'c'}"])
+    assert res["n_queries"] == 2 * 3 * 8 and (tmp_path / "r.json").is_file()
+    # "reach" occurs in every task (scene): its ego queries find reach clips of other tasks
+    assert res["atomic"]["cross_scene"]["g2g"]["n_queries"] == 3 * 8
+    mix = main(["--encoder", enc, "--split", "all", "--out", str(tmp_path / "m.json"), f"data=[{toy},{clips}]",
+                "plots=false", f"cache_dir={tmp_path / 'c'}"])
+    assert mix["n_queries"] == res["n_queries"] + 4 * 2 * 5 * 2  # + toy: 4 scenes x 2 takes x 5 verbs x 2 views

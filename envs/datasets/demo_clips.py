@@ -20,7 +20,8 @@ world uses (envs/atomic_world/dataset.py: index.parquet + meta.json + one `(T, H
 - scene = `<suite>_t<task id>` (`scene=task`) or `<suite>` (`scene=suite`); split by task, by scene
   (`val` names the held-out tasks `<suite>/<id>` or scenes; empty: the last of each suite) or by
   demo (every `val_every`-th demo of each task is val).
-- keystep: the demo's instruction, `keystep_id` = its take, when the demo has >= 2 segments.
+- keystep: none by default (a task is one scene, so a keystep = task has no cross-scene match);
+  `keysteps=true` makes the demo's instruction the keystep of its clips (`keystep_id` = its take).
 - success: the writers log only the episode's success, so a segment's is *derived*: a segment whose
   skill the expert starts again later in the demo failed (it was retried), the others take the
   episode's success. Failed segments are dropped unless `keep_failed`; `segments.parquet` lists
@@ -78,6 +79,7 @@ class DemoClipsConfig:
     val: list[str] = dataclasses.field(default_factory=list)  # held-out tasks "<suite>/<id>" or scenes; empty: the last of each suite
     val_every: int = 5  # split_by=demo: demos 0, k, 2k, ... of each task are val
     min_steps: int = 2  # shorter segments are dropped
+    keysteps: bool = False  # the demo's instruction as the keystep of its clips (keystep_id = its take)
     keep_failed: bool = False  # keep segments derived as failed (retried by the expert)
     resume: bool = False  # keep files already done (items/<file>.json)
     progress: bool = True
@@ -205,7 +207,7 @@ def process_file(path: Path, first_take: int, cfg: DemoClipsConfig, out: Path, s
             ok = bool(d.rewards[-1] > 0 or d.dones[-1] > 0) if len(d) else False
             runs = segments(d.skills)
             verbs = [verb_of(s, d.instruction, f"{path} {r.keys[i]}") for s, _, _ in runs]
-            keystep = d.instruction if sum(v is not None for v in verbs) >= 2 else ""
+            keystep = d.instruction if cfg.keysteps and sum(v is not None for v in verbs) >= 2 else ""
             split = split_of(scene, task, i)
             for k, ((skill, a, b), verb) in enumerate(zip(runs, verbs)):
                 retried = any(s == skill for s, _, _ in runs[k + 1 :])

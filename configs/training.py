@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from configs.runs import atomic_write, atomic_write_json
+from configs.threads import ThreadResizer
 
 
 class TrainingMethod(Protocol):
@@ -179,10 +180,13 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", progress: bool = True,
         accelerator: Any = None, log_config: dict | None = None,
-        param_groups: Iterable[Any] | None = None) -> Path:
+        param_groups: Iterable[Any] | None = None, threads: int | None = None) -> Path:
     """Run (or resume) `loop.steps` optimisation steps of `method`; returns the run folder.
 
-    The method's model must already have `requires_grad` set on exactly what trains."""
+    The method's model must already have `requires_grad` set on exactly what trains. `threads` is
+    the caller's `threads` config value: 0 (automatic) re-sizes torch's threads between steps as
+    other processes come and go (`configs.threads.ThreadResizer`; metrics then log `threads`), a
+    fixed N or $ATOMVLA_THREADS keeps them as they are, None leaves them alone."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -206,6 +210,7 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
     rank, world = acc.process_index, acc.num_processes
     if world > 1:
         broadcast_parameters(model)
+    resize = None if threads is None else ThreadResizer(threads, world if acc.device.type == "cpu" else 1)
     out.mkdir(parents=True, exist_ok=True)
     wb = None
     if loop.logger == "wandb" and main:
@@ -229,10 +234,14 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
             for g, lr0 in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr0 * factor
         opt.step()
+        if resize is not None:
+            resize()  # cheap: measures at most every 10 s
         bar.update()
         if metrics is not None and ((step + 1) % loop.log_every == 0 or step == start):
             rec = {"step": step + 1, "loss": float(loss.detach()), **terms,
                    "s": round(time.perf_counter() - t0, 2), "world": world}
+            if resize is not None and resize.enabled:
+                rec["threads"] = torch.get_num_threads()
             metrics.write(json.dumps(rec) + "\n")
             metrics.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}")

@@ -330,7 +330,7 @@ def train(cfg: TrainHeadConfig) -> dict:
         loop = LoopConfig(steps=end, lr=cfg.lr, weight_decay=cfg.weight_decay, ckpt_every=cfg.ckpt_every,
                           schedule=cfg.schedule, schedule_steps=cfg.steps,
                           keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every, resume=cfg.resume or i > 0)
-        fit(method, out, loop, desc=f"head {cfg.encoder}", progress=cfg.progress)
+        fit(method, out, loop, desc=f"head {cfg.encoder}", progress=cfg.progress, threads=cfg.threads)
         if cfg.eval_episodes > 0:
             res = run_rollouts(cfg, out / "policy", edir, frame_size)
             n = sum(r["overall"]["n"] for r in res)

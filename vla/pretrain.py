@@ -245,7 +245,8 @@ def run_stage(cfg: Any, make_method: Any, *, stage: int, kind: str, export: str,
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
     t0 = time.perf_counter()
-    fit(method, out, loop, desc=desc, progress=progress, accelerator=acc, log_config=to_dict(cfg))
+    fit(method, out, loop, desc=desc, progress=progress, accelerator=acc, log_config=to_dict(cfg),
+        threads=cfg.threads)  # re-sized between steps when another process starts (threads=0)
     if acc.is_main_process:
         wall = time.perf_counter() - t0
         lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -253,8 +254,19 @@ def run_stage(cfg: Any, make_method: Any, *, stage: int, kind: str, export: str,
         res = {"stage": stage, "final_loss": last.get("loss"), "steps": cfg.steps, "world": acc.num_processes,
                "wall_s": round(wall, 1), **results(method, wall)}
         atomic_write_json(out / "results.json", res)
-        print(json.dumps(res, indent=1))
+        print(results_line(res, out / "results.json"))
     return out
+
+
+def results_line(res: dict[str, Any], path: Path) -> str:
+    """One line of a stage's results: its scalars; lists (stage 3's per-window held-out errors) stay
+    in the results file, which the line names."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    scalars = " ".join(f"{k}={fmt(v)}" for k, v in res.items() if k != "stage" and not isinstance(v, (list, dict)))
+    lists = [k for k, v in res.items() if isinstance(v, (list, dict))]
+    return f"stage {res.get('stage')} results ({path}{'; per-window: ' + ', '.join(lists) if lists else ''}): {scalars}"
 
 
 def train(cfg: PretrainConfig, progress: bool = True) -> Path:

@@ -7,6 +7,10 @@ One module per dataset (ego_exo4d, ssv2, rh20t, bridge, charades_ego, ntu120), e
 adapter class in DATASETS; `common` holds the shared decoding / resumable writing; `index` the
 config and the `index_dataset` entry point. The output folder is read exactly like the generated
 benchmark (`envs.atomic_world.dataset.AtomicClipDataset`, `read_index`, `read_meta`).
+
+Not registered here (their input is not a downloaded video dataset): `demo_clips` cuts the project's
+robot demos into the same index, one clip per expert skill segment (scripts/demo_clips.py); `mix`
+reads several indexes as one, with sampling weights (encoders/train.py `data=[A,B] data_weights=[..]`).
 """
 
 from __future__ import annotations

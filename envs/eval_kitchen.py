@@ -24,12 +24,13 @@ import functools
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from configs.loader import parse_cli
 from envs import kitchen
 from envs.env_api import make_env
 from envs.evaluator import Benchmark, exit_status, report_errors, results_markdown, run_evaluation
-from envs.policy_api import EnvSpec
+from envs.policy_api import POLICY_FILE, EnvSpec, read_policy_file
 
 __all__ = ["KitchenEvalConfig", "cli", "evaluate", "kitchen_benchmark", "main"]
 
@@ -45,7 +46,9 @@ class KitchenEvalConfig:
     seed_per_trial: bool = True  # FrankaKitchen-v1 has one initial state: the seed draws the obs noise
     max_steps: int = 0  # 0 = 280, FrankaKitchen-v1's episode length
     resolution: int = 96
-    second_view: str = "left_cap"  # left_cap | right_cap | wrist | default
+    # left_cap | right_cap | wrist | default; "" = the policy's: the second camera of the demos a head was
+    # trained on (policy.json trained_on.cameras), else left_cap (blind and scripted policies)
+    second_view: str = ""
     fast_render: bool = True
     video: bool = True
     video_stride: int = 1
@@ -66,9 +69,26 @@ class KitchenEvalConfig:
                           ("resolution", 8)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        trained = policy_cameras(self.policy)
+        if not self.second_view:
+            self.second_view = trained[1] if len(trained) > 1 else "left_cap"
         if self.second_view not in kitchen.VIEWS:
             raise ValueError(f"second_view must be one of {kitchen.VIEWS}, got {self.second_view!r}")
+        if len(trained) > 1 and trained[1] != self.second_view:
+            raise ValueError(f"second_view={self.second_view} but {self.policy} was trained on demos filmed with "
+                             f"{'+'.join(trained)} (policy.json trained_on.cameras): drop second_view= or set "
+                             f"second_view={trained[1]}")
         kitchen.parse_kitchen_tasks(self.task)
+
+
+def policy_cameras(policy: str) -> list[str]:
+    """The cameras of the demos a checkpoint's head was trained on (policy.json trained_on.cameras),
+    [] for a registered policy or a checkpoint that does not say."""
+    path = Path(policy)
+    if not (path / POLICY_FILE).is_file():
+        return []
+    cams = read_policy_file(path).get("trained_on", {}).get("cameras", [])
+    return [str(c) for c in cams] if isinstance(cams, list) else []
 
 
 def kitchen_protocol(cfg: KitchenEvalConfig) -> dict:

@@ -134,12 +134,14 @@ def build_frozen_encoder(spec: str) -> Any:
 class HeadMethod:
     """The `fit` method: MSE behaviour cloning of the head on cached features (batch from (seed, step))."""
 
-    def __init__(self, cfg: TrainHeadConfig, data: Any, encoder: Any, window: Any, frame_size: int) -> None:
+    def __init__(self, cfg: TrainHeadConfig, data: Any, encoder: Any, window: Any, frame_size: int,
+                 cameras: list[str] | None = None) -> None:
         import torch
 
         from policies.heads.model import HeadConfig, HeadNetwork
 
         self.cfg, self.data, self.encoder, self.window, self.frame_size = cfg, data, encoder, window, frame_size
+        self.cameras = list(cameras or [])  # the demos' cameras (Kitchen: ["default", <second view>])
         if data.history != cfg.history:  # the dataset's history window is the one the head is trained on
             raise ValueError(f"the dataset's feature history is {data.history} steps, the head's {cfg.history}: "
                              "build_dataset(..., history=cfg.history)")
@@ -202,7 +204,8 @@ class HeadMethod:
         pol.save_pretrained(Path(out) / "policy", encoder_spec=self.cfg.encoder,
                             extra={"trained_on": {"env": self.cfg.env, "suite": self.cfg.suite if self.cfg.env == "libero"
                                                   else "kitchen", "tasks": self.cfg.task_ids(),
-                                                  "demos": str(self.cfg.demos), "max_demos": self.cfg.max_demos}})
+                                                  "demos": str(self.cfg.demos), "max_demos": self.cfg.max_demos,
+                                                  "cameras": self.cameras}})
 
 
 def check_demo_counts(episodes: list, max_demos: int, where: str) -> None:
@@ -295,7 +298,7 @@ def train(cfg: TrainHeadConfig) -> dict:
     from configs.threads import apply_threads
     from configs.training import LoopConfig, fit
     from envs.evaluator import parse_tasks  # noqa: F401  (import check of the evaluator core)
-    from policies.heads.data import WindowConfig, build_dataset, read_demos
+    from policies.heads.data import WindowConfig, build_dataset, demo_cameras, read_demos
 
     cfg.validate()
     apply_threads(cfg.threads)
@@ -314,7 +317,7 @@ def train(cfg: TrainHeadConfig) -> dict:
                          shift_pad=cfg.shift_pad, augment_seed=cfg.augment_seed)
     # the demos' frames: resize rollout frames to it
     frame_size = int(episodes[0].data[window.views[0]].shape[1]) if window.views else 0
-    method = HeadMethod(cfg, data, encoder, window, frame_size)
+    method = HeadMethod(cfg, data, encoder, window, frame_size, cameras=demo_cameras(episodes))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     K = cfg.eval_every or cfg.steps

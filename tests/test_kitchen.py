@@ -114,3 +114,42 @@ def test_eval_kitchen_writes_records_and_resumes(tmp_path):
     assert res["overall"]["n"] == 3
     assert json.loads(rec_path.read_text())["marker"] == "kept"
     assert (out / "results.md").read_text().startswith("# Franka Kitchen kitchen")
+
+
+def test_the_evaluator_films_the_second_camera_the_head_was_trained_on(tmp_path):
+    """Kitchen demos filmed with the wrist camera train a head whose checkpoint names its cameras; the
+    evaluator then films the same second view by default, and a contradicting second_view is one error."""
+    import h5py
+
+    from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
+    from envs.eval_kitchen import KitchenEvalConfig
+    from policies.heads.data import demo_cameras, read_demos
+    from policies.train import TrainHeadConfig, train
+
+    wrist, left = tmp_path / "wrist", tmp_path / "left"
+    for out, view in ((wrist, "wrist"), (left, "left_cap")):
+        make_kitchen_demos(KitchenDemoConfig(task="slide", episodes=1, out=str(out), resolution=16, noise=0.0,
+                                             second_view=view))
+    views = ("agentview_rgb", "eye_in_hand_rgb")
+    eps = read_demos(wrist, "kitchen", views, [4])
+    assert demo_cameras(eps) == ["default", "wrist"]
+    # the wrist view moves with the hand, the left_cap view stays put: different pixels
+    with h5py.File(next(wrist.rglob("*.hdf5"))) as a, h5py.File(next(left.rglob("*.hdf5"))) as b:
+        assert not np.array_equal(a["data/demo_0/obs/eye_in_hand_rgb"][-1], b["data/demo_0/obs/eye_in_hand_rgb"][-1])
+    mixed = eps + read_demos(left, "kitchen", views, [4])
+    with pytest.raises(ValueError, match="different cameras"):
+        demo_cameras(mixed)
+
+    run = tmp_path / "run"
+    train(TrainHeadConfig(env="kitchen", task="slide", encoder="random", demos=str(wrist), max_demos=1, steps=2,
+                          eval_episodes=0, out=str(run), progress=False, threads=1, cache_root=str(tmp_path / "c")))
+    meta = json.loads((run / "policy" / "policy.json").read_text())
+    assert meta["trained_on"]["cameras"] == ["default", "wrist"]
+    cfg = KitchenEvalConfig(policy=str(run / "policy"), task="slide")
+    cfg.validate()
+    assert cfg.second_view == "wrist"
+    with pytest.raises(ValueError, match="trained on demos filmed with default\\+wrist"):
+        KitchenEvalConfig(policy=str(run / "policy"), task="slide", second_view="left_cap").validate()
+    blind = KitchenEvalConfig(policy="random", task="slide")
+    blind.validate()
+    assert blind.second_view == "left_cap"

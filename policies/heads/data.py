@@ -97,6 +97,22 @@ def read_demos(demos: str | Path, env: str, views: Sequence[str], task_ids: Sequ
                          suite=demo_suite(env, suite), task_ids=None if task_ids is None else list(task_ids))
 
 
+def demo_cameras(episodes: Sequence[Episode]) -> list[str]:
+    """The cameras the demo files were filmed with (env_args.env_kwargs.views, e.g. ["default", "wrist"]
+    for Kitchen: agentview_rgb, eye_in_hand_rgb); [] when the files do not say. Files that disagree:
+    one error naming two of them (a head cannot be trained on two camera layouts at once)."""
+    from envs.demos import DemoReader
+
+    seen: dict[tuple[str, ...], str] = {}
+    for f in sorted({e.file for e in episodes if e.file.endswith((".hdf5", ".h5"))}):
+        views = tuple(str(v) for v in DemoReader(f).env_args.get("env_kwargs", {}).get("views", ()))
+        seen.setdefault(views, f)
+    if len(seen) > 1:
+        (a, fa), (b, fb) = list(seen.items())[:2]
+        raise ValueError(f"demos filmed with different cameras: {fa} has {list(a)}, {fb} has {list(b)}")
+    return list(next(iter(seen), ()))
+
+
 def encoder_key(encoder: Any) -> str:
     """`<registered name>-<sha1 of config + weights>`: a changed encoder never reuses stale features."""
     h = hashlib.sha1(json.dumps(encoder.config_dict(), sort_keys=True, default=str).encode())

@@ -11,6 +11,7 @@ traceback of input errors too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -36,3 +37,20 @@ def run_cli(main: Callable[..., Any], *args: Any) -> int:
         print("interrupted: finished work is on disk; rerun with --resume to continue", file=sys.stderr)
         return 130
     return ret if isinstance(ret, int) else 0
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the few entry points without a config dataclass (their flags are their keys):
+    the docstring as written, and every option's default in `--help`, as `configs.loader.parse_cli`
+    lists config keys. Wrap `main` in `run_cli` for the one-line input errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        shown = action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if shown and "default" not in (action.help or "").lower():  # the help may say it already
+            action.help = f"{action.help} (default: %(default)r)" if action.help else "default: %(default)r"
+        return action

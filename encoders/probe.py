@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from encoders.probes.experiment import run_probe
 from encoders.probes.train import ProbeConfig
@@ -31,14 +32,10 @@ FLAGS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_cli(ProbeConfig, argv, description=__doc__, flags=FLAGS, prog="probe.py")
-    try:
-        run_probe(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"probe.py: error: {e}", file=sys.stderr)
-        return 2
+    cfg = parse_cli(ProbeConfig, argv, description=__doc__, flags=FLAGS, prog="encoders/probe.py")
+    run_probe(cfg)  # bad input (a missing dataset, an unknown probe or backbone): one line, exit 2 (run_cli)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

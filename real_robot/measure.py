@@ -6,7 +6,6 @@ safety layer's worst limit excess under random / adversarial command streams.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from configs.cli import ArgumentParser, run_cli
 from real_robot.robot import JOINT_KEYS, action_dict, joints_of, make_robot  # noqa: E402
 from real_robot.safety import SafeRobot, SafetyLimits  # noqa: E402
 
@@ -116,7 +116,7 @@ class _PerfectArm:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, prog="real_robot/measure.py")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--watchdog", type=float, default=0.2)
     p.add_argument("--out", default="")
@@ -137,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

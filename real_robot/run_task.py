@@ -144,4 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from configs.cli import run_cli
+
+    sys.exit(run_cli(main))  # an unknown robot or policy: one line, exit 2

@@ -23,6 +23,7 @@ import argparse
 import signal
 import sys
 
+from configs.cli import ArgumentParser, run_cli
 from real_robot.robot import make_robot
 from real_robot.tcp import (
     DEFAULT_PORT,
@@ -36,8 +37,7 @@ from real_robot.tcp import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = ArgumentParser(description=__doc__, allow_abbrev=False, prog="scripts/arm_bridge_server.py")
     p.add_argument("--robot", default="mujoco_twin", help="registered robot to serve (default mujoco_twin)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0 = any free port)")
@@ -87,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

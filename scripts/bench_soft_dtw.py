@@ -10,17 +10,17 @@ measurement is `encoders.instraction.bench.run`; this file only parses the comma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from configs.cli import ArgumentParser, run_cli
 from configs.runs import atomic_write_json
 from configs.threads import apply_threads
 from encoders.instraction.bench import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, prog="scripts/bench_soft_dtw.py")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batches", default="1,8,32,128")
     p.add_argument("--gamma", type=float, default=0.1)
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -16,6 +16,9 @@ The measurement is `vla.bench.bench_vla`; this file only parses the command line
 
 from __future__ import annotations
 
+import sys
+
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from vla.bench import BenchConfig, bench_vla
 
@@ -26,4 +29,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))  # an unknown model: one line, exit 2

@@ -11,17 +11,15 @@ as (T, H, W, 3) uint8). Prints one line per problem and a summary; exit status 1
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from configs.cli import run_cli
+from configs.cli import ArgumentParser, run_cli
 from envs.atomic_world.check import check
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="scripts/check_dataset.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="scripts/check_dataset.py", description=__doc__)
     p.add_argument("root", help="dataset folder (meta.json, index.parquet, clips/, takes/)")
     p.add_argument("--full", action="store_true", help="decode every clip, not only sizes and records")
     args = p.parse_args(argv)

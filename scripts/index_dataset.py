@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from envs.datasets.index import IndexConfig, format_summary, index_dataset
 
@@ -32,14 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
                            "--out": ("out", "output folder"), "--resume": ("resume", "continue an interrupted run"),
                            "--frames": ("frames", "frames per clip"), "--size": ("size", "clip size (pixels)"),
                            "--limit": ("limit", "index at most this many takes/videos/episodes")})  # fmt: skip
-    try:
-        summary = index_dataset(cfg)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    summary = index_dataset(cfg)  # bad input (a missing --root, a damaged annotation): one line, exit 2
     print(format_summary(summary))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

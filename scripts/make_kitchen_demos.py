@@ -15,6 +15,9 @@ The recording loop is the LIBERO writer's (envs.demos.collect_demos); the work i
 
 from __future__ import annotations
 
+import sys
+
+from configs.cli import run_cli
 from configs.loader import parse_cli
 from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
 
@@ -39,4 +42,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -8,16 +8,15 @@ with the take's scene, split, subject and the caption (or keystep) of its clips.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from configs.cli import run_cli
+from configs.cli import ArgumentParser, run_cli
 from configs.runs import atomic_write
 from envs.atomic_world.preview import contact_sheet
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, prog="scripts/preview_dataset.py")
     p.add_argument("data", help="dataset directory (with index.parquet)")
     p.add_argument("--out", default="sheet.png", help="output PNG")
     p.add_argument("--takes", type=int, default=12, help="rows (takes) to show")

@@ -10,35 +10,30 @@ this file only parses the command line.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from configs.cli import run_cli
+from configs.loader import parse_cli
 from encoders.probes.results import ProbeResultsConfig, probe_results
+
+FLAGS = {f"--{k.replace('_', '-')}": (k, h) for k, h in (
+    ("data", "dataset folder (required)"), ("out", "output path without suffix (.json, .md)"),
+    ("backbone", "frozen image backbone"), ("image_size", "frame size"), ("frames", "frames per clip"),
+    ("proj_dim", "probe width"), ("heads", "probe attention heads"), ("epochs", "probe epochs"),
+    ("seeds", "seeds per probe"), ("ia_epochs", "InstrAction epochs"), ("threads", "torch threads (0: free cores)"),
+    ("cache_dir", "feature cache"), ("skip_instraction", "skip the InstrAction part"),
+    ("encoders", "comma list of exported encoder dirs to probe through tokens(video)"),
+    ("encoder_frames", "frames per clip for --encoders"), ("encoder_heads", "probe heads for --encoders"))}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", default="docs/results/probes")
-    p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--proj-dim", type=int, default=128)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--ia-epochs", type=int, default=15)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--cache-dir", default="")
-    p.add_argument("--skip-instraction", action="store_true")
-    p.add_argument("--encoders", default="", help="comma list of exported encoder dirs to probe through tokens(video)")
-    p.add_argument("--encoder-frames", type=int, default=8)
-    p.add_argument("--encoder-heads", type=int, default=4)
-    a = p.parse_args(argv)
+    cfg = parse_cli(ProbeResultsConfig, argv, description=__doc__, flags=FLAGS, prog="scripts/probe_results.py")
+    if not cfg.data:
+        raise ValueError("--data: required (a dataset folder made by scripts/make_atomic_videos.py)")
     command = "python scripts/probe_results.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    probe_results(ProbeResultsConfig(**vars(a)), command)
+    probe_results(cfg, command)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

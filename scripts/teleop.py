@@ -23,14 +23,14 @@ The recording is `real_robot.teleop.record_episodes`; this file only parses the 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from configs.cli import ArgumentParser, run_cli
 from real_robot.teleop import TASK, record_episodes
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, prog="scripts/teleop.py")
     p.add_argument("--robot", default="mujoco_twin", help="registered robot (mujoco_twin | tcp)")
     p.add_argument("--leader", default="scripted", choices=("scripted", "keyboard"))
     p.add_argument("--task", default=TASK)
@@ -50,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.export_lerobot:
         from real_robot.lerobot_export import export_lerobot
 
-        try:
-            r = export_lerobot(a.export_lerobot, a.out, fps=20)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        r = export_lerobot(a.export_lerobot, a.out, fps=20)  # bad input: one line, exit 2 (run_cli)
         print(f"{r['episodes']} LeRobot episodes ({r['frames']} frames, {r['recordings']} recordings, cameras "
               f"{r['cameras']}) in {a.out}")
         return 0
@@ -68,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -188,3 +188,56 @@ def test_resume_without_checkpoint_is_said_once(tmp_path, capsys):
     other = tmp_path / "other"  # another run folder says it again
     prepare_out(other, True)
     assert capsys.readouterr().out.count(f"--resume: no checkpoint in {other}") == 1
+
+
+# -- every entry point: one line for a bad name or a missing input, --help lists keys / defaults ----
+
+
+def _bad_input_cases(tmp: Path) -> list[tuple[list[str], str]]:
+    """(command line, what its one error line must say): a missing input folder or an unknown name."""
+    missing = tmp / "missing"
+    return [
+        (["vla/pretrain.py", f"latents={missing}", "model=tiny", f"out={tmp / 's2'}"], f"error: {missing}: no latents.json"),
+        (["vla/posttrain.py", "init=none", f"demos={missing}", "model=tiny", f"out={tmp / 's3'}"],
+         f"error: demo file not found: {missing}"),
+        (["vla/posttrain.py", "--summary", str(missing)], f"error: --summary {missing}: no results.json"),
+        (["scripts/bench_vla.py", "model=nosuch"], "error: unknown vla 'nosuch'; registered:"),
+        (["encoders/probe.py", f"data={missing}", f"out={tmp / 'probe'}"], f"error: {missing}: dataset folder does not exist"),
+        (["scripts/probe_results.py", "--data", str(missing), "--out", str(tmp / "pr")],
+         f"error: {missing}: dataset folder does not exist"),
+        (["scripts/index_dataset.py", "--kind", "ssv2", "--root", str(missing), "--out", str(tmp / "idx")],
+         f"error: --root {missing}: no such folder"),
+        (["scripts/make_kitchen_demos.py", "--task", "nosuch", "--out", str(tmp / "kd")], "unknown kitchen task 'nosuch'"),
+        (["scripts/teleop.py", "--robot", "nosuch", "--out", str(tmp / "tele")], "error: unknown robot 'nosuch'"),
+    ]
+
+
+def test_bad_names_and_missing_inputs_are_one_line_with_status_2(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = _bad_input_cases(tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda c: _run(*c[0], timeout=120), cases))
+    for (argv, says), r in zip(cases, results):
+        line = _one_error_line(r)
+        assert says in line, (argv, line)
+    assert not any((tmp_path / d).exists() for d in ("s2", "s3", "probe", "pr", "idx", "kd", "tele"))
+
+
+def test_help_lists_config_keys_or_option_defaults():
+    r = _run("scripts/probe_results.py", "--help")  # moved onto the shared parser: its keys
+    assert r.returncode == 0 and "config keys (key=default" in r.stdout and "epochs=25" in r.stdout, r.stderr
+    r = _run("scripts/bench_soft_dtw.py", "--help")  # argparse only (configs.cli.ArgumentParser): each default
+    assert r.returncode == 0, r.stderr
+    assert "--threads THREADS  default: 0" in r.stdout and "--size SIZE        default: 64" in r.stdout
+
+
+def test_stage_results_print_one_line_and_leave_the_arrays_in_the_file():
+    from vla.pretrain import results_line
+
+    res = {"stage": 3, "final_loss": 0.123456, "steps": 200, "heldout_l1_norm": 0.5,
+           "heldout_l1_norm_per_window": [0.1] * 64, "heldout_window_demo": [0] * 64}
+    line = results_line(res, Path("run/results.json"))
+    assert "\n" not in line and len(line) < 300 and "0.1," not in line
+    assert line.startswith("stage 3 results (run/results.json; per-window: heldout_l1_norm_per_window, "
+                           "heldout_window_demo): final_loss=0.1235 steps=200 heldout_l1_norm=0.5")

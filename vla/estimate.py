@@ -42,9 +42,10 @@ Excluded: CUDA context (~0.5-1 GiB), allocator fragmentation and temporary buffe
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field
+
+from configs.cli import ArgumentParser, run_cli
 
 GIB = 1024**3
 GPUS = ((16, "16 GB (T4/V100)"), (24, "24 GB (RTX 4090/A10/L4)"), (40, "40 GB (A100-40G)"),
@@ -237,8 +238,8 @@ def render(e: Estimate) -> str:
 
 
 def main(argv: list[str] | None = None) -> Estimate:
-    ap = argparse.ArgumentParser(
-        description="Analytic parameter / optimizer / activation memory estimate for LoRA training of a VLA "
+    ap = ArgumentParser(
+        prog="vla/estimate.py", description="Analytic parameter / optimizer / activation memory estimate for LoRA training of a VLA "
                     "(formulas in the module docstring; nothing is downloaded).")
     ap.add_argument("--model", default="openvla-7b", choices=sorted(ARCHS), help="architecture (default openvla-7b)")
     ap.add_argument("--lora-r", type=int, default=32, help="LoRA rank (default 32, as invact.txt App. A.3)")
@@ -256,4 +257,6 @@ def main(argv: list[str] | None = None) -> Estimate:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.exit(run_cli(main))

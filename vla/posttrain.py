@@ -288,6 +288,8 @@ def summary(run: str | Path, eval_dir: str | Path = "", stage2: str | Path = "",
         r2 = load(Path(stage2) / "results.json")
         lines.append(f"stage 2  {r2.get('steps')} steps, final {r2.get('loss_kind')} loss {float(r2.get('final_loss') or 0):.4f}, "
                      f"{r2.get('samples_per_s')} samples/s")
+    if not (Path(run) / "results.json").is_file():
+        raise FileNotFoundError(f"--summary {run}: no results.json (not a finished vla/posttrain.py run)")
     r3 = load(Path(run) / "results.json")
     if r3:
         lines.append(f"stage 3  {r3.get('steps')} steps on {r3.get('train_demos')} demos, final L1 {float(r3.get('final_loss') or 0):.4f}")
@@ -311,14 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(*argv[1:5]))
         return 0
     cfg = parse_cli(PosttrainConfig, argv, description=__doc__, flags=FLAGS, prog="vla/posttrain.py")
-    try:
-        out = train(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it
-        raise SystemExit(f"error: {e}") from None
+    out = train(cfg)  # bad input (missing demos, a stage-2 run that is not one): one line, exit 2 (run_cli)
     print(f"stage 3 run: {out}\npolicy: {out / POLICY_DIR} "
           f"(python envs/eval_libero.py --policy {out / POLICY_DIR} ...)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from configs.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -287,14 +287,13 @@ FLAGS = {
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_cli(PretrainConfig, argv, description=__doc__, flags=FLAGS, prog="vla/pretrain.py")
-    try:
-        out = train(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it
-        raise SystemExit(f"error: {e}") from None
+    out = train(cfg)  # bad input (a missing latents folder, an unknown model): one line, exit 2 (run_cli)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"stage 2 run: {out}\nnext: python vla/posttrain.py --config configs/vla/posttrain.yaml init={out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from configs.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -6,7 +6,7 @@ all of them onto t0 + k / rate over their common window -- the step that turns s
 per-step arrays of an `envs.episodes.Episode` (LeRobot files directly, teleop through
 real_robot/ingest.py, which adds checks and per-step skill labels).
 
-Stream names: joint_states (N, 7), action (N, A), gripper_state (N,) or (N, 1), force_torque (N, 6),
+Stream names: joint_states (N, J) (J joints: the dataset's own count), action (N, A), gripper_state (N,) or (N, 1), force_torque (N, 6),
 cam_<name> (N, H, W, 3) uint8, any other numeric stream under its own name.
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def encoder_label(spec: str) -> str:
 def evaluate_encoder(encoder, cfg: RetrievalEvalConfig, label: str | None = None) -> tuple[dict[str, Any], Any, np.ndarray]:
     """Embed the split and score it. Returns (results, index, embeddings (M, D)).
 
-    results: `{"encoder", "n_queries", "atomic"|"keystep": {"cross_scene"|"cross_view"|"all_scenes":
-    {pair|"avg": {"hit@k": %, "n_queries"}}}, "same_scene_fraction": {"@k": frac, "curve": [...]}, ...}`.
+    results: `{"encoder", "n_queries", "atomic"|"keystep": {"cross_scene"|"cross_view"|"all_scenes"|
+    "cross_subject": {pair|"avg": {"hit@k": %, "chance@k": %, "n_queries"}}}, "same_scene_fraction":
+    {"@k": frac, "curve": [...]}, ...}`; pairs as in encoders/benchmark/retrieval.py (cross_subject:
+    h2r_g2g, h2r_x2x, r2h_g2g, r2h_x2x and their means h2r, r2h).
     """
     from encoders.benchmark.retrieval import evaluate_index
     from envs.atomic_world.dataset import is_ego
@@ -131,6 +134,7 @@ def _plots(cfg: RetrievalEvalConfig, label: str, index, emb: np.ndarray, plot_di
 def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from encoders.base import build_encoder
+    from encoders.benchmark.retrieval import SETTINGS
     from envs.atomic_world.dataset import read_index
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         argv = argv[:i] + argv[j:]
     cfg = parse_cli(
         RetrievalEvalConfig, argv, prog="encoders/evaluate.py",
-        description="Video->video retrieval benchmark (hit@k cross-scene / cross-view / all-scenes, keysteps).\n"
+        description="Video->video retrieval benchmark (hit@k cross-scene / cross-view / cross-subject / all-scenes,\n"
+                    "keysteps; tables lead with hit@1 and fit in 100 columns, the JSON has every number).\n"
                     "--compare A B C  evaluates several encoders (names, saved dirs or YAML files) in one run\n"
                     "                 and prints one table; the JSON is then {'compare': [results...]}.\n"
                     "--split all      evaluates every split.",
@@ -183,15 +188,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     final = all_results[0] if len(all_results) == 1 else {"compare": all_results, "encoders": [r["encoder"] for r in all_results]}
     atomic_write_json(out, final)
-    print(markdown_table(all_results, k=max(cfg.ks)))
-    print()
-    print(markdown_table(all_results, k=min(cfg.ks)))
-    empty = [f"{level}/{setting}/{pair}" for level in ("atomic", "keystep")
-             for setting, pairs in all_results[0][level].items() for pair, v in pairs.items()
-             if pair != "avg" and v.get("n_queries", 0) == 0]
+    print(markdown_table(all_results, cfg.ks))
+    empty = []
+    for level in ("atomic", "keystep"):
+        for setting, pairs in all_results[0][level].items():
+            none = [p for p in SETTINGS.get(setting, ()) if pairs.get(p, {}).get("n_queries", 0) == 0]
+            empty += [f"{level}/{setting}"] if none and len(none) == len(SETTINGS[setting]) else [
+                f"{level}/{setting}/{p}" for p in none]
     if empty:
-        print(f"\nnote: no queries with a non-empty gallery for {', '.join(empty)} "
-              "(too few scenes/views/keysteps in this split); shown as —")
+        print("\n" + textwrap.fill(f"note: no queries with a non-empty gallery for {', '.join(empty)} (too few "
+                                   "scenes/views/subjects/keysteps in this split): shown as —, a table with none "
+                                   "is left out", 100))
     if all_results[0]["n_keysteps"] == 0:
         print("note: no keystep instances (keystep_id >= 0) in this split")
     print(f"\nwrote {out}")

@@ -94,7 +94,7 @@ def test_retrieval_compare_checks_every_encoder_before_encoding(tmp_path):
              "plots=false", "--compare", "random", "nosuch")
     line = _one_error_line(r)
     assert "unknown encoder 'nosuch'" in line
-    assert "| random |" not in r.stdout  # `random` was not evaluated first
+    assert "| random " not in r.stdout  # `random` was not evaluated first
     assert not out.parent.exists()  # nothing written (not even the resolved config)
 
 

@@ -29,7 +29,9 @@ def test_compare_table_json_layout_and_plots(toy, tmp_path, capsys):
     final = main(["--data", str(toy), "--split", "val", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
                   "--compare", "random", "flow_mean", str(saved), "tsne_max=40"])
     printed = capsys.readouterr().out
-    assert "| random |" in printed and "| flow_mean |" in printed and "| pix_mean |" in printed
+    assert "| random " in printed and "| flow_mean " in printed and "| pix_mean " in printed
+    assert max(len(line) for line in printed.splitlines() if not line.startswith("wrote")) <= 100
+    assert "other subject" not in printed  # the toy world has one subject: no cross-subject table
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(final))
     assert data["encoders"] == ["random", "flow_mean", "pix_mean"]
@@ -43,6 +45,7 @@ def test_compare_table_json_layout_and_plots(toy, tmp_path, capsys):
                     for k in (1, 5, 10):
                         v = r[level][setting][p][f"hit@{k}"]
                         assert 0.0 <= v <= 100.0
+            assert r[level]["cross_subject"]["avg"]["n_queries"] == 0
         assert 0.0 <= r["same_scene_fraction"]["@10"] <= 1.0
         assert all(Path(p).is_file() for p in r["plots"])
     # the toy world's verbs are motions: flow beats chance cross-scene; raw pixels retrieve by scene
@@ -65,8 +68,10 @@ def test_cli_script_single_encoder(toy, tmp_path):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["encoder"] == "random" and res["n_queries"] == 60
-    assert set(res["atomic"]) == {"cross_scene", "cross_view", "all_scenes"}
-    assert "hit@10" in proc.stdout
+    assert set(res["atomic"]) == {"cross_scene", "cross_view", "all_scenes", "cross_subject"}
+    head = next(line for line in proc.stdout.splitlines() if line.startswith("| encoder"))
+    assert [c.strip() for c in head.strip("|").split("|")][1:4] == ["@1", "@5", "@10"]  # hit@1 leads
+    assert max(len(line) for line in proc.stdout.splitlines() if not line.startswith("wrote")) <= 100
 
 
 def test_cli_bad_inputs_name_the_problem(toy, tmp_path):

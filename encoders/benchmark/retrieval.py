@@ -7,6 +7,10 @@ Settings, i.e. what the gallery of one query excludes:
   - cross_scene  (g2g, x2x): every clip from the query's scene (so also the query and its twins)
   - cross_view   (g2x, x2g): the query's time-synchronised twins (same take and clip, other view)
   - all_scenes   (all four pairs): only the query itself and its twins
+  - cross_subject (h2r_g2g, h2r_x2x, r2h_g2g, r2h_x2x): human queries against the robot clips only
+    (h2r) and robot queries against the human clips (r2h), same camera kind (ego->ego, exo->exo);
+    the gallery also excludes every clip of the query's own take (so never the query or its twins),
+    scenes may be shared. "h2r" / "r2h" are the means of their two camera pairs.
 A query hits at k if any of its k nearest gallery items has the query's verb; hit@k is reported in
 percent over the queries whose gallery is non-empty. "avg" is the mean over the setting's pairs.
 
@@ -28,7 +32,12 @@ import numpy as np
 import pandas as pd
 
 PAIRS = {"g2g": (True, True), "x2x": (False, False), "g2x": (True, False), "x2g": (False, True)}
-SETTINGS = {"cross_scene": ("g2g", "x2x"), "cross_view": ("g2x", "x2g"), "all_scenes": ("g2g", "x2x", "g2x", "x2g")}
+# cross-subject pairs: (query subject, gallery subject, camera pair)
+SUBJECT_PAIRS = {"h2r_g2g": ("human", "robot", "g2g"), "h2r_x2x": ("human", "robot", "x2x"),
+                 "r2h_g2g": ("robot", "human", "g2g"), "r2h_x2x": ("robot", "human", "x2x")}
+SUBJECT_GROUPS = {"h2r": ("h2r_g2g", "h2r_x2x"), "r2h": ("r2h_g2g", "r2h_x2x")}
+SETTINGS = {"cross_scene": ("g2g", "x2x"), "cross_view": ("g2x", "x2g"), "all_scenes": ("g2g", "x2x", "g2x", "x2g"),
+            "cross_subject": tuple(SUBJECT_PAIRS)}
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -107,6 +116,29 @@ def same_scene_curve(order: np.ndarray, valid: np.ndarray, q_scene: np.ndarray, 
     return np.nanmean(frac, axis=0) if len(frac) else np.full(order.shape[1], np.nan)
 
 
+def setting_gallery(setting: str, pair: str, ego: np.ndarray, scene: np.ndarray, twin: np.ndarray,
+                    subject: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Queries, gallery and exclusion mask of one setting/pair: `(qi (Q,), gi (G,), exclude (Q, G))`.
+
+    Arrays hold one label per item; `subject` compares against "human"/"robot" (cross_subject only).
+    """
+    if setting == "cross_subject":
+        q_subj, g_subj, views = SUBJECT_PAIRS[pair]
+        qv, gv = PAIRS[views]
+        qi = np.flatnonzero((ego == qv) & (subject == q_subj))
+        gi = np.flatnonzero((ego == gv) & (subject == g_subj))
+        excl = take[qi][:, None] == take[gi][None, :]  # the query's own take is never its gallery
+    else:
+        qv, gv = PAIRS[pair]
+        qi, gi = np.flatnonzero(ego == qv), np.flatnonzero(ego == gv)
+        if setting == "cross_scene":
+            excl = scene[qi][:, None] == scene[gi][None, :]
+        else:  # twins include the query itself (same moment, same view)
+            excl = twin[qi][:, None] == twin[gi][None, :]
+    excl |= qi[:, None] == gi[None, :]
+    return qi, gi, excl
+
+
 def evaluate_retrieval(
     emb: np.ndarray,
     verbs: Sequence[Any],
@@ -115,16 +147,22 @@ def evaluate_retrieval(
     twins: Sequence[Any],
     ks: Sequence[int] = (1, 5, 10),
     curve_k: int = 50,
+    subjects: Sequence[Any] | None = None,
+    takes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """All settings/pairs for one set of items (clips or keysteps).
 
     emb `(M, D)`; verbs/scenes/twins: one label per item (twins: items sharing a value are
-    time-synchronised views of the same moment); is_ego: ego vs exo view.
+    time-synchronised views of the same moment); is_ego: ego vs exo view; subjects ("human" /
+    "robot") and takes (episode ids) feed the cross_subject setting, which is empty without them.
     Returns `{setting: {pair|"avg": {"hit@k": %, "n_queries": n}}, "same_scene_fraction": {...}}`.
     """
     emb = np.asarray(emb, dtype=np.float32)
     m = len(emb)
-    for name, arr in (("verbs", verbs), ("scenes", scenes), ("is_ego", is_ego), ("twins", twins)):
+    subjects = [""] * m if subjects is None else subjects
+    takes = twins if takes is None else takes
+    for name, arr in (("verbs", verbs), ("scenes", scenes), ("is_ego", is_ego), ("twins", twins),
+                      ("subjects", subjects), ("takes", takes)):
         if len(arr) != m:
             raise ValueError(f"{name} has {len(arr)} entries but there are {m} embeddings")
     if emb.ndim != 2:
@@ -134,6 +172,8 @@ def evaluate_retrieval(
     verb = pd.factorize(np.asarray(verbs, dtype=object))[0]
     scene = pd.factorize(np.asarray(scenes, dtype=object))[0]
     twin = pd.factorize(np.asarray(twins, dtype=object))[0]
+    take = pd.factorize(np.asarray(takes, dtype=object))[0]
+    subject = np.asarray([str(v) for v in subjects], dtype=object)
     ego = np.asarray(is_ego, dtype=bool)
     kmax = max(max(ks), curve_k)
     ks = sorted(set(int(k) for k in ks))
@@ -143,13 +183,7 @@ def evaluate_retrieval(
     for setting, pairs in SETTINGS.items():
         res: dict[str, Any] = {}
         for pair in pairs:
-            qv, gv = PAIRS[pair]
-            qi, gi = np.flatnonzero(ego == qv), np.flatnonzero(ego == gv)
-            if setting == "cross_scene":
-                excl = scene[qi][:, None] == scene[gi][None, :]
-            else:  # twins include the query itself (same moment, same view)
-                excl = twin[qi][:, None] == twin[gi][None, :]
-            excl |= qi[:, None] == gi[None, :]
+            qi, gi, excl = setting_gallery(setting, pair, ego, scene, twin, subject, take)
             if len(qi) == 0 or len(gi) == 0:
                 res[pair] = {**{f"{m}@{k}": float("nan") for k in ks for m in ("hit", "chance")}, "n_queries": 0}
                 continue
@@ -161,8 +195,10 @@ def evaluate_retrieval(
                 allowed = ~excl
                 same = (allowed & (scene[gi][None, :] == scene[qi][:, None])).sum(1) / np.maximum(allowed.sum(1), 1)
                 scene_chance[pair] = float(same[allowed.any(1)].mean()) if allowed.any() else float("nan")
-        res["avg"] = {f"{m}@{k}": _nanmean([res[p][f"{m}@{k}"] for p in pairs]) for k in ks for m in ("hit", "chance")}
-        res["avg"]["n_queries"] = int(sum(res[p]["n_queries"] for p in pairs))
+        groups = {**(SUBJECT_GROUPS if setting == "cross_subject" else {}), "avg": pairs}
+        for name, members in groups.items():
+            res[name] = {f"{m}@{k}": _nanmean([res[p][f"{m}@{k}"] for p in members]) for k in ks for m in ("hit", "chance")}
+            res[name]["n_queries"] = int(sum(res[p]["n_queries"] for p in members))
         results[setting] = res
 
     ssf: dict[str, Any] = {}
@@ -188,7 +224,7 @@ def _nanmean(vals: list[float]) -> float:
 def keystep_embeddings(index: pd.DataFrame, emb: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """Keystep instances = clips of one (take, keystep_id >= 0, view); embedding = mean of its clips' unit vectors.
 
-    Returns a frame with columns take_id, keystep_id, view, scene, keystep and embeddings `(K, D)`.
+    Returns a frame with columns take_id, keystep_id, view, scene, subject, keystep and embeddings `(K, D)`.
     """
     if len(index) != len(emb):
         raise ValueError(f"index has {len(index)} rows but there are {len(emb)} embeddings")
@@ -197,13 +233,13 @@ def keystep_embeddings(index: pd.DataFrame, emb: np.ndarray) -> tuple[pd.DataFra
     e = l2_normalize(np.asarray(emb)[mask])
     cols = ["take_id", "keystep_id", "view"]
     if sub.empty:
-        return pd.DataFrame(columns=[*cols, "scene", "keystep"]), np.zeros((0, emb.shape[1]), np.float32)
+        return pd.DataFrame(columns=[*cols, "scene", "subject", "keystep"]), np.zeros((0, emb.shape[1]), np.float32)
     groups = sub.groupby(cols, sort=True, observed=True).indices
     rows, out = [], []
     for key, idx in groups.items():
         first = sub.iloc[idx[0]]
         rows.append({"take_id": key[0], "keystep_id": key[1], "view": key[2], "scene": first["scene"],
-                     "keystep": first["keystep"], "n_clips": len(idx)})
+                     "subject": first.get("subject", ""), "keystep": first["keystep"], "n_clips": len(idx)})
         out.append(e[idx].mean(0))
     return pd.DataFrame(rows), np.stack(out).astype(np.float32)
 
@@ -213,12 +249,19 @@ def evaluate_index(index: pd.DataFrame, emb: np.ndarray, is_ego_fn, ks: Sequence
     """Atomic + keystep retrieval for a clip index (columns as envs.atomic_world.dataset) and its embeddings."""
     ego = index["view"].map(is_ego_fn).to_numpy(bool)
     twins = (index["take_id"].astype(str) + "/" + index["clip_id"].astype(str)).to_numpy()
-    atomic = evaluate_retrieval(emb, index["action"].to_numpy(), index["scene"].to_numpy(), ego, twins, ks, curve_k)
+    atomic = evaluate_retrieval(emb, index["action"].to_numpy(), index["scene"].to_numpy(), ego, twins, ks, curve_k,
+                                _subjects(index), index["take_id"].to_numpy())
     kidx, kemb = keystep_embeddings(index, emb)
     if len(kidx):
         kego = kidx["view"].map(is_ego_fn).to_numpy(bool)
         ktw = (kidx["take_id"].astype(str) + "/" + kidx["keystep_id"].astype(str)).to_numpy()
-        keystep = evaluate_retrieval(kemb, kidx["keystep"].to_numpy(), kidx["scene"].to_numpy(), kego, ktw, ks, curve_k)
+        keystep = evaluate_retrieval(kemb, kidx["keystep"].to_numpy(), kidx["scene"].to_numpy(), kego, ktw, ks, curve_k,
+                                     _subjects(kidx), kidx["take_id"].to_numpy())
     else:
         keystep = {}
     return {"atomic": atomic, "keystep": keystep, "n_keysteps": len(kidx)}
+
+
+def _subjects(frame: pd.DataFrame) -> np.ndarray:
+    """The subject column (missing: no subject, so no cross-subject queries)."""
+    return frame["subject"].fillna("").astype(str).to_numpy() if "subject" in frame else np.full(len(frame), "")

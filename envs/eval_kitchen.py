@@ -57,6 +57,11 @@ class KitchenEvalConfig:
     progress: bool = True
     threads: int = 0
     execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
+    # one policy process answers every worker's act in batches (envs/policy_server.py); scripted experts and
+    # other unservable policies still run in each worker (one stderr line says so)
+    policy_server: bool = False
+    policy_server_crash: str = "restart"  # the server died mid-episode (that episode is an error): restart | stop
+    policy_timeout_s: float = 300.0  # a worker waits this long for the policy server's answer
 
     @property
     def trials(self) -> int:  # the evaluator core's name for episodes per task

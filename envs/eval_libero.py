@@ -83,6 +83,11 @@ class LiberoEvalConfig:
     threads: int = 0  # torch threads per worker process; 0 = the free cores divided between workers
     execution: str = ""  # "" = the checkpoint's; receding | ensemble: run a chunked head either way (same weights)
     rank_timeout_s: float = 0.0  # under torchrun: how long a rank waits for the others (0 = 7 days)
+    # one policy process answers every worker's act in batches (envs/policy_server.py); scripted experts and
+    # other unservable policies still run in each worker (one stderr line says so)
+    policy_server: bool = False
+    policy_server_crash: str = "restart"  # the server died mid-episode (that episode is an error): restart | stop
+    policy_timeout_s: float = 300.0  # a worker waits this long for the policy server's answer
 
     def validate(self) -> None:
         self.suite = protocol.canonical_suite(self.suite)

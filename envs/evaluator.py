@@ -172,9 +172,9 @@ _W: dict[str, Any] = {}
 
 
 def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = None, workers: int = 1,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, server: Any = None) -> None:
     """Set up one episode process: threads for one of `workers` processes sharing this machine's
-    cores, and the (rank, world) its records name."""
+    cores, the (rank, world) its records name, and the policy server it asks (`ServerSpec` or None)."""
     from configs.threads import apply_threads
 
     if driver_pid is not None:
@@ -187,6 +187,7 @@ def _init_worker(cfg: EvalSettings, bench: Benchmark, driver_pid: int | None = N
     _W.clear()
     _W["cfg"], _W["bench"] = cfg, bench
     _W["rank"], _W["world"] = rank, world
+    _W["server"] = server
     if driver_pid is not None:
         _watch_parent(driver_pid)
 
@@ -215,7 +216,12 @@ def policy_overrides(cfg: EvalSettings) -> dict[str, Any]:
 
 def _get_policy(cfg: EvalSettings) -> Policy:
     if "policy" not in _W:
-        _W["policy"] = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
+        if _W.get("server") is not None:  # policy_server=true: the one copy lives in the server process
+            from envs.policy_server import RemotePolicy
+
+            _W["policy"] = RemotePolicy(_W["server"])
+        else:
+            _W["policy"] = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
     return _W["policy"]
 
 
@@ -504,6 +510,10 @@ def run_evaluation(cfg: EvalSettings, bench: Benchmark, ranks: Ranks | None = No
 def _plan(cfg: EvalSettings, bench: Benchmark, out: Path) -> tuple[Policy, dict, list[tuple[int, int]]]:
     """Rank 0's part before any episode: build and check the policy (a bad one fails here, before
     anything is written), write config.yaml, read the finished records -> (policy, done, todo)."""
+    if getattr(cfg, "policy_server", False):
+        from envs.policy_server import check_settings
+
+        check_settings(cfg)
     policy = build_policy(cfg.policy, seed=cfg.seed, **policy_overrides(cfg))
     if bench.env_spec is not None:
         check_inputs(policy, bench.env_spec, cfg.policy)
@@ -518,6 +528,16 @@ def _plan(cfg: EvalSettings, bench: Benchmark, out: Path) -> tuple[Policy, dict,
         print(f"{kept} episode(s) in {out} raised an error in an earlier run and are kept as failures "
               "(retry_errors=true runs them again)", file=sys.stderr)
     return policy, done, [j for j in jobs if j not in done]
+
+
+def _policy_server(cfg: EvalSettings, sharing: int) -> Any:
+    """A started `envs.policy_server.PolicyServer` when cfg.policy_server is set (None otherwise, or
+    for a policy that cannot be served: it runs in each worker, as said on stderr)."""
+    if not getattr(cfg, "policy_server", False):
+        return None
+    from envs.policy_server import start_server
+
+    return start_server(cfg, policy_overrides(cfg), workers=sharing)
 
 
 def _evaluate_ranked(cfg: EvalSettings, bench: Benchmark, ranks: Ranks) -> dict:
@@ -558,12 +578,19 @@ def _evaluate_ranked(cfg: EvalSettings, bench: Benchmark, ranks: Ranks) -> dict:
     workers = min(cfg.workers, len(mine))
     # the processes sharing this machine's cores: this rank's workers times the ranks on the machine
     sharing = max(1, workers) * ranks.local_world
+    # policy_server=true: one policy process answers every worker (envs/policy_server.py); None when off
+    server = _policy_server(cfg, sharing) if workers else None
+    spec = server.spec if server is not None else None
+    if server is not None or workers > 1:
+        policy = None  # each worker asks the server, or builds its own copy: drop the driver's
     if workers == 1:
-        _init_worker(cfg, bench, workers=sharing, rank=ranks.rank, world=ranks.world)
+        _init_worker(cfg, bench, workers=sharing, rank=ranks.rank, world=ranks.world, server=spec)
         if policy is not None:
             _W["policy"] = policy  # the one already built (a large VLA is loaded once)
         try:
             for t, i in mine:
+                if server is not None and server.failed:
+                    break  # policy_server_crash=stop: the rest stay unrun (a rerun resumes)
                 note(_run_job(t, i))
         finally:
             _close_env()
@@ -571,10 +598,14 @@ def _evaluate_ranked(cfg: EvalSettings, bench: Benchmark, ranks: Ranks) -> dict:
     elif workers > 1:
         # spawn: a forked child would inherit the parent's GL/MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(cfg, bench, os.getpid(), sharing, ranks.rank, ranks.world)) as pool:
+                                 initargs=(cfg, bench, os.getpid(), sharing, ranks.rank, ranks.world, spec)) as pool:
             futs = {pool.submit(_run_job, t, i): (t, i) for t, i in mine}
+            if server is not None:
+                server.when_stopped(lambda: [f.cancel() for f in futs])
             for fut in as_completed(futs):
                 t, i = futs[fut]
+                if fut.cancelled():
+                    continue
                 try:
                     rec = fut.result()
                 except BrokenProcessPool as e:  # a worker died (segfault, OOM): record, don't drop
@@ -582,17 +613,27 @@ def _evaluate_ranked(cfg: EvalSettings, bench: Benchmark, ranks: Ranks) -> dict:
                     atomic_write_json(episode_path(out, bench.suite, t, i), rec)
                 note(rec)
     bar.close()
+    failed = ""
+    if server is not None:
+        failed = server.failed
+        server.close()
     res: dict | None = None
     if ranks.world > 1:
         # rank 0 merges: every rank's new records (written on its own disk; copied here if this
         # disk does not see them, so that rank 0's folder alone holds the whole evaluation)
-        others = [r for k, recs in enumerate(ranks.gather(new)) if k != ranks.rank for r in recs]
+        got = ranks.gather((new, failed))
+        others = [r for k, (recs, _) in enumerate(got) if k != ranks.rank for r in recs]
+        failed = failed or next((f for _, f in got if f), "")
         if ranks.main:
             for r in others:
                 p = episode_path(out, bench.suite, r["task_id"], r["trial"])
                 if not p.is_file():
                     atomic_write_json(p, r)
             records += others
+    if failed:  # policy_server_crash=stop: the crashed episodes are recorded, no results are written
+        from envs.policy_server import EvaluationStopped
+
+        raise EvaluationStopped(failed)
     if ranks.main:
         res = summarize(records, cfg, bench)
         atomic_write_json(out / "results.json", res)

@@ -12,6 +12,8 @@ transform the training images went through.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +66,54 @@ class VLAPolicy(Policy):
     @torch.no_grad()
     def predict(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
         """image (S, S, 3) uint8 (already at image_size), proprio (P,) -> raw actions (K, 7) float64."""
+        return self.predict_batch([image], [instruction], [proprio])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, images: Sequence[np.ndarray], instructions: Sequence[str],
+                      proprios: Sequence[np.ndarray | None]) -> np.ndarray:
+        """B images (S, S, 3) uint8, B instructions, B proprio (P,) -> raw actions (B, K, 7) float64,
+        in one forward pass (the instructions are right-padded to the longest: rows equal their
+        one-at-a-time `predict` only when the instructions tokenize to the same length)."""
         from envs import protocol
 
-        if image.shape[0] != self.image_size or image.shape[1] != self.image_size:
-            image = protocol.vla_image(image, size=self.image_size, crop=self.center_crop)
+        imgs = np.stack([im if im.shape[:2] == (self.image_size, self.image_size)
+                         else protocol.vla_image(im, size=self.image_size, crop=self.center_crop) for im in images])
         p = None
         if self.use_proprio:
-            if proprio is None:
+            if any(x is None for x in proprios):
                 raise ValueError("this VLA policy was trained with proprio input; obs['proprio'] is missing")
-            p = torch.from_numpy(((np.asarray(proprio, np.float32) - self.proprio_mean) / self.proprio_std)[None])
-            p = p.to(self.device)
-        pred = self.model(image[None], [instruction], p)[0].float().cpu().numpy()  # (K, 7) normalised
-        return self.stats.unnormalize(pred)
+            norm = [(np.asarray(x, np.float32) - self.proprio_mean) / self.proprio_std for x in proprios]
+            p = torch.from_numpy(np.stack(norm)).to(self.device)
+        pred = self.model(imgs, list(instructions), p).float().cpu().numpy()  # (B, K, 7) normalised
+        return np.stack([self.stats.unnormalize(row) for row in pred])
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
+        """-> (execute, 7) actions."""
         self.calls += 1
         return self.predict(obs["agentview_rgb"], instruction, obs.get("proprio"))[: self.execute]
+
+    def session(self) -> VLAPolicy:
+        """A policy sharing this one's model, with its own episode counters (a policy server's worker)."""
+        s = copy.copy(self)
+        s.reset()
+        return s
+
+    def act_batch(self, calls: Sequence[tuple[VLAPolicy, dict, str]]) -> list[np.ndarray]:
+        """`act` of several sessions: [(session, obs, instruction)] -> B chunks (execute, 7), each equal
+        to `session.act(obs, instruction)`. One forward pass per distinct instruction (padding
+        differs between instruction lengths, so only equal instructions share a batch)."""
+        out: list[np.ndarray | None] = [None] * len(calls)
+        groups: dict[str, list[int]] = {}
+        for k, (_, _, instruction) in enumerate(calls):
+            groups.setdefault(instruction, []).append(k)
+        for instruction, ks in groups.items():
+            obs = [calls[k][1] for k in ks]
+            pred = self.predict_batch([o["agentview_rgb"] for o in obs], [instruction] * len(ks),
+                                      [o.get("proprio") for o in obs])
+            for k, row in zip(ks, pred):
+                calls[k][0].calls += 1
+                out[k] = row[: self.execute]
+        return out  # type: ignore[return-value]
 
     def episode_info(self) -> dict[str, Any]:
         return {"vla_calls": self.calls}

@@ -17,7 +17,9 @@ steps. The step head's feature history is the training dataset's too: the steps
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,35 @@ class EncoderHeadPolicy(Policy):
 
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         """-> (A,) action, or a (chunk, A) chunk, clipped to [-1, 1]."""
+        return self.act_batch([(self, obs, instruction)])[0]
+
+    def session(self) -> EncoderHeadPolicy:
+        """A policy sharing this one's encoder, head and instruction cache, with its own episode state
+        (feature stream, feature history): one per worker of a policy server (envs/policy_server.py)."""
+        s = copy.copy(self)
+        s.stream = (EncoderStream(self.encoder, self.window.frames, self.window.stride, len(self.window.views))
+                    if self.window.views else None)
+        s.reset()
+        return s
+
+    def act_batch(self, calls: Sequence[tuple[EncoderHeadPolicy, dict, str]]) -> list[np.ndarray]:
+        """`act` of several sessions (this policy or its `session()`s, each at most once) in one head
+        forward pass: [(session, obs, instruction)] -> B actions (A,) or chunks (chunk, A), each equal
+        to `session.act(obs, instruction)` (each session's state advances the same way). The
+        encoder's streaming work stays per session (each stream caches its own frames)."""
+        feats, proprio, texts = [], [], []
+        for s, obs, instruction in calls:
+            f, p = s._act_inputs(obs)
+            feats.append(f)
+            proprio.append(p)
+            texts.append(self.instruction_embedding(instruction))
+        text = None if texts[0] is None else torch.from_numpy(np.stack(texts))
+        with torch.no_grad():
+            a = self.head(torch.from_numpy(np.stack(feats)), torch.from_numpy(np.stack(proprio)), text).numpy()
+        return [np.clip(row.astype(np.float64), -1.0, 1.0) for row in a]
+
+    def _act_inputs(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """This episode's head inputs for an act on `obs`: features (history, V * D), proprio (P,)."""
         if not self._fresh:  # called directly (not through the rollout loop): this obs is the next step
             self.observe(obs, self._t + 1)
         self._fresh = False
@@ -128,16 +159,11 @@ class EncoderHeadPolicy(Policy):
         missing = [int(s) for s in steps if int(s) not in self._feats]
         if missing:
             raise ValueError(f"policy_head: features of step(s) {missing} were never observed (history {steps.tolist()})")
-        feats = [self._feats[int(s)] for s in steps]
-        proprio = np.asarray(obs["proprio"], np.float32).reshape(1, -1)
-        if proprio.shape[1] != self.head.cfg.proprio_dim:
-            raise ValueError(f"policy_head: obs['proprio'] has {proprio.shape[1]} dims, the head was trained on "
+        proprio = np.asarray(obs["proprio"], np.float32).reshape(-1)
+        if proprio.shape[0] != self.head.cfg.proprio_dim:
+            raise ValueError(f"policy_head: obs['proprio'] has {proprio.shape[0]} dims, the head was trained on "
                              f"{self.head.cfg.proprio_dim} ({self.env} demos)")
-        text = self.instruction_embedding(instruction)
-        with torch.no_grad():
-            a = self.head(torch.from_numpy(np.stack(feats))[None], torch.from_numpy(proprio),
-                          None if text is None else torch.from_numpy(text)[None])[0].numpy()
-        return np.clip(a.astype(np.float64), -1.0, 1.0)
+        return np.stack([self._feats[int(s)] for s in steps]), proprio
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, encoder_spec: str = "", extra: dict | None = None) -> Path:

@@ -21,6 +21,10 @@ list and its protocol constants, bundled in a `Benchmark`; this module does the 
   (writing any it does not see on its own disk, so `out` need not be shared), then writes
   results.json / results.md exactly as one process would. A rerun with another world size resumes
   from the records; a rank with no share prints one line and returns.
+- `policy_server=true`: one process holds the policy and answers every worker's `act` in batches
+  (envs/policy_server.py; the same records); a crash there records the episodes in flight as errors
+  and restarts it or stops the evaluation (`policy_server_crash`); unservable policies (scripted
+  experts) stay in the workers.
 
 Policies are reached only through the policy registry (`envs.policy_api.build_policy`) and run only
 through the rollout loop (`envs.rollout.run_loop`); simulators only through the `envs.env_api.Env` protocol.
@@ -217,7 +221,7 @@ def policy_overrides(cfg: EvalSettings) -> dict[str, Any]:
 def _get_policy(cfg: EvalSettings) -> Policy:
     if "policy" not in _W:
         if _W.get("server") is not None:  # policy_server=true: the one copy lives in the server process
-            from envs.policy_server import RemotePolicy
+            from envs.remote_policy import RemotePolicy
 
             _W["policy"] = RemotePolicy(_W["server"])
         else:

@@ -258,6 +258,24 @@ def test_evaluator_records_a_crashed_episode_and_restarts_or_stops(head_dir, tmp
     assert sorted(got) == [0, 1] and got[1]["status"] == "error" and not (tmp_path / "stop" / "results.json").exists()
 
 
+def test_two_workers_share_one_server_and_a_crash_is_recorded(head_dir, tmp_path):
+    """The worker pool path: 2 spawned workers ask one server; trial 1 kills it mid-episode (the
+    other worker's episode in flight may die with it); the server restarts and the rest finish."""
+    from envs.evaluator import run_evaluation
+
+    run_evaluation(EvalCfg(policy=str(head_dir), out=str(tmp_path / "ref")), _bench())
+    want = _records(tmp_path / "ref")
+    cfg = EvalCfg(policy=str(head_dir), out=str(tmp_path / "pool"), workers=2, trials=4, policy_server=True)
+    res = run_evaluation(cfg, _bench())
+    got = _records(tmp_path / "pool")
+    assert sorted(got) == [0, 1, 2, 3] and got[1]["status"] == "error" and 1 <= res["overall"]["errors"] <= 2
+    for k, r in got.items():
+        if r["status"] == "error":
+            assert r["error"].startswith("PolicyServerError: policy server (pid "), r["error"]
+        elif k in want:
+            assert r["actions_sha1"] == want[k]["actions_sha1"]
+
+
 def test_bad_crash_mode_is_one_line(head_dir, tmp_path):
     from envs.evaluator import run_evaluation
 

@@ -61,7 +61,7 @@ class CompareConfig:
     per_task: bool = False  # one head per training task (R3M) instead of one instruction-conditioned head
     trials: int = 50  # rollouts per task (roboact_clip Table II: 50)
     workers: int = 2  # evaluation worker processes
-    only: str = ""  # comma list of row labels (or reference names) to run now; "" = all
+    only: str = ""  # one row label, or a comma list of labels (or reference names) to run now; "" = all
     run: bool = True  # false: only (re)build the table from the records on disk
     out: str = "runs/tables/libero"
     publish: str = ""  # also copy table, configs and episode records here (e.g. docs/results/<table>)
@@ -80,9 +80,18 @@ class CompareConfig:
             if ref not in ("scripted", "random"):
                 raise ValueError(f"references: {ref!r} is not scripted or random")
         known = {*self.rows, *self.references}
-        unknown = [s.strip() for s in self.only.split(",") if s.strip() and s.strip() not in known]
+        unknown = sorted(self.selected() - known)
         if unknown:
             raise ValueError(f"only: {unknown} name no row or reference (rows: {sorted(known)})")
+
+
+    def selected(self) -> set[str]:
+        """The labels `only` names: the whole string when it is one label (labels may hold commas),
+        else its comma-separated parts; empty = every row."""
+        whole = self.only.strip()
+        if whole in {*self.rows, *self.references}:
+            return {whole}
+        return {s.strip() for s in self.only.split(",") if s.strip()}
 
 
 def slug(label: str) -> str:
@@ -356,7 +365,7 @@ def compare(cfg: CompareConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run:  # the config of the last run that ran something (not of a table rebuild)
         save_config(cfg, out / "config.yaml")
-    only = {s.strip() for s in cfg.only.split(",") if s.strip()}
+    only = cfg.selected()
     cols = columns(base)
     train_keys = [f"{'kitchen' if base.env == 'kitchen' else base.suite}:{t}" for t in base.task_ids()]
     for label, spec in cfg.rows.items():  # fail before any long work on a bad spec or encoder

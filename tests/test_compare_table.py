@@ -103,6 +103,13 @@ def test_table_config_errors_are_one_line(tmp_path: Path):
         compare(CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"), only="bogus"))
     with pytest.raises(ValueError, match="not scripted or random"):
         CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"), references=("expert",)).validate()
+    # a label holding a comma is selected whole; a comma list selects several
+    cfg = CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"),
+                        rows={"a, seed 1": "backbone_mean seed=1", "b": "none"}, only="a, seed 1")
+    cfg.validate()
+    assert cfg.selected() == {"a, seed 1"}
+    cfg.only = "b,scripted"
+    assert cfg.selected() == {"b", "scripted"}
     assert parse_row("runs/x/encoder frames=8 stride=2") == ("runs/x/encoder", ["frames=8", "stride=2"])
     with pytest.raises(ValueError):
         parse_row("invact frames")

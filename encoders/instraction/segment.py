@@ -85,3 +85,25 @@ def boundary_error(pred: list[int], truth: list[int]) -> float:
 def uniform_boundaries(n_frames: int, n_segments: int) -> list[int]:
     """Baseline: equal-length segments."""
     return [int(round(k * n_frames / n_segments)) for k in range(1, n_segments)]
+
+
+def boundary_metrics(pred: list[int], truth: list[int], n_frames: int, tol: int = 2) -> dict[str, float]:
+    """Boundary error of one sequence of `n_frames`: `mae` (mean |pred - truth| in frames, boundaries
+    matched in order), `mae_frac` (the same / n_frames) and `f1` at `tol` frames (each true boundary
+    matched at most once to a predicted one within `tol`; 1.0 when both are empty)."""
+    if n_frames <= 0:
+        raise ValueError(f"n_frames: must be positive, got {n_frames}")
+    mae = boundary_error(pred, truth)
+    free = list(pred)
+    hits = 0
+    for t in truth:
+        d = [abs(p - t) for p in free]
+        if d and min(d) <= tol:
+            free.pop(int(np.argmin(d)))
+            hits += 1
+    if not truth and not pred:
+        f1 = 1.0
+    else:
+        prec, rec = hits / max(len(pred), 1), hits / max(len(truth), 1)
+        f1 = 0.0 if hits == 0 else 2 * prec * rec / (prec + rec)
+    return {"mae": mae, "mae_frac": mae / n_frames, "f1": f1}

@@ -1,0 +1,243 @@
+"""Boundary error of the segmenters vs the uniform split on held-out atomic-world keysteps and LIBERO demos.
+
+    python scripts/segment_results.py out=docs/results/segmentation.json [dtw=true]
+
+Atomic world (`runs/demo/atomic_world`): keystep takes (2-4 clips) concatenated from the per-frame
+pooled backbone features, every clip cropped to a seeded 50-100 % (takes.py; the seeds of
+train.evaluate_instraction, so "uniform" equals its baseline); tuning = the `train` split, held-out =
+the `val` split (other scenes). LIBERO (`runs/demos/libero`): ground truth = the steps where the
+logged per-step skill label changes (reach / grasp / lift / place / open / push / turn, as logged:
+the atomic skills the clip adapter cuts, not merged into coarser instruction steps); tuning = demos
+0..tune_demos-1 of `tune_tasks`, held-out = demos tune_demos.. of every task (so the other tasks
+are never seen in tuning). Every method is given the true number of steps M.
+
+Methods: "uniform" (equal parts); "dtw" (segment.py, the InstrAction DTW path of action tokens vs
+verb phrases, from a "+ HN + DTW-Align" model trained on the world's train split, `--dtw`);
+"changepoint" (changepoint.py; its duration_weight / smooth picked on the tuning set only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from configs.runs import atomic_write_json
+from encoders.instraction.changepoint import (
+    SegmenterConfig,
+    changepoint_boundaries,
+    label_runs,
+    robot_features,
+    uniform_split,
+)
+from encoders.instraction.segment import boundary_metrics
+
+
+@dataclasses.dataclass
+class Seq:
+    """One sequence: `x (T, D)` features, true boundaries, step names, its group (task / split)."""
+
+    x: np.ndarray | dict  # (T, D) features, or a LIBERO demo's obs {key: (T, ...)}
+    truth: list[int]
+    steps: list[str]
+    group: str
+    frames: np.ndarray | None = None  # (T, H, W, 3) uint8, only for dtw on LIBERO
+
+    @property
+    def n(self) -> int:
+        """Length T in steps."""
+        return len(next(iter(self.x.values()))) if isinstance(self.x, dict) else len(self.x)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    world: str = "runs/demo/atomic_world"
+    libero: str = "runs/demos/libero"
+    out: str = ""  # write the results JSON here (empty: only return them)
+    tune_tasks: list[int] = dataclasses.field(default_factory=lambda: [0, 5])
+    tune_demos: int = 25
+    tol_frac: float = 0.05  # F1 tolerance as a fraction of the sequence length (at least 1 step)
+    dtw: bool = False
+    dtw_epochs: int = 15
+    dtw_libero_demos: int = 5  # held-out demos per task the (slow) dtw path is run on
+    seed: int = 0
+    cache_dir: str = ""
+
+
+def libero_sets(cfg: EvalConfig, frames_for: int = 0) -> tuple[list[Seq], list[Seq]]:
+    """(tuning, held-out) LIBERO sequences with proprio features; agentview frames on the first
+    `frames_for` held-out demos of each task (for dtw)."""
+    from envs.demos import DemoReader
+
+    tune, held = [], []
+    files = sorted(Path(cfg.libero).rglob("*.hdf5"))
+    if not files:
+        raise FileNotFoundError(f"libero: no demo files under {cfg.libero}")
+    for f in files:
+        with DemoReader(f) as r:
+            task = int(r.env_args.get("task_id", -1))
+            for i in range(len(r)):
+                is_tune = task in cfg.tune_tasks and i < cfg.tune_demos
+                if i < cfg.tune_demos and not is_tune:
+                    continue
+                want = {"ee_pos", "gripper_states"}
+                if not is_tune and i - cfg.tune_demos < frames_for:
+                    want.add("agentview_rgb")
+                d = r.read(i, want)
+                if d.skills is None:
+                    raise ValueError(f"{f}: demo {i} has no skill labels")
+                names, truth = label_runs(d.skills)
+                seq = Seq(d.obs, truth, names, f"libero_goal/{task}", d.obs.pop("agentview_rgb", None))
+                (tune if is_tune else held).append(seq)
+    return tune, held
+
+
+def world_sets(cfg: EvalConfig, backbone=None) -> dict:
+    """Train / val keystep takes of the world: features, cropped videos, items."""
+    from encoders.instraction.takes import take_video
+    from encoders.instraction.train import InstrActionRunConfig, load_split
+
+    rc = InstrActionRunConfig(data=cfg.world, cache_dir=cfg.cache_dir)
+    out = {}
+    for split in ("train", "val"):
+        feats, items = load_split(rc, split, backbone)
+        seqs = []
+        for q, it in enumerate(items):
+            if len(it.steps) < 2:
+                continue
+            video, truth = take_video(feats, it, crop=True, seed=cfg.seed + 7919 * q)
+            seqs.append(Seq(video, truth, [f"{a} {o}" for a, o in it.steps], f"world/{split}"))
+        out[split] = {"seqs": seqs, "feats": feats, "items": items}
+    return out
+
+
+def score(pred: list[list[int]], seqs: list[Seq], tol_frac: float) -> dict[str, float]:
+    """Mean boundary metrics over sequences (`tol` = max(1, round(tol_frac * T)) per sequence)."""
+    ms = [boundary_metrics(p, s.truth, s.n, max(1, round(tol_frac * s.n))) for p, s in zip(pred, seqs)]
+    return {k: float(np.mean([m[k] for m in ms])) for k in ("mae", "mae_frac", "f1")} | {"n": len(seqs)}
+
+
+def cp_predict(seqs: list[Seq], cfg: SegmenterConfig, robot: bool) -> list[list[int]]:
+    """Change-point boundaries of every sequence (robot: proprio features, else the given features)."""
+    out = []
+    for s in seqs:
+        x = robot_features(s.x, cfg.smooth, cfg.pos_weight) if robot else s.x
+        zs = cfg.zscore and not robot  # robot_features are z-scored per block already
+        out.append(changepoint_boundaries(x, len(s.steps), cfg.duration_weight, cfg.min_len, zs))
+    return out
+
+
+def tune(seqs: list[Seq], robot: bool, tol_frac: float) -> tuple[SegmenterConfig, list[dict]]:
+    """Grid over duration_weight (robots: smooth, pos_weight; frames: zscore) on the tuning sequences;
+    the best mean mae_frac wins."""
+    grid = []
+    for w, sm, pw, z in itertools.product((0.0, 0.03, 0.1, 0.3, 1.0, 3.0), (1, 5, 9) if robot else (1,),
+                                          (0.0, 1.0, 2.0, 3.0) if robot else (0.0,), (True,) if robot else (True, False)):
+        c = SegmenterConfig(duration_weight=w, smooth=sm, pos_weight=pw, zscore=z)
+        grid.append({"config": dataclasses.asdict(c), **score(cp_predict(seqs, c, robot), seqs, tol_frac)})
+    best = min(grid, key=lambda r: r["mae_frac"])
+    return SegmenterConfig(**best["config"]), grid
+
+
+def dtw_world(cfg: EvalConfig, world: dict, backbone, text_encoder, log) -> tuple[object, object, dict]:
+    """Train the "+ HN + DTW-Align" InstrAction model on the train split; dtw boundaries on val takes."""
+    import torch
+
+    from encoders.instraction.model import InstrActionConfig
+    from encoders.instraction.negatives import order_swapped, render_caption, verb_altered, verb_phrases
+    from encoders.instraction.segment import segment
+    from encoders.instraction.train import InstrActionRunConfig, TextBank, _resample, train_instraction
+    from envs.atomic_world.dataset import read_meta
+
+    rc = InstrActionRunConfig(data=cfg.world, model=InstrActionConfig(w_distill=0.0, w_mam=0.0),
+                              epochs=cfg.dtw_epochs, seed=cfg.seed, cache_dir=cfg.cache_dir)
+    actions = list(read_meta(cfg.world)["vocab"]["action"])
+    tr, ev = world["train"], world["val"]
+    texts = [p for it in tr["items"] + ev["items"] for p in verb_phrases(it.steps) + [render_caption(it.subject, it.steps)]]
+    texts += [t for it in tr["items"] for t in verb_altered(it.subject, it.steps, actions, 10**6)
+              + order_swapped(it.subject, it.steps, 10**6)]
+    bank = TextBank(text_encoder, texts)
+    torch.manual_seed(cfg.seed)
+    model, _ = train_instraction(rc, tr["feats"], tr["items"], bank, actions, log)
+    fps = rc.frames_per_step
+    keyed = [it for it in ev["items"] if len(it.steps) >= 2]
+    pred = {"dtw": [], "dtw_centered": []}
+    with torch.no_grad():
+        for it, s in zip(keyed, ev["seqs"]):
+            t_fix = fps * len(it.steps)
+            tok = model.tokens(torch.from_numpy(_resample(s.x, t_fix)).float()[None])[0]
+            pos = model.token_positions(t_fix).double() * (len(s.x) - 1) / max(1, t_fix - 1)
+            phr = model.embed_text(bank.get(verb_phrases(it.steps)))
+            pred["dtw"].append(segment(tok, phr, positions=pos))
+            pred["dtw_centered"].append(segment(tok, phr, positions=pos, center=True))
+    return model, bank, pred
+
+
+def dtw_libero(seqs: list[Seq], model, text_encoder, backbone, fps: int) -> list[list[int]]:
+    """dtw boundaries of LIBERO demos: pooled backbone features of agentview frames -> action tokens,
+    against the skill names as verb phrases (the world-trained model; no LIBERO training)."""
+    import torch
+
+    from encoders.instraction.segment import segment
+    from encoders.instraction.train import _resample
+
+    out = []
+    with torch.no_grad():
+        for s in seqs:
+            vid = torch.from_numpy(np.ascontiguousarray(s.frames)).permute(0, 3, 1, 2)[None]
+            feats = backbone.extract(vid, tokens=False)[1][0].float().numpy()
+            t_fix = fps * len(s.steps)
+            tok = model.tokens(torch.from_numpy(_resample(feats, t_fix)).float()[None])[0]
+            pos = model.token_positions(t_fix).double() * (len(feats) - 1) / max(1, t_fix - 1)
+            phr = model.embed_text(torch.as_tensor(text_encoder.encode(list(s.steps))).float())
+            out.append(segment(tok, phr, positions=pos, center=True))
+    return out
+
+
+def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
+    """Every table row of docs/results/segmentation.md: {set: {method: metrics}} + tuning + seconds."""
+    t0 = time.perf_counter()
+    res: dict = {"config": dataclasses.asdict(cfg)}
+    # LIBERO
+    lt, lh = libero_sets(cfg, cfg.dtw_libero_demos if cfg.dtw else 0)
+    best, grid = tune(lt, True, cfg.tol_frac)
+    log(f"libero: {len(lt)} tuning / {len(lh)} held-out demos; picked {best}")
+    lib = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in lh], lh, cfg.tol_frac),
+           "changepoint": score(cp_predict(lh, best, True), lh, cfg.tol_frac)}
+    per_task = {}
+    for g in sorted({s.group for s in lh}):
+        sub = [s for s in lh if s.group == g]
+        per_task[g] = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in sub], sub,
+                                        cfg.tol_frac), "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
+    res["libero"] = {"held_out": lib, "per_task": per_task, "tuned": dataclasses.asdict(best), "grid": grid}
+    # atomic world
+    from encoders import build_backbone, build_text_encoder
+
+    bb = build_backbone("efficientnet_lite0")
+    world = world_sets(cfg, bb)
+    wt, wh = world["train"]["seqs"], world["val"]["seqs"]
+    wbest, wgrid = tune(wt, False, cfg.tol_frac)
+    log(f"world: {len(wt)} tuning / {len(wh)} held-out keystep takes; picked {wbest}")
+    wres = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in wh], wh, cfg.tol_frac),
+            "changepoint": score(cp_predict(wh, wbest, False), wh, cfg.tol_frac)}
+    if cfg.dtw:
+        te = build_text_encoder("minilm")
+        model, _, pred = dtw_world(cfg, world, bb, te, log)
+        wres["dtw"] = score(pred["dtw"], wh, cfg.tol_frac)
+        wres["dtw_centered"] = score(pred["dtw_centered"], wh, cfg.tol_frac)
+        sub = [s for s in lh if s.frames is not None]
+        res["libero"]["dtw_subset"] = {
+            "dtw_centered": score(dtw_libero(sub, model, te, bb, 12), sub, cfg.tol_frac),
+            "uniform": score([uniform_split(len(s.frames), len(s.steps)) for s in sub], sub, cfg.tol_frac),
+            "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
+    res["world"] = {"held_out": wres, "tuned": dataclasses.asdict(wbest), "grid": wgrid,
+                    "mean_frames": float(np.mean([s.n for s in wh]))}
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    res["load_avg"] = list(os.getloadavg())
+    if cfg.out:
+        atomic_write_json(Path(cfg.out), res)
+    return res

@@ -173,6 +173,7 @@ def align(ep: StreamEpisode, rate: float, segmenter: Segmenter | None = None) ->
 
     grid, obs, actions = on_grid(ep, rate)
     T = len(grid)
+    cams = [v for k, v in obs.items() if k.endswith("_rgb")]
     if ep.skills is not None:
         skills = list(resample(np.arange(len(ep.skills)) / rate, np.array(ep.skills), grid - grid[0], True))
     elif ep.markers:
@@ -183,17 +184,31 @@ def align(ep: StreamEpisode, rate: float, segmenter: Segmenter | None = None) ->
     else:
         steps = decompose(ep.instruction) if ep.instruction else []
         skills = [steps[0].skill] * T if len(steps) == 1 else None  # one-step episodes label themselves
-        cams = [v for k, v in obs.items() if k.endswith("_rgb")]
-        if len(steps) > 1 and segmenter is not None and cams:
-            bounds = [0, *segmenter(cams[0], [s.instruction for s in steps]), T]
+        if len(steps) > 1 and segmenter is not None and (cams or getattr(segmenter, "uses_obs", False)):
+            bounds = [0, *_run_segmenter(segmenter, cams, [s.instruction for s in steps], obs), T]
             skills = [steps[j].skill for j in range(len(steps)) for _ in range(bounds[j + 1] - bounds[j])]
+    seg_err = {}
+    if segmenter is not None and skills is not None and (ep.skills is not None or ep.markers):
+        from encoders.instraction.changepoint import label_runs
+        from encoders.instraction.segment import boundary_metrics
+
+        names, truth = label_runs(skills)  # ground truth: the source's / markers' step changes
+        if len(names) > 1:
+            m = boundary_metrics(_run_segmenter(segmenter, cams, names, obs), truth, T)
+            seg_err = {"segmenter_mae_steps": m["mae"], "segmenter_f1": m["f1"]}
     low = [obs[k].reshape(T, -1) for k in ("joint_states", "gripper_states") if k in obs]
     dones = np.zeros(T)
     dones[-1] = 1
     return Demo(actions=actions, obs=obs, states=np.concatenate(low, axis=1) if low else np.zeros((T, 0)),
                 rewards=np.zeros(T), dones=dones, instruction=ep.instruction, skills=skills,
                 attrs={"source_episode": ep.name, "rate_hz": float(rate), "t0": float(grid[0]),
-                       **{k: v for k, v in ep.attrs.items() if isinstance(v, (str, int, float))}})
+                       **{k: v for k, v in ep.attrs.items() if isinstance(v, (str, int, float))}, **seg_err})
+
+
+def _run_segmenter(segmenter: Segmenter, cams: list[np.ndarray], steps: list[str], obs: dict) -> list[int]:
+    """M-1 boundaries; a segmenter with `uses_obs` (encoders.instraction.changepoint.Segmenter) also gets the obs."""
+    frames = cams[0] if cams else None
+    return list(segmenter(frames, steps, obs=obs) if getattr(segmenter, "uses_obs", False) else segmenter(frames, steps))
 
 
 # -- the whole job -----------------------------------------------------------------------------------------
@@ -263,8 +278,14 @@ def ingest(src: str | Path, fmt: str, out: str | Path, rate: float = 0.0, skip_b
     writer.flush()
     os.replace(partial, demos_f)
     report.update(status="written", skipped=sorted(bad),
-                  episodes=[{"name": e.name, "frames": len(d), "instruction": d.instruction}
+                  episodes=[{"name": e.name, "frames": len(d), "instruction": d.instruction,
+                             **{k: v for k, v in d.attrs.items() if k.startswith("segmenter_")}}
                             for e, d in zip(good, demos)])  # fmt: skip
+    scored = [d.attrs for d in demos if "segmenter_mae_steps" in d.attrs]
+    if scored:  # the segmenter's boundary error where the source has ground-truth steps
+        report["segmenter_boundary_error"] = {"episodes": len(scored),
+                                              "mae_steps": float(np.mean([a["segmenter_mae_steps"] for a in scored])),
+                                              "f1": float(np.mean([a["segmenter_f1"] for a in scored]))}
     atomic_write_json(manifest_f, report)
     (out / "report.json").unlink(missing_ok=True)
     return report

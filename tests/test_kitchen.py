@@ -154,25 +154,3 @@ def test_the_evaluator_films_the_second_camera_the_head_was_trained_on(tmp_path)
     blind.validate()
     assert blind.second_view == "left_cap"
 
-
-def test_door_expert_keeps_its_grasp_along_the_arc():
-    """The hinge-door demos hold one grasp and one drag: with the old program (lead 0.3, the hand turning
-    fully with the door) every episode slipped off the handle and re-grasped, and the heads imitated it."""
-    from envs.kitchen import KitchenEnv
-    from policies.scripted.kitchen import KitchenScriptedPolicy
-
-    env = KitchenEnv("door", render=False)
-    try:
-        for ep in range(3):
-            pol = KitchenScriptedPolicy(seed=ep, noise=0.1)
-            pol.reset()
-            pol.bind_env(env)
-            obs = env.reset(trial=ep, seed=0)
-            for _ in range(env.max_steps):
-                obs, _, _, info = env.step(pol.act(obs, env.instruction))
-                if info["success"]:
-                    break
-            assert info["success"], f"episode {ep}: hinge door at {env.element_state()}"
-            assert pol.expert.regrasps == 0, f"episode {ep}: {pol.expert.regrasps} re-grasps, phases {pol.expert.log}"
-    finally:
-        env.close()

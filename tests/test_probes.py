@@ -212,9 +212,10 @@ def test_attentive_probe_same_accuracy_under_every_order(tiny, tmp_path, monkeyp
 
 
 def test_probe_cli_too_many_frames(tiny, tmp_path, capsys):
+    from configs.cli import run_cli
     from encoders.probe import main
 
-    assert main(["--probe", "linear", "--backbone", "pixels", "--data", str(tiny), "--frames", "64",
-                 "--out", str(tmp_path / "x")]) == 2
+    assert run_cli(main, ["--probe", "linear", "--backbone", "pixels", "--data", str(tiny), "--frames", "64",
+                          "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "frames" in err and "64" in err

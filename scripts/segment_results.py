@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     res = run_segmentation_eval(cfg)
     for name in ("world", "libero"):
         for method, m in res[name]["held_out"].items():
+            if "mae" not in m:
+                continue
             print(f"{name:6s} {method:13s} mae {m['mae']:.2f} steps ({100 * m['mae_frac']:.1f} %), F1 {m['f1']:.2f}, n {m['n']}")
     print(f"{res['seconds']:.0f}s")
     return 0

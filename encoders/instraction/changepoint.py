@@ -11,7 +11,7 @@ minimise, by dynamic programming over all cut positions,
 
     sum_k SSE(segment k) / (T * D)  +  duration_weight * M * sum_k (len_k / T - 1 / M)^2
 
-where SSE is the squared deviation of the (per-dimension z-scored) features from the segment's
+(minus `jump_weight / M` times the z-scored feature jump at each cut), where SSE is the squared deviation of the (per-dimension z-scored) features from the segment's
 mean: each step is modelled as roughly constant in the features (a robot's motion direction and
 gripper opening; a camera's pooled appearance), and the second term pulls segment lengths towards
 equal parts (the uniform split is its limit for a large weight). Segments are at least `min_len`
@@ -39,11 +39,13 @@ class SegmenterConfig:
     smooth: int = 1  # moving-average window for velocities, in steps
     pos_weight: float = 3.0  # weight of the (z-scored) position block among the robot features
     zscore: bool = True  # z-score every feature dimension over the sequence
+    jump_weight: float = 0.0  # reward for cutting where the features jump
 
 
 def changepoint_boundaries(features: np.ndarray, n_segments: int, duration_weight: float = 0.3,
-                           min_len: int = 2, zscore: bool = True) -> list[int]:
-    """First step of segments 2..M (M-1 increasing ints) of `features (T, D)` cut into `n_segments`."""
+                           min_len: int = 2, zscore: bool = True, jump_weight: float = 0.0) -> list[int]:
+    """First step of segments 2..M (M-1 increasing ints) of `features (T, D)` cut into `n_segments`.
+    `jump_weight` rewards cuts where the features jump (|x_t - x_t-1|, z-scored over the sequence)."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -63,12 +65,15 @@ def changepoint_boundaries(features: np.ndarray, n_segments: int, duration_weigh
     c2 = np.concatenate([[0.0], np.cumsum((x * x).sum(1))])
     scale = 1.0 / (T * max(D, 1))
     a_idx = np.arange(T + 1)
+    jump = np.zeros(T + 1)
+    if jump_weight and T > 2:
+        jump[1:T] = _z(np.linalg.norm(np.diff(x, axis=0), axis=1)[:, None])[:, 0]
 
     def seg_cost(a: np.ndarray, b: int) -> np.ndarray:
         n = b - a
         s = c1[b] - c1[a]
         sse = c2[b] - c2[a] - (s * s).sum(1) / np.maximum(n, 1)
-        return sse * scale + duration_weight * M * (n / T - 1.0 / M) ** 2
+        return sse * scale + duration_weight * M * (n / T - 1.0 / M) ** 2 - jump_weight * jump[a] / M
 
     inf = np.inf
     best = np.full((M + 1, T + 1), inf)
@@ -184,4 +189,4 @@ class Segmenter:
             return uniform_split(len(x), len(steps))
         robot = x is not None and obs is not None and self._robot(obs)
         return changepoint_boundaries(x, len(steps), self.cfg.duration_weight, self.cfg.min_len,
-                                      self.cfg.zscore and not robot)
+                                      self.cfg.zscore and not robot, self.cfg.jump_weight)

@@ -9,7 +9,11 @@ the `val` split (other scenes). LIBERO (`runs/demos/libero`): ground truth = the
 logged per-step skill label changes (reach / grasp / lift / place / open / push / turn, as logged:
 the atomic skills the clip adapter cuts, not merged into coarser instruction steps); tuning = demos
 0..tune_demos-1 of `tune_tasks`, held-out = demos tune_demos.. of every task (so the other tasks
-are never seen in tuning). Every method is given the true number of steps M.
+are never seen in tuning). Also: the LIBERO demos at instruction-step granularity
+(`instruction_steps`: reach + grasp + lift = "pick up", the steps teleop ingestion gets from
+real_robot.decompose; only task 6 has 2+ such steps) and the Kitchen demos (`kitchen`), each scored
+with the LIBERO-tuned config and with one tuned on its own tuning demos (never the held-out ones).
+Every method is given the true number of steps M.
 
 Methods: "uniform" (equal parts); "dtw" (segment.py, the InstrAction DTW path of action tokens vs
 verb phrases, from a "+ HN + DTW-Align" model trained on the world's train split, `--dtw`);
@@ -57,6 +61,8 @@ class Seq:
 class EvalConfig:
     world: str = "runs/demo/atomic_world"
     libero: str = "runs/demos/libero"
+    kitchen: str = "runs/demos/kitchen_wrist"  # a second robot domain (empty: skip)
+    kitchen_tune_demos: int = 13
     out: str = ""  # write the results JSON here (empty: only return them)
     tune_tasks: list[int] = dataclasses.field(default_factory=lambda: [0, 5])
     tune_demos: int = 25
@@ -68,30 +74,47 @@ class EvalConfig:
     cache_dir: str = ""
 
 
-def libero_sets(cfg: EvalConfig, frames_for: int = 0) -> tuple[list[Seq], list[Seq]]:
-    """(tuning, held-out) LIBERO sequences with proprio features; agentview frames on the first
-    `frames_for` held-out demos of each task (for dtw)."""
+def instruction_steps(skills: list[str]) -> list[str]:
+    """Atomic skill labels -> coarser instruction-step labels, the granularity real_robot.decompose gives
+    ("pick up the cheese" = reach + grasp + lift, "put it in the bowl" = place): lift joins grasp and
+    reach joins whatever follows it."""
+    out = ["grasp" if s == "lift" else s for s in skills]
+    for t in range(len(out) - 2, -1, -1):
+        if out[t] == "reach":
+            out[t] = out[t + 1]
+    return out
+
+
+def demo_sets(root: str, tune_tasks: list[int], tune_demos: int, frames_for: int = 0,
+              coarse: bool = False) -> tuple[list[Seq], list[Seq]]:
+    """(tuning, held-out) sequences of every demo file under `root`, obs = proprio: tuning = demos
+    0..tune_demos-1 of `tune_tasks`, held-out = demos tune_demos.. of every task (`tune_demos=0`: all);
+    agentview frames on the first `frames_for` held-out demos of each task (for dtw); `coarse`:
+    instruction steps instead of atomic skills, only demos with at least 2 of them."""
     from envs.demos import DemoReader
 
     tune, held = [], []
-    files = sorted(Path(cfg.libero).rglob("*.hdf5"))
+    files = sorted(Path(root).rglob("*.hdf5"))
     if not files:
-        raise FileNotFoundError(f"libero: no demo files under {cfg.libero}")
+        raise FileNotFoundError(f"demos: no demo files under {root}")
     for f in files:
         with DemoReader(f) as r:
             task = int(r.env_args.get("task_id", -1))
+            group = f"{r.env_args.get('suite', '')}/{task if task >= 0 else f.stem.removesuffix('_demo')}"
             for i in range(len(r)):
-                is_tune = task in cfg.tune_tasks and i < cfg.tune_demos
-                if i < cfg.tune_demos and not is_tune:
+                is_tune = task in tune_tasks and i < tune_demos
+                if i < tune_demos and not is_tune:
                     continue
                 want = {"ee_pos", "gripper_states"}
-                if not is_tune and i - cfg.tune_demos < frames_for:
+                if not is_tune and i - tune_demos < frames_for:
                     want.add("agentview_rgb")
                 d = r.read(i, want)
                 if d.skills is None:
                     raise ValueError(f"{f}: demo {i} has no skill labels")
-                names, truth = label_runs(d.skills)
-                seq = Seq(d.obs, truth, names, f"libero_goal/{task}", d.obs.pop("agentview_rgb", None))
+                names, truth = label_runs(instruction_steps(d.skills) if coarse else d.skills)
+                if coarse and len(names) < 2:
+                    continue
+                seq = Seq(d.obs, truth, names, group, d.obs.pop("agentview_rgb", None))
                 (tune if is_tune else held).append(seq)
     return tune, held
 
@@ -121,23 +144,34 @@ def score(pred: list[list[int]], seqs: list[Seq], tol_frac: float) -> dict[str, 
     return {k: float(np.mean([m[k] for m in ms])) for k in ("mae", "mae_frac", "f1")} | {"n": len(seqs)}
 
 
+def paired(pred: list[list[int]], base: list[list[int]], seqs: list[Seq], seed: int = 0) -> dict[str, float]:
+    """Per-sequence MAE of `pred` minus `base` (negative = pred better): mean, 95 % bootstrap interval
+    (2000 resamples of sequences), and the share of sequences where pred is better / worse."""
+    d = np.array([boundary_metrics(p, s.truth, s.n)["mae"] - boundary_metrics(b, s.truth, s.n)["mae"]
+                  for p, b, s in zip(pred, base, seqs)])
+    boot = np.random.default_rng(seed).choice(d, (2000, len(d))).mean(1)
+    return {"mean_diff": float(d.mean()), "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "better": float((d < 0).mean()), "worse": float((d > 0).mean())}
+
+
 def cp_predict(seqs: list[Seq], cfg: SegmenterConfig, robot: bool) -> list[list[int]]:
     """Change-point boundaries of every sequence (robot: proprio features, else the given features)."""
     out = []
     for s in seqs:
         x = robot_features(s.x, cfg.smooth, cfg.pos_weight) if robot else s.x
         zs = cfg.zscore and not robot  # robot_features are z-scored per block already
-        out.append(changepoint_boundaries(x, len(s.steps), cfg.duration_weight, cfg.min_len, zs))
+        out.append(changepoint_boundaries(x, len(s.steps), cfg.duration_weight, cfg.min_len, zs, cfg.jump_weight))
     return out
 
 
 def tune(seqs: list[Seq], robot: bool, tol_frac: float) -> tuple[SegmenterConfig, list[dict]]:
-    """Grid over duration_weight (robots: smooth, pos_weight; frames: zscore) on the tuning sequences;
-    the best mean mae_frac wins."""
+    """Grid over duration_weight and jump_weight (robots: smooth, pos_weight; frames: zscore) on the
+    tuning sequences; the best mean mae_frac wins (ties: the first in grid order)."""
     grid = []
-    for w, sm, pw, z in itertools.product((0.0, 0.03, 0.1, 0.3, 1.0, 3.0), (1, 5, 9) if robot else (1,),
-                                          (0.0, 1.0, 2.0, 3.0) if robot else (0.0,), (True,) if robot else (True, False)):
-        c = SegmenterConfig(duration_weight=w, smooth=sm, pos_weight=pw, zscore=z)
+    for w, jw, sm, pw, z in itertools.product((0.0, 0.03, 0.1, 0.3, 1.0, 3.0), (0.0, 0.1, 0.3, 1.0),
+                                              (1, 5, 9) if robot else (1,), (0.0, 1.0, 2.0, 3.0) if robot else (0.0,),
+                                              (True,) if robot else (True, False)):
+        c = SegmenterConfig(duration_weight=w, smooth=sm, pos_weight=pw, zscore=z, jump_weight=jw)
         grid.append({"config": dataclasses.asdict(c), **score(cp_predict(seqs, c, robot), seqs, tol_frac)})
     best = min(grid, key=lambda r: r["mae_frac"])
     return SegmenterConfig(**best["config"]), grid
@@ -203,17 +237,33 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
     t0 = time.perf_counter()
     res: dict = {"config": dataclasses.asdict(cfg)}
     # LIBERO
-    lt, lh = libero_sets(cfg, cfg.dtw_libero_demos if cfg.dtw else 0)
+    lt, lh = demo_sets(cfg.libero, cfg.tune_tasks, cfg.tune_demos, cfg.dtw_libero_demos if cfg.dtw else 0)
     best, grid = tune(lt, True, cfg.tol_frac)
     log(f"libero: {len(lt)} tuning / {len(lh)} held-out demos; picked {best}")
-    lib = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in lh], lh, cfg.tol_frac),
-           "changepoint": score(cp_predict(lh, best, True), lh, cfg.tol_frac)}
+    uni, cp = [uniform_split(s.n, len(s.steps)) for s in lh], cp_predict(lh, best, True)
+    lib = {"uniform": score(uni, lh, cfg.tol_frac), "changepoint": score(cp, lh, cfg.tol_frac),
+           "changepoint_minus_uniform": paired(cp, uni, lh, cfg.seed)}
     per_task = {}
     for g in sorted({s.group for s in lh}):
         sub = [s for s in lh if s.group == g]
         per_task[g] = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in sub], sub,
                                         cfg.tol_frac), "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
     res["libero"] = {"held_out": lib, "per_task": per_task, "tuned": dataclasses.asdict(best), "grid": grid}
+    # the same demos at instruction-step granularity (tuning: task 6 demos 0..tune_demos-1, the only task
+    # with 2+ instruction steps), and Kitchen (tuning: its demos 0..kitchen_tune_demos-1 of every task);
+    # each held-out set scored with the LIBERO choice ("changepoint_libero") and its own ("changepoint")
+    extra = {"libero_instruction_steps": demo_sets(cfg.libero, [6], cfg.tune_demos, coarse=True)}
+    if cfg.kitchen:
+        extra["kitchen"] = demo_sets(cfg.kitchen, list(range(1000)), cfg.kitchen_tune_demos)
+    for name, (et, eh) in extra.items():
+        own, _ = tune(et, True, cfg.tol_frac)
+        uni, cp = [uniform_split(s.n, len(s.steps)) for s in eh], cp_predict(eh, own, True)
+        res[name] = {"held_out": {"uniform": score(uni, eh, cfg.tol_frac),
+                                  "changepoint_libero": score(cp_predict(eh, best, True), eh, cfg.tol_frac),
+                                  "changepoint": score(cp, eh, cfg.tol_frac),
+                                  "changepoint_minus_uniform": paired(cp, uni, eh, cfg.seed)},
+                     "tuned": dataclasses.asdict(own), "n_tuning": len(et)}
+        log(f"{name}: {len(et)} tuning / {len(eh)} held-out demos; picked {own}")
     # atomic world
     from encoders import build_backbone, build_text_encoder
 
@@ -222,8 +272,9 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
     wt, wh = world["train"]["seqs"], world["val"]["seqs"]
     wbest, wgrid = tune(wt, False, cfg.tol_frac)
     log(f"world: {len(wt)} tuning / {len(wh)} held-out keystep takes; picked {wbest}")
-    wres = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in wh], wh, cfg.tol_frac),
-            "changepoint": score(cp_predict(wh, wbest, False), wh, cfg.tol_frac)}
+    uni, cp = [uniform_split(s.n, len(s.steps)) for s in wh], cp_predict(wh, wbest, False)
+    wres = {"uniform": score(uni, wh, cfg.tol_frac), "changepoint": score(cp, wh, cfg.tol_frac),
+            "changepoint_minus_uniform": paired(cp, uni, wh, cfg.seed)}
     if cfg.dtw:
         te = build_text_encoder("minilm")
         model, _, pred = dtw_world(cfg, world, bb, te, log)

@@ -22,12 +22,17 @@ from configs.runs import atomic_write_json, seed_everything
 from envs import protocol
 from envs.evaluator import RANK_TIMEOUT_S, Ranks, idle_line, join_ranks, rank_jobs
 
-
 # ------------------------------------------------------------------------------------------- LIBERO
+# `--suite all`: the four suites the published VLA numbers average (40 tasks; libero_90 is pretraining data)
+ALL_SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
+FORMATS = ("hdf5", "lerobot")
+
+
 @dataclass
 class LiberoDemoConfig:
-    suite: str = "libero_goal"
-    tasks: str = "all"  # "all" = every task with a scripted program
+    suite: str = "libero_goal"  # a LIBERO suite, or "all" = libero_spatial, libero_object, libero_goal, libero_10
+    tasks: str = "all"  # "all" = every task with a scripted program (with suite=all: always "all")
+    format: str = "hdf5"  # hdf5 | lerobot: also write <out>/lerobot, the demos as one LeRobot v3.0 dataset
     episodes: int = 50  # successful demos per task
     max_attempts: int = 0  # 0 = 3 x episodes
     out: str = "data/libero_demos"
@@ -40,7 +45,12 @@ class LiberoDemoConfig:
     rank_timeout_s: float = 0.0  # under torchrun: how long a rank waits for the others (0 = 7 days)
 
     def validate(self) -> None:
-        self.suite = protocol.canonical_suite(self.suite)
+        if str(self.suite).strip().lower() != "all":
+            self.suite = protocol.canonical_suite(self.suite)
+        elif str(self.tasks).strip() not in ("all", ""):
+            raise ValueError(f"tasks: with suite=all every task with a program is written; got tasks={self.tasks!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.rank_timeout_s < 0:
             raise ValueError(f"rank_timeout_s must be >= 0, got {self.rank_timeout_s}")
         if self.episodes < 1:
@@ -51,19 +61,19 @@ class LiberoDemoConfig:
             raise ValueError(f"flush_every must be >= 1, got {self.flush_every}")
 
 
-def make_libero_task(cfg: LiberoDemoConfig, task_id: int, out: Path) -> dict:
+def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path) -> dict:
     from envs.demos import DemoWriter, collect_demos
     from envs.libero_env import LiberoEnv
     from envs.policy_api import build_policy
 
     # render=False: the rollout loop renders both cameras on every step with render_frame, exactly as
     # the evaluator renders a policy's cameras (frames of the state after the step)
-    env = LiberoEnv(cfg.suite, task_id, resolution=cfg.resolution, render=False, fast_render=cfg.fast_render)
+    env = LiberoEnv(suite, task_id, resolution=cfg.resolution, render=False, fast_render=cfg.fast_render)
     try:
-        path = out / cfg.suite / f"{env.task.name}_demo.hdf5"
+        path = out / suite / f"{env.task.name}_demo.hdf5"
         writer = DemoWriter(
             path,
-            env_args={"type": 1, "env_name": env.task.name, "suite": cfg.suite, "task_id": task_id,
+            env_args={"type": 1, "env_name": env.task.name, "suite": suite, "task_id": task_id,
                       "proprio_keys": list(protocol.PROPRIO_KEYS),
                       "env_kwargs": {"camera_heights": cfg.resolution, "camera_widths": cfg.resolution,
                                      "controller": "OSC_POSE", "fast_render": cfg.fast_render}},
@@ -77,29 +87,33 @@ def make_libero_task(cfg: LiberoDemoConfig, task_id: int, out: Path) -> dict:
                             max_attempts=cfg.max_attempts or 3 * cfg.episodes, max_steps=max_steps,
                             seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
                             progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
-                            desc=f"{cfg.suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
-        return {"task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
+                            desc=f"{suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
+        return {"suite": suite, "task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
                 "attempts": got["attempts"], "failed_this_run": got["failed_this_run"],
                 "wall_s": round(time.time() - t0, 1)}
     finally:
         env.close()
 
 
-def libero_demo_tasks(cfg: LiberoDemoConfig) -> list[int]:
-    """The task ids of `cfg` ("all" = every task with a scripted program); an unknown id, or one
-    without a program, is one ValueError line naming the valid ones."""
+def libero_demo_tasks(cfg: LiberoDemoConfig) -> list[tuple[str, int]]:
+    """The (suite, task id) jobs of `cfg` ("all" = every task with a scripted program; suite "all" =
+    every such task of ALL_SUITES); an unknown id, or one without a program, is one ValueError line
+    naming the valid ones."""
     from envs.evaluator import parse_tasks
     from envs.libero_env import num_tasks
     from envs.policy_api import POLICIES
 
-    supported = POLICIES.get("scripted").supported_tasks(cfg.suite)
+    scripted = POLICIES.get("scripted")
+    if cfg.suite == "all":
+        return [(s, t) for s in ALL_SUITES for t in scripted.supported_tasks(s)]
+    supported = scripted.supported_tasks(cfg.suite)
     if str(cfg.tasks).strip() in ("all", ""):
-        return list(supported)
+        return [(cfg.suite, t) for t in supported]
     tasks = parse_tasks(cfg.tasks, num_tasks(cfg.suite), cfg.suite)
     missing = [t for t in tasks if t not in supported]
     if missing:
         raise ValueError(f"no scripted program for {cfg.suite} tasks {missing}; available: {list(supported)}")
-    return tasks
+    return [(cfg.suite, t) for t in tasks]
 
 
 def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict:
@@ -124,9 +138,20 @@ def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict
         mine = rank_jobs(tasks, ranks.rank, ranks.world)
         if ranks.world > 1 and not mine:
             print(idle_line("task(s)", len(tasks), ranks), flush=True)
-        rows = [{**make_libero_task(cfg, t, out), "rank": ranks.rank, "world_size": ranks.world} for t in mine]
-        every = sorted((r for part in ranks.gather(rows) for r in part), key=lambda r: tasks.index(r["task_id"]))
-        summary = {"suite": cfg.suite, "tasks": every}
+        rows = [{**make_libero_task(cfg, s, t, out), "rank": ranks.rank, "world_size": ranks.world} for s, t in mine]
+        every = sorted((r for part in ranks.gather(rows) for r in part),
+                       key=lambda r: tasks.index((r["suite"], r["task_id"])))
+        summary: dict = {"suite": cfg.suite, "tasks": every,
+                         "wall_s_summed": round(sum(r["wall_s"] for r in every), 1)}
+        if ranks.main and cfg.format == "lerobot" and not any(r["demos"] for r in every):
+            summary["lerobot"] = {"path": "", "episodes": 0, "frames": 0, "cameras": [], "wall_s": 0.0}  # nothing to export
+        elif ranks.main and cfg.format == "lerobot":
+            from envs.lerobot_writer import export_demos
+
+            t0 = time.time()
+            lr = export_demos(out, out / "lerobot", fps=protocol.CONTROL_HZ, files=[Path(r["file"]) for r in every])
+            summary["lerobot"] = {"path": str(out / "lerobot"), **{k: lr[k] for k in ("episodes", "frames", "cameras")},
+                                  "wall_s": round(time.time() - t0, 1)}
         if ranks.main:
             atomic_write_json(out / "summary.json", summary)
         return summary

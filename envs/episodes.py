@@ -212,7 +212,25 @@ def read_lerobot_dir(path: str | Path, keys: Iterable[str] | None = None, max_de
         state = [obs[k].reshape(len(acts), -1) for k in ("joint_states", "gripper_states") if k in obs]
         if _wanted("proprio", keys) and state:
             data["proprio"] = np.concatenate(state, 1).astype(np.float32)
-        out.append(Episode(data, ep.instruction, where, "lerobot"))
+        tid = ep.attrs.get("env/task_id", -1)  # a project export names its source task (envs/lerobot_writer.py)
+        skills = ep.skills if ep.skills is not None and len(ep.skills) == len(acts) else None
+        out.append(Episode(data, ep.instruction, where, str(ep.attrs.get("env/suite") or "lerobot"),
+                           int(tid) if int(tid) >= 0 else None, skills))
+    return out
+
+
+def _first_per_task(eps: list[Episode], max_demos: int) -> list[Episode]:
+    """The first `max_demos` episodes of each (suite, task) (0 = all): a LeRobot dataset holds every
+    task in one folder, where hdf5 files hold one task each."""
+    if not max_demos:
+        return eps
+    seen: dict[tuple[str, int | None], int] = {}
+    out = []
+    for e in eps:
+        k = (e.suite, e.task_id)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= max_demos:
+            out.append(e)
     return out
 
 
@@ -257,7 +275,13 @@ def read_episodes(spec: str | Path | Sequence[str | Path], keys: Iterable[str] |
     found: set[int] = set()
     for f in episode_files(spec):
         if (f / "meta" / "info.json").is_file():
-            out += read_lerobot_dir(f, keys, max_demos)
+            eps = read_lerobot_dir(f, keys)
+            if (suite is not None or task_ids is not None) and any(e.task_id is not None for e in eps):
+                # a project export: its episodes name their suite and task, select as for hdf5 files
+                eps = [e for e in eps if (suite is None or e.suite == suite)
+                       and (task_ids is None or e.task_id in task_ids)]
+                found.update(e.task_id for e in eps if e.task_id is not None)
+            out += _first_per_task(eps, max_demos)
             continue
         if suite is not None or task_ids is not None:
             args = _file_env_args(f)

@@ -135,10 +135,35 @@ def read_lerobot(src: str | Path, mapping: str | Path | LeRobotMapping = "auto"
                 continue
             streams = _episode_streams(src, info, plan, rows, e, ep_meta, video_cache, problems, name, rel)
             task_idx = int(rows.column("task_index")[0].as_py())
-            episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams,
+            episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams, skills=_skills(info, streams),
                                           attrs={"fps": fps, "robot": str(info.get("robot_type", "")),
-                                                 "lerobot_episode": int(e), "mapping": plan.mapping.name}))
+                                                 "lerobot_episode": int(e), "mapping": plan.mapping.name,
+                                                 **_env_columns(ep_meta, e)}))
     return episodes, problems
+
+
+def _skills(info: dict, streams: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str] | None:
+    """A `skill_index` feature whose names are the skill vocabulary (envs/lerobot_writer.py writes one)
+    -> per-frame skill labels; the stream itself is dropped (the labels carry it)."""
+    names = info["features"].get("skill_index", {}).get("names")
+    if "skill_index" not in streams or not names:
+        return None
+    idx = streams.pop("skill_index")[1].reshape(-1).astype(int)
+    return [str(names[i]) if 0 <= i < len(names) else "idle" for i in idx]
+
+
+def _env_columns(ep_meta: Any, e: int) -> dict[str, Any]:
+    """The episode's env/* columns of meta/episodes (env/suite, env/task_id, env/source: what a project
+    export names), as plain str / int."""
+    if ep_meta is None:
+        return {}
+    row = ep_meta[ep_meta["episode_index"] == e]
+    out: dict[str, Any] = {}
+    for c in (c for c in ep_meta.columns if str(c).startswith("env/")):
+        if not row.empty:
+            v = row[c].iloc[0]
+            out[str(c)] = int(v) if isinstance(v, (int, np.integer)) else str(v)
+    return out
 
 
 def _meta_length(ep_meta: Any, e: int) -> int | None:

@@ -50,6 +50,7 @@ VLA_RESOLUTION: int = 224
 CENTER_CROP_AREA: float = 0.9
 
 ACTION_DIM: int = 7
+CONTROL_HZ: int = 20  # LIBERO's robosuite control frequency: one action per 1/20 s (its LeRobot sets: fps 20)
 # what a LiberoEnv observation carries (envs/libero_env.py): both cameras, proprio = eef pos (3) +
 # eef axis-angle (3) + gripper qpos (2)
 CAMERA_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")

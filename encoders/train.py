@@ -139,8 +139,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     --num_processes N`), every rank trains on its own part of each batch and only the main process
     writes files (configs/training.py)."""
     acc, out, method = setup_run(cfg)
+    # threads=0 re-sizes torch's threads between steps when other processes start or stop (ThreadResizer)
     return fit(method, out, LoopConfig.of(cfg), desc=f"train {cfg.method}", progress=progress,
-               accelerator=acc, log_config=dataclasses.asdict(cfg))
+               accelerator=acc, log_config=dataclasses.asdict(cfg), threads=cfg.threads)
 
 
 def loss_at(cfg: TrainConfig, step: int, model=None) -> float:

@@ -209,6 +209,8 @@ def _bad_input_cases(tmp: Path) -> list[tuple[list[str], str]]:
          f"error: --root {missing}: no such folder"),
         (["scripts/make_kitchen_demos.py", "--task", "nosuch", "--out", str(tmp / "kd")], "unknown kitchen task 'nosuch'"),
         (["scripts/teleop.py", "--robot", "nosuch", "--out", str(tmp / "tele")], "error: unknown robot 'nosuch'"),
+        (["policies/heads/twin.py", "--demos", str(missing), "--out", str(tmp / "twin")],
+         f"error: demo file not found: {missing}"),
     ]
 
 
@@ -221,7 +223,7 @@ def test_bad_names_and_missing_inputs_are_one_line_with_status_2(tmp_path):
     for (argv, says), r in zip(cases, results):
         line = _one_error_line(r)
         assert says in line, (argv, line)
-    assert not any((tmp_path / d).exists() for d in ("s2", "s3", "probe", "pr", "idx", "kd", "tele"))
+    assert not any((tmp_path / d).exists() for d in ("s2", "s3", "probe", "pr", "idx", "kd", "tele", "twin"))
 
 
 def test_help_lists_config_keys_or_option_defaults():

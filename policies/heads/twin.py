@@ -504,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # the registered class must live in policies.heads.twin, not __main__
+    from configs.cli import run_cli
     from policies.heads.twin import main as _main
 
-    sys.exit(_main())
+    sys.exit(run_cli(_main))  # bad input (missing demos, bad key): one line, status 2

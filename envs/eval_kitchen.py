@@ -29,7 +29,14 @@ from pathlib import Path
 from configs.loader import parse_cli
 from envs import kitchen
 from envs.env_api import make_env
-from envs.evaluator import Benchmark, exit_status, report_errors, results_markdown, run_evaluation
+from envs.evaluator import (
+    Benchmark,
+    exit_status,
+    launch_rank,
+    report_errors,
+    results_markdown,
+    run_evaluation,
+)
 from envs.policy_api import POLICY_FILE, EnvSpec, read_policy_file
 
 __all__ = ["KitchenEvalConfig", "cli", "evaluate", "kitchen_benchmark", "main"]
@@ -154,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     t0 = time.time()
     res = evaluate(cfg)
+    if launch_rank()[0] != 0:  # under torchrun, rank 0 prints the merged table and the errors, once
+        return res
     o = res["overall"]
     print(results_markdown(res, "Franka Kitchen", protocol_header(res["protocol"])))
     print(f"overall {o['successes']}/{o['n']} = {100 * o['success_rate']:.1f}% "

@@ -172,3 +172,15 @@ def test_demo_generation_splits_tasks_across_ranks_and_resumes(tmp_path: Path) -
     assert [(t["task_id"], t["rank"], t["world_size"], t["attempts"]) for t in again["tasks"]] == [
         (0, 0, 1, 2), (5, 0, 1, 2)]
     assert json.loads((out / "summary.json").read_text()) == again
+
+
+@pytest.mark.slow
+def test_kitchen_evaluation_under_two_ranks_prints_the_table_once(tmp_path: Path) -> None:
+    """Kitchen shares the rank split: two episodes on two ranks, one record each; rank 0 alone prints."""
+    out = tmp_path / "k"
+    args = ["--task", "micro", "--policy", "random", "--episodes", "2", "--out", str(out), "--max-steps", "3",
+            "resolution=32", "workers=1"]
+    r = launch_cpu(REPO / "envs" / "eval_kitchen.py", args, nproc=2, timeout=600)
+    recs = [json.loads(p.read_text()) for p in sorted(out.glob("episodes/*/*/trial*.json"))]
+    assert sorted((x["trial"], x["rank"], x["world_size"]) for x in recs) == [(0, 0, 2), (1, 1, 2)]
+    assert r.stdout.count("| all |") == 1 and r.stdout.count("overall 0/2") == 1, r.stdout

@@ -206,15 +206,19 @@ class PlaceInRegion(Skill):
 
     target: an object, a site (site=True) or a callable scene -> (3,) point on the supporting
     surface (e.g. the exposed floor of an open drawer; `region` then names the LIBERO region).
-    predicate: 'on' | 'in' (LIBERO's check_ontop / check_contain against `target`) or a callable."""
+    predicate: 'on' | 'in' (LIBERO's check_ontop / check_contain against `target`) or a callable.
+    carry_speed: speed of the move above the target (1 = full); lower for a pinch that a fast swing
+    pulls out of the fingers (a bowl by its rim, a moka pot by its handle)."""
 
     label = "place"
 
     def __init__(self, obj: str, target: str, site: bool = False, release_dz: float = 0.04,
-                 predicate: str = "on", xy_offset: tuple = (0.0, 0.0), region: str | None = None) -> None:
+                 predicate: str = "on", xy_offset: tuple = (0.0, 0.0), region: str | None = None,
+                 carry_speed: float = 1.0) -> None:
         self.obj, self.target, self.site, self.release_dz = obj, target, site, release_dz
         self.predicate, self.xy_offset = predicate, xy_offset
         self.region = region  # LIBERO state the predicate checks against (default: target)
+        self.carry_speed = carry_speed
 
     def _tpos(self, s: Scene) -> np.ndarray:
         if callable(self.target):
@@ -249,7 +253,7 @@ class PlaceInRegion(Skill):
 
         yaw = _current_yaw(s)
         return [
-            Phase(above, CLOSE, ori=yaw, tol=0.02, timeout=150),
+            Phase(above, CLOSE, ori=yaw, tol=0.02, timeout=150, speed=self.carry_speed),
             Phase(down, CLOSE, ori=yaw, tol=0.008, timeout=60, speed=0.6),
             Phase(down, OPEN, ori=yaw, tol=1.0, hold=8, timeout=9),
             Phase(retreat, OPEN, ori=yaw, tol=0.02, timeout=30),

@@ -169,7 +169,9 @@ class KitchenDemoConfig:
     out: str = "runs/demos/kitchen"
     seed: int = 0
     resolution: int = 96
-    second_view: str = "left_cap"
+    # the second camera (eye_in_hand_rgb): "wrist" tracks the hand; FrankaKitchen-v1's left_cap /
+    # right_cap frame the counter / lower cabinets and never the arm (docs/results/policy_heads_tables.md)
+    second_view: str = "wrist"
     fast_render: bool = True
     noise: float = 0.1  # std of Gaussian noise on the arm actions (units of the (7,) action)
     jitter: float = 0.01  # metres of approach/grasp point jitter

@@ -123,6 +123,7 @@ def test_demo_writer_and_reader_roundtrip(tmp_path):
         assert d.obs["agentview_rgb"].shape[1:] == (16, 16, 3) and d.actions.shape[1] == 7
         assert d.skills is not None and "push" in d.skills and d.dones[-1] == 1
         assert r.env_args["suite"] == "kitchen" and r.env_args["task_id"] == 4
+        assert r.env_args["env_kwargs"]["views"] == ["default", "wrist"]  # the default second view tracks the hand
 
 
 @pytest.mark.slow

@@ -58,8 +58,11 @@ demo-vla: demo
 	$(PY) vla/posttrain.py --summary $(DEMO)/vla/posttrain $(DEMO)/vla/eval $(DEMO)/vla/pretrain $(DEMO)/vla/latents
 	@echo "VLA outputs in $(DEMO)/vla/"
 
+# Two pytest workers (pytest-xdist), one per core; a test file stays on one worker (its module
+# fixtures build once). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -190,7 +190,7 @@ def read_hdf5(path: str | Path, keys: Iterable[str] | None = None, max_demos: in
     return out
 
 
-def read_lerobot_dir(path: str | Path, keys: Iterable[str] | None = None, max_demos: int = 0) -> list[Episode]:
+def read_lerobot_dir(path: str | Path, keys: Iterable[str] | None = None) -> list[Episode]:
     """A LeRobot v3.0 dataset folder -> episodes on its fps grid (envs/lerobot.py reads it). Cameras
     observation.images.front/wrist become agentview_rgb/eye_in_hand_rgb, others <name>_rgb;
     proprio = observation.state in its stored order."""
@@ -201,7 +201,7 @@ def read_lerobot_dir(path: str | Path, keys: Iterable[str] | None = None, max_de
     if problems:
         raise ValueError(f"{path}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     out = []
-    for ep in eps[:max_demos] if max_demos else eps:
+    for ep in eps:
         _, obs, acts = on_grid(ep, float(ep.attrs["fps"]))
         where = f"{path}:{ep.name}"
         data: dict[str, np.ndarray] = {"action": acts.astype(np.float32)}

@@ -158,11 +158,12 @@ def _env_columns(ep_meta: Any, e: int) -> dict[str, Any]:
     if ep_meta is None:
         return {}
     row = ep_meta[ep_meta["episode_index"] == e]
+    if row.empty:
+        return {}
     out: dict[str, Any] = {}
     for c in (c for c in ep_meta.columns if str(c).startswith("env/")):
-        if not row.empty:
-            v = row[c].iloc[0]
-            out[str(c)] = int(v) if isinstance(v, (int, np.integer)) else str(v)
+        v = row[c].iloc[0]
+        out[str(c)] = int(v) if isinstance(v, (int, np.integer)) else str(v)
     return out
 
 

@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from envs.lerobot_mapping import FT_NAMES  # the names the reader recognises as force/torque
 from envs.lerobot_writer import LeRobotEpisode, LeRobotWriter
 from real_robot.ingest import read_raw
-
-FT_NAMES = ["fx", "fy", "fz", "tx", "ty", "tz"]
 
 
 def state_names(joints: int) -> list[str]:

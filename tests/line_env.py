@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass
+class LineEvalConfig:
+    """The evaluator's settings (`envs.evaluator.EvalSettings`) for the LineEnv tests, cheap defaults."""
+
+    policy: str
+    out: str
+    trials: int = 3
+    workers: int = 1
+    seed: int = 0
+    seed_per_trial: bool = True
+    max_steps: int = 12
+    video: bool = False
+    video_stride: int = 1
+    wrist_video: bool = False
+    retry_errors: bool = False
+    progress: bool = False
+    threads: int = 1
+    execution: str = ""
+    policy_server: bool = False
+    policy_server_crash: str = "restart"
+    policy_timeout_s: float = 60.0
 
 
 class LineEnv:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from envs.evaluator import Benchmark, run_evaluation
 from envs.policy_api import POLICIES, EnvSpec, Policy, PolicyInputs, check_inputs
 from envs.rollout import ChunkQueue, EnvStepper, run_loop
-from tests.line_env import LineEnv
+from tests.line_env import LineEnv, LineEvalConfig
 
 
 class Chunky(Policy):
@@ -105,29 +104,13 @@ class _WristReader(Chunky):
         return cls(1, cameras=("eye_in_hand_rgb",))
 
 
-@dataclass
-class Cfg:
-    policy: str = "test_wrist_reader"
-    trials: int = 1
-    workers: int = 1
-    out: str = ""
-    seed: int = 0
-    seed_per_trial: bool = False
-    max_steps: int = 0
-    video: bool = False
-    video_stride: int = 1
-    wrist_video: bool = False
-    retry_errors: bool = False
-    progress: bool = False
-    threads: int = 1
-
-
 def test_evaluation_refuses_a_policy_the_env_cannot_feed_before_writing(tmp_path: Path):
     out = tmp_path / "eval"
     bench = Benchmark(title="LINE", suite="line", task_ids=[0], env_factory=LineEnv, protocol={},
                       env_spec=EnvSpec("line", cameras=("agentview_rgb",), proprio_dim=1, action_dim=7))
     with pytest.raises(ValueError, match="policy test_wrist_reader reads camera"):
-        run_evaluation(Cfg(out=str(out)), bench)
+        run_evaluation(LineEvalConfig(policy="test_wrist_reader", out=str(out), trials=1, seed_per_trial=False,
+                                      max_steps=0), bench)
     assert not out.exists()
 
 

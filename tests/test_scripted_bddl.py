@@ -92,3 +92,39 @@ def test_every_registered_program_names_objects_of_its_bddl():
         for atom in prob.goal:
             if atom[0] in ("on", "in") and atom[1] in prob.objects:
                 assert atom[1] in touched, (suite, task_id, atom)
+
+
+def test_articulated_skills_name_joints_of_bddl_objects():
+    """Skills driving a joint (CloseHingedDoor) name it after an object or fixture of the task's BDDL
+    (LIBERO prefixes every joint with its object's name)."""
+    from policies.scripted.programs import PROGRAMS
+
+    for (suite, task_id), factory in sorted(PROGRAMS.items()):
+        known = parse_bddl(_bddl(suite, task_id)).names()
+        for skill in factory():
+            joint = getattr(skill, "joint", None)
+            if isinstance(joint, str) and not callable(joint):
+                assert any(joint.startswith(n + "_") for n in known), (suite, task_id, joint)
+
+
+def test_hand_rotations_for_side_grasps_and_turning_down():
+    """Quick geometry checks (no simulator) of the rotations the wrist-aware skills command."""
+    import numpy as np
+
+    from policies.scripted.articulated import side_rotation
+    from policies.scripted.core import R_DOWN
+    from policies.scripted.library import horizontal_grasp
+    from policies.scripted.wrist import hand_yaw, pitched_down
+
+    # the drawer hand of libero_goal 3 (pointing -y, finger_sign -1) pitches down onto the home yaw
+    R = pitched_down(horizontal_grasp(np.array([0.0, -1.0, 0.0]), finger_sign=-1.0))
+    assert np.allclose(R[:, 2], [0.0, 0.0, -1.0]) and abs(hand_yaw(R)) < 1e-6
+    assert np.allclose(R, R_DOWN)
+    # the other roll lands on yaw pi: the 180-degree unwinding that ran the wrist into its limit
+    R = pitched_down(horizontal_grasp(np.array([0.0, -1.0, 0.0]), finger_sign=1.0))
+    assert abs(abs(hand_yaw(R)) - np.pi) < 1e-6
+    for approach, tilt in [((0.0, 1.0), 0.0), ((1.0, -1.0), 0.5), ((-0.2, 0.94), 0.4)]:
+        R = side_rotation(np.array(approach), finger_sign=-1.0, tilt=tilt)
+        assert np.allclose(R.T @ R, np.eye(3)) and np.isclose(np.linalg.det(R), 1.0)
+        assert abs(R[2, 0]) < 1e-9  # fingers close horizontally
+        assert np.isclose(R[2, 2], -np.sin(tilt))  # pointing tipped `tilt` down

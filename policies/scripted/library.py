@@ -27,13 +27,14 @@ CARRY_Z = 0.12  # clearance above the highest point of an object when moving wit
 HORIZONTAL_FINGER_SIGN = 1.0
 
 
-def horizontal_grasp(approach: np.ndarray) -> np.ndarray:
+def horizontal_grasp(approach: np.ndarray, finger_sign: float = HORIZONTAL_FINGER_SIGN) -> np.ndarray:
     """(3, 3) hand rotation pointing along horizontal `approach` with fingers closing vertically."""
     z = np.array([approach[0], approach[1], 0.0])
     z /= np.linalg.norm(z)
     # the fingers open along the hand's local x; x = +z vs -z: one of them drives the Panda's wrist
-    # joint into its limit
-    x = np.array([0.0, 0.0, HORIZONTAL_FINGER_SIGN])
+    # joint into its limit. For a hand pointing along -y from the home pose, -1 is a 90-degree turn
+    # from it (+1: 180 degrees) and pitching back down lands on the home yaw (policies.scripted.wrist)
+    x = np.array([0.0, 0.0, finger_sign])
     y = np.cross(z, x)
     return np.stack([x, y, z], axis=1)
 
@@ -208,17 +209,19 @@ class PlaceInRegion(Skill):
     surface (e.g. the exposed floor of an open drawer; `region` then names the LIBERO region).
     predicate: 'on' | 'in' (LIBERO's check_ontop / check_contain against `target`) or a callable.
     carry_speed: speed of the move above the target (1 = full); lower for a pinch that a fast swing
-    pulls out of the fingers (a bowl by its rim, a moka pot by its handle)."""
+    pulls out of the fingers (a bowl by its rim, a moka pot by its handle).
+    carry_z: height (m) of the carry above the higher of the target surface and the object's origin
+    (lower it when the object was already lifted clear, to save steps)."""
 
     label = "place"
 
     def __init__(self, obj: str, target: str, site: bool = False, release_dz: float = 0.04,
                  predicate: str = "on", xy_offset: tuple = (0.0, 0.0), region: str | None = None,
-                 carry_speed: float = 1.0) -> None:
+                 carry_speed: float = 1.0, carry_z: float = CARRY_Z) -> None:
         self.obj, self.target, self.site, self.release_dz = obj, target, site, release_dz
         self.predicate, self.xy_offset = predicate, xy_offset
         self.region = region  # LIBERO state the predicate checks against (default: target)
-        self.carry_speed = carry_speed
+        self.carry_speed, self.carry_z = carry_speed, carry_z
 
     def _tpos(self, s: Scene) -> np.ndarray:
         if callable(self.target):
@@ -236,7 +239,7 @@ class PlaceInRegion(Skill):
         # the hand-object offset: keep the object (not the hand) centred over the target
         grip_off = s.ee_pos() - s.pos(self.obj)
         thi = self._support_z(s)
-        carry = max(thi, s.pos(self.obj)[2]) + CARRY_Z
+        carry = max(thi, s.pos(self.obj)[2]) + self.carry_z
         olo, _ = s.bbox_z(self.obj)
         obj_bottom_to_ee = s.ee_pos()[2] - olo
 
@@ -374,13 +377,14 @@ class _Drawer(Skill):
 
 
 class OpenDrawer(_Drawer):
-    """Grasp the drawer handle and pull it out along the slide axis."""
+    """Grasp the drawer handle and pull it out along the slide axis (finger_sign: see horizontal_grasp)."""
 
     label = "open"
 
-    def __init__(self, cabinet: str, level: str = "middle", pull: float = 0.17) -> None:
+    def __init__(self, cabinet: str, level: str = "middle", pull: float = 0.17,
+                 finger_sign: float = HORIZONTAL_FINGER_SIGN, pull_speed: float = 0.5) -> None:
         super().__init__(cabinet, level)
-        self.pull = pull
+        self.pull, self.finger_sign, self.pull_speed = pull, finger_sign, pull_speed
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         u = self.open_dir(s)
@@ -388,14 +392,14 @@ class OpenDrawer(_Drawer):
         # A hand pointing down is ~20 cm wide along the finger axis and hits the cabinet top above the
         # lower drawers, so the handle is taken from the front: hand horizontal, pointing against u,
         # fingers closing vertically on the bar.
-        R = horizontal_grasp(-u)
+        R = horizontal_grasp(-u, self.finger_sign)
         pull = self.pull + rng.uniform(0.0, 0.02)
         return [
             Phase(lambda sc: h + 0.12 * u + np.array([0, 0, 0.03]), OPEN, ori=R, tol=0.012, timeout=120, label="reach"),
             Phase(lambda sc: h + 0.10 * u, OPEN, ori=R, tol=0.01, timeout=40, label="reach"),
             Phase(lambda sc: h - 0.012 * u, OPEN, ori=R, tol=0.006, timeout=60, speed=0.5),
             Phase(lambda sc: h - 0.012 * u, CLOSE, ori=R, tol=1.0, hold=10, timeout=11),
-            Phase(lambda sc: h + pull * u, CLOSE, ori=R, tol=0.01, timeout=80, speed=0.5),
+            Phase(lambda sc: h + pull * u, CLOSE, ori=R, tol=0.01, timeout=80, speed=self.pull_speed),
             Phase(lambda sc: sc.ee_pos(), OPEN, ori=R, tol=1.0, hold=6, timeout=7),
             Phase(lambda sc: sc.ee_pos() + 0.06 * u + np.array([0.0, 0.0, 0.04]), OPEN, ori=R, tol=0.02, timeout=30),
         ]

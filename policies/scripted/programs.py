@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from envs.policy_api import POLICIES, Policy
+from policies.scripted.articulated import CloseHingedDoor, GraspSide, SlideInto
 from policies.scripted.bddl import derive_program, parse_bddl
 from policies.scripted.core import Scene, Skill, SkillRunner
 from policies.scripted.library import (
@@ -33,6 +34,8 @@ from policies.scripted.library import (
     Push,
     TurnKnob,
 )
+from policies.scripted.nudge import DragInside
+from policies.scripted.wrist import GraspRimWristSafe, TurnDown
 
 
 def _pick_place(obj: str, target: str, predicate: str = "on", region: str | None = None, site: bool = False,
@@ -56,6 +59,19 @@ def _drawer_side(scene: Scene) -> np.ndarray:
     return w if w[0] < 0 else -w
 
 
+def _direction(deg: float) -> Callable[[Scene], np.ndarray]:
+    """A fixed horizontal world direction at `deg` degrees from +x (counter-clockwise from above)."""
+    u = np.array([np.cos(np.radians(deg)), np.sin(np.radians(deg)), 0.0])
+    return lambda scene: u
+
+
+def _above_rim(obj: str, direction: Callable[[Scene], np.ndarray], radius: float, z: float
+               ) -> Callable[[Scene], np.ndarray]:
+    """(3,) point at height z (world, m) above the rim of `obj` along direction(scene) (radius m from
+    its origin): a waypoint from which the rim grasp comes straight down."""
+    return lambda scene: np.array([*(scene.pos(obj)[:2] + radius * direction(scene)[:2]), z])
+
+
 def _behind_front_wall(cabinet: str, level: str, obj: str, margin: float = 0.006) -> Callable[[Scene], np.ndarray]:
     drawer = OpenDrawer(cabinet, level)
     return lambda scene: drawer.exposed_floor(scene, fit=scene.footprint_radius(obj) + margin)
@@ -73,6 +89,16 @@ def _moka_pot_to_stove(pot: str, xy_offset: tuple = (0.0, 0.0)) -> list[Skill]:
     ]
 
 
+def _in_microwave(scene: Scene) -> np.ndarray:
+    """(3,) where the mug's origin goes: on the cavity floor (z 0.945), 1 cm left of the heating
+    region's centre and 2 cm in front of it, so the handle, 8 cm in front of the cup's axis, ends
+    inside the door line. The hand (20 cm across the fingers) then spans x -0.12..0.08 in front of
+    the opening (4 cm further left, it met the open door's inner face on the carry in 3 of 20 screen
+    episodes)."""
+    c = scene.site("microwave_1_heating_region")
+    return np.array([c[0] - 0.01, c[1] - 0.02, 0.945])
+
+
 # (suite, task id) -> program factory. Names follow the task's bddl objects.
 PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
     # RoboAct-CLIP T1-T4 (libero_goal)
@@ -80,7 +106,34 @@ PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
     ("libero_goal", 5): lambda: [Push("plate_1", "main_table_stove_front_region", rim=0.05, push_z=0.012)],
     ("libero_goal", 6): lambda: _pick_place("cream_cheese_1", "akita_black_bowl_1", predicate="in", grasp_dz=0.015),
     ("libero_goal", 7): lambda: [TurnKnob("flat_stove_1")],
+    # the open drawer overhangs the bowl and the wine bottle stands on its other side, so first drag
+    # the bowl 7 cm towards the robot's left (policies.scripted.nudge); open the top drawer with the
+    # hand pointing -y, fingers rolled so that pitching it straight down lands on yaw 0
+    # (policies.scripted.wrist); pinch the bowl's +y rim (palm along y, clear of drawer and bottle),
+    # lift it over the drawer's walls and set it behind the drawer's front wall (~275 of 300 steps)
+    ("libero_goal", 3): lambda: [
+        DragInside("akita_black_bowl_1", _direction(125), dist=0.07, lift=0.2),
+        OpenDrawer("wooden_cabinet_1", "top", finger_sign=-1.0, pull_speed=0.7),
+        TurnDown(offset=(0.0, 0.02, 0.06), hold=0,
+                 then=_above_rim("akita_black_bowl_1", _direction(90), 0.035, 1.10)),
+        GraspRimWristSafe("akita_black_bowl_1", _direction(90), radius=0.035),
+        Lift("akita_black_bowl_1", height=0.26),
+        PlaceInRegion("akita_black_bowl_1", _behind_front_wall("wooden_cabinet_1", "top", "akita_black_bowl_1"),
+                      region="wooden_cabinet_1_top_region", predicate="in", release_dz=0.02, carry_z=0.08),
+    ],
     # the bowl onto the cabinet top: the derived program, carried at half speed (the carry rises ~25 cm)
+    # the 15.7 cm bottle (body 4.4 cm across up to z +6 cm, then a 1.6 cm neck) by its body, 5 cm up,
+    # with a side grasp (policies.scripted.articulated): hand pointing forward-right (+x, -y), tipped
+    # 0.5 rad down, so its 20 cm palm lies diagonally, clear of the wine rack behind the bottle and
+    # the bowl beside it (pointing +x, the palm reached into the rack: 7/20); lifted 25 cm over the
+    # cabinet and set down on its top from above
+    ("libero_goal", 2): lambda: [
+        GraspSide("wine_bottle_1", approach=(1.0, -1.0), tilt=0.5, finger_sign=-1.0,
+                  point=lambda s: s.pos("wine_bottle_1") + np.array([0.0, 0.0, 0.05])),
+        SlideInto("wine_bottle_1", lambda s: s.site("wooden_cabinet_1_top_side") + np.array([0.0, 0.0, 0.005]),
+                  direction=(0.0, 0.0, -1.0), lift=0.25, front=0.10, carry_speed=0.6,
+                  predicate=lambda s: s.state("wooden_cabinet_1_top_side").check_ontop(s.state("wine_bottle_1"))),
+    ],
     ("libero_goal", 4): lambda: _slow_carry(derived_program("libero_goal", 4)),
     # T6 (libero_spatial): the bowl sits in the open top drawer; take it by the rim nearest the robot
     ("libero_spatial", 4): lambda: [
@@ -104,6 +157,15 @@ PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
         *_moka_pot_to_stove("moka_pot_1", xy_offset=(-0.045, 0.0)),
         *_moka_pot_to_stove("moka_pot_2", xy_offset=(0.045, 0.0)),
         TurnKnob("flat_stove_1"),
+    ],
+    # the mug by its handle (pointing at the robot) with a hand pointing along +y (turned 12 degrees
+    # towards -x and tipped 0.4 rad down so the wrist clears the porcelain mug behind the handle),
+    # slid into the microwave with the hand outside the cavity, then the door pushed shut along its
+    # arc with the hand pointing down (policies.scripted.articulated)
+    ("libero_10", 9): lambda: [
+        GraspSide("white_yellow_mug_1", approach=(-0.2, 0.94), finger_sign=-1.0, tilt=0.4),
+        SlideInto("white_yellow_mug_1", _in_microwave, direction=(0.0, 1.0)),
+        CloseHingedDoor("microwave_1_microjoint", via=(0.0, -0.15, 0.12)),
     ],
     ("libero_10", 3): lambda: [
         GraspRim("akita_black_bowl_1", _towards_robot, radius=0.035),

@@ -121,3 +121,22 @@ def test_pair_errors():
     partner = {0: 1, 1: 0, 2: 3, 3: 2}
     r = pair_errors(np.array([1, 0, 2, 0]), np.array([0, 0, 2, 2]), partner)
     assert r == {"to_partner": 0.5, "pair_level": 0.75}
+
+
+def test_run_factor_probes_end_to_end_on_a_small_world(small_world, tmp_path):
+    """The whole command on real EfficientNet-Lite0 features: roles, probes per label, the written files."""
+    import json
+
+    from encoders.probes.factors import FactorProbeConfig, run_factor_probes
+
+    out = tmp_path / "factors"
+    cfg = FactorProbeConfig(data=str(small_world), sources=[f"{small_world}@64"], frames=2, labels=["action"],
+                            features=["pooled_mean"], curve_features=["pooled_mean"], scene_counts=[2],
+                            scene_draws=1, test_every=3, out=str(out), cache_dir=str(tmp_path / "cache"))
+    res = run_factor_probes(cfg, log=lambda *_: None)
+    (name,) = res["backbone"]
+    cell = res["backbone"][name]["pooled_mean"]["action"]
+    assert set(res["rows"]) == {"fit", "train_scene_test", "heldout_scene"} and 0.0 <= cell["heldout_scene"] <= 1.0
+    assert json.loads((out / "results.json").read_text())["seconds"]["total"] > 0
+    md = (out / "results.md").read_text()
+    assert md.startswith("Rows: fit") and "Load average" in md and (out / "config.yaml").exists()

@@ -235,6 +235,33 @@ def roboact_embeddings(directory: str, data: str, rows, cache_root: str | None =
     return {k: np.concatenate(v)[take] for k, v in parts.items()}
 
 
+def probe_rows(data: str, labels: list[str], test_every: int, take_stride: int = 1, seed: int = 0
+               ) -> tuple[dict, object, dict[str, np.ndarray]]:
+    """`(meta, rows, roles)` of a dataset for the factor probes; a label the dataset has no
+    vocabulary for is one error naming meta.json."""
+    from envs.atomic_world.dataset import read_index, read_meta
+
+    meta = read_meta(data)
+    bad = [lab for lab in labels if lab not in meta["vocab"]]
+    if bad:
+        raise ValueError(f"labels: {bad} not vocabularies of {data}/meta.json ({sorted(meta['vocab'])})")
+    rows, roles = select_rows(read_index(data), test_every, take_stride, seed)
+    return meta, rows, roles
+
+
+def write_probe_outputs(cfg: object, result: dict, report: str, t0: float, load0: tuple, log=print) -> None:
+    """Stamp `result` with seconds, load and config; write config.yaml, results.json, results.md to `cfg.out`."""
+    result["seconds"] = {**result.get("seconds", {}), "total": round(time.perf_counter() - t0, 1)}
+    result["load_average"] = {"start": [round(v, 2) for v in load0], "end": [round(v, 2) for v in os.getloadavg()]}
+    result["config"] = to_dict(cfg)
+    d = Path(cfg.out)
+    d.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, d / "config.yaml")
+    atomic_write_json(d / "results.json", result)
+    atomic_write_text(d / "results.md", report(result) if callable(report) else report)
+    log(f"wrote {d}/results.json, results.md, config.yaml ({result['seconds']['total']:.0f}s)")
+
+
 def run_factor_probes(cfg: FactorProbeConfig, log=print) -> dict:
     """Extract (cached), probe, write `results.json`, `results.md`, `config.yaml` into `cfg.out`."""
     from encoders import build_backbone
@@ -243,11 +270,7 @@ def run_factor_probes(cfg: FactorProbeConfig, log=print) -> dict:
     cfg.validate()
     torch.set_num_threads(max(1, cfg.threads))
     t0, load0 = time.perf_counter(), os.getloadavg()
-    meta = read_meta(cfg.data)
-    bad = [lab for lab in cfg.labels if lab not in meta["vocab"]]
-    if bad:
-        raise ValueError(f"labels: {bad} not vocabularies of {cfg.data}/meta.json ({sorted(meta['vocab'])})")
-    rows, roles = select_rows(read_index(cfg.data), cfg.test_every, cfg.train_take_stride, cfg.seed)
+    meta, rows, roles = probe_rows(cfg.data, cfg.labels, cfg.test_every, cfg.train_take_stride, cfg.seed)
     labels = {}
     for lab in cfg.labels:
         lookup = {c: i for i, c in enumerate(meta["vocab"][lab])}
@@ -307,13 +330,5 @@ def run_factor_probes(cfg: FactorProbeConfig, log=print) -> dict:
         result["seconds"]["roboact"] = round(time.perf_counter() - t1, 1)
         log("roboact heads: " + "  ".join(f"{lab} {r['train_scene_test']:.2f}/{r['heldout_scene']:.2f}"
                                           for lab, r in rr["heads"].items()))
-    result["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    result["load_average"] = {"start": [round(v, 2) for v in load0], "end": [round(v, 2) for v in os.getloadavg()]}
-    result["config"] = to_dict(cfg)
-    d = Path(cfg.out)
-    d.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, d / "config.yaml")
-    atomic_write_json(d / "results.json", result)
-    atomic_write_text(d / "results.md", markdown_report(result))
-    log(f"wrote {d}/results.json, results.md, config.yaml ({result['seconds']['total']:.0f}s)")
+    write_probe_outputs(cfg, result, markdown_report, t0, load0, log)
     return result

@@ -33,10 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configs.loader import save_config, to_dict
-from configs.runs import atomic_write_json, atomic_write_text
 from encoders.probes.data import frame_indices
-from encoders.probes.factors import select_rows
+from encoders.probes.factors import probe_rows, write_probe_outputs
 
 MODES = ("rgb", "diff", "masked")
 ROLES = ("fit", "train_scene_test", "heldout_scene")
@@ -178,16 +176,10 @@ def markdown(result: dict) -> str:
 
 def run_motion_probe(cfg: MotionProbeConfig, log=print) -> dict:
     """Load the clips once, train every (mode, seed), write results.json / results.md / config.yaml."""
-    from envs.atomic_world.dataset import read_index, read_meta
-
     cfg.validate()
     torch.set_num_threads(max(1, cfg.threads))
     t0, load0 = time.perf_counter(), os.getloadavg()
-    meta = read_meta(cfg.data)
-    bad = [lab for lab in cfg.labels if lab not in meta["vocab"]]
-    if bad:
-        raise ValueError(f"labels: {bad} not vocabularies of {cfg.data}/meta.json ({sorted(meta['vocab'])})")
-    rows, roles = select_rows(read_index(cfg.data), cfg.test_every, 1, 0)
+    meta, rows, roles = probe_rows(cfg.data, cfg.labels, cfg.test_every)
     classes = [len(meta["vocab"][lab]) for lab in cfg.labels]
     ys = torch.tensor(np.stack([[meta["vocab"][lab].index(v) for v in rows[lab]] for lab in cfg.labels], 1))
     video = load_frames(cfg.data, rows, cfg.frames)
@@ -196,13 +188,5 @@ def run_motion_probe(cfg: MotionProbeConfig, log=print) -> dict:
     result: dict = {"rows": {r: int(len(v)) for r, v in roles.items()}, "modes": {}}
     for mode in cfg.modes:
         result["modes"][mode] = {str(s): train_mode(video, ys, classes, roles, mode, s, cfg, log) for s in cfg.seeds}
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    result["load_average"] = {"start": [round(v, 2) for v in load0], "end": [round(v, 2) for v in os.getloadavg()]}
-    result["config"] = to_dict(cfg)
-    d = Path(cfg.out)
-    d.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, d / "config.yaml")
-    atomic_write_json(d / "results.json", result)
-    atomic_write_text(d / "results.md", markdown(result))
-    log(f"wrote {d}/results.json, results.md, config.yaml ({result['seconds']:.0f}s)")
+    write_probe_outputs(cfg, result, markdown, t0, load0, log)
     return result

@@ -9,7 +9,7 @@ import numpy as np
 
 @dataclass
 class LineEvalConfig:
-    """The evaluator's settings (`envs.evaluator.EvalSettings`) for the LineEnv tests, cheap defaults."""
+    """The evaluator's settings (`envs.evaluator.EvalSettings`) for the tests' fake envs, cheap defaults."""
 
     policy: str
     out: str

@@ -3,10 +3,11 @@ fake env (quick), and the real simulator at tiny horizons (`slow`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from envs import protocol
 from envs.eval_libero import LiberoEvalConfig, episode_path, evaluate, parse_tasks
 from envs.evaluator import Benchmark, run_episode, run_evaluation
 from envs.policy_api import POLICIES, Policy, PolicyInputs
+from tests.line_env import LineEvalConfig
 
 # -- test policies, registered once at import ----------------------------------------------------
 
@@ -104,23 +106,9 @@ class FakeEnv:
         return obs
 
 
-@dataclass
-class FakeConfig:
-    """The fields envs.evaluator.EvalSettings asks of a benchmark's config."""
-
-    policy: str = "test_hooks"
-    trials: int = 1
-    workers: int = 1
-    out: str = ""
-    seed: int = 0
-    seed_per_trial: bool = False
-    max_steps: int = 0
-    video: bool = True
-    video_stride: int = 1
-    wrist_video: bool = False
-    retry_errors: bool = False
-    progress: bool = False
-    threads: int = 1
+# the evaluator settings of these tests: the shared test config with this file's defaults
+FakeConfig = functools.partial(LineEvalConfig, policy="test_hooks", out="", trials=1, seed_per_trial=False,
+                               max_steps=0, video=True)
 
 
 def fake_benchmark(task_ids: list[int]) -> Benchmark:

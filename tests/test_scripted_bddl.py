@@ -128,3 +128,20 @@ def test_hand_rotations_for_side_grasps_and_turning_down():
         assert np.allclose(R.T @ R, np.eye(3)) and np.isclose(np.linalg.det(R), 1.0)
         assert abs(R[2, 0]) < 1e-9  # fingers close horizontally
         assert np.isclose(R[2, 2], -np.sin(tilt))  # pointing tipped `tilt` down
+
+
+def test_lying_bottle_rotations():
+    """The hand rotation that lays a neck-pinched bottle along x (libero_goal 9), and the levelling
+    correction (no simulator)."""
+    import numpy as np
+
+    from policies.scripted.lying import aligning_rotation, pointing_rotation
+
+    R = pointing_rotation((-1.0, 0.0, 0.06), (0.0, 1.0, 0.0))
+    assert np.allclose(R.T @ R, np.eye(3)) and np.isclose(np.linalg.det(R), 1.0)
+    assert np.allclose(R[:, 0], [0.0, 1.0, 0.0])  # fingers still close along world y
+    assert R[0, 2] < -0.99 and R[2, 2] > 0.0  # pointing at the robot, tipped up
+    u, v = np.array([1.0, 0.02, -0.05]), np.array([1.0, 0.0, 0.03])
+    A = aligning_rotation(u, v)
+    assert np.allclose(A @ (u / np.linalg.norm(u)), v / np.linalg.norm(v))
+    assert np.allclose(aligning_rotation(v, v), np.eye(3))

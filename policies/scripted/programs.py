@@ -34,6 +34,7 @@ from policies.scripted.library import (
     Push,
     TurnKnob,
 )
+from policies.scripted.lying import LayDownHeld, pointing_rotation
 from policies.scripted.nudge import DragInside
 from policies.scripted.wrist import GraspRimWristSafe, TurnDown
 
@@ -99,6 +100,15 @@ def _in_microwave(scene: Scene) -> np.ndarray:
     return np.array([c[0] - 0.01, c[1] - 0.02, 0.945])
 
 
+def _in_rack_cradle(scene: Scene) -> np.ndarray:
+    """(3,) where the lying bottle's origin (the centre of its base, neck +x) is let go: 8.5 cm
+    towards the robot from the centre of the rack's top region (the region's test wants it within
+    10 cm along x; 1.7 cm further +x the neck tip caught on the cradle's far end when the bottle
+    bounced), 1.4 cm deeper across the board (the groove where dropped bottles come to rest) and
+    3.1 cm above the region's site, ~1.3 cm above where the bottle comes to rest."""
+    return scene.site("wine_rack_1_top_region") + np.array([-0.085, -0.014, 0.031])
+
+
 # (suite, task id) -> program factory. Names follow the task's bddl objects.
 PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
     # RoboAct-CLIP T1-T4 (libero_goal)
@@ -135,6 +145,18 @@ PROGRAMS: dict[tuple[str, int], Callable[[], list[Skill]]] = {
                   predicate=lambda s: s.state("wooden_cabinet_1_top_side").check_ontop(s.state("wine_bottle_1"))),
     ],
     ("libero_goal", 4): lambda: _slow_carry(derived_program("libero_goal", 4)),
+    # the bottle laid along x in the rack's cradle (policies.scripted.lying): an upright bottle set
+    # on the inclined board tips off after release. Pinched by the neck from above (fingertips 13 cm
+    # above the base), lifted, the hand pitched to point towards the robot (tipped 0.06 rad up
+    # against the bottle's sag), carried over the cradle with the bottle's axis held 0.03 rad
+    # neck-up (`level`) and let go just above its rest
+    ("libero_goal", 9): lambda: [
+        Grasp("wine_bottle_1", grasp_dz=0.13, yaw_offset=0.0, align=False),
+        Lift("wine_bottle_1", height=0.10),
+        LayDownHeld("wine_bottle_1", pointing_rotation((-1.0, 0.0, 0.06), (0.0, 1.0, 0.0)), _in_rack_cradle,
+                    carry_z=1.32, level=(1.0, 0.0, 0.03),
+                    predicate=lambda s: s.state("wine_rack_1_top_region").check_ontop(s.state("wine_bottle_1"))),
+    ],
     # T6 (libero_spatial): the bowl sits in the open top drawer; take it by the rim nearest the robot
     ("libero_spatial", 4): lambda: [
         GraspRim("akita_black_bowl_1", _drawer_side, radius=0.035),

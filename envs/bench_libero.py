@@ -179,11 +179,12 @@ def bench_libero(cfg: BenchConfig) -> dict:
     if cfg.reference_render:
         out["render_reference"] = time_steps(cfg.suite, cfg.task, max(5, cfg.steps // 5), render=True, fast=False,
                                              resolution=cfg.resolution)
+    counts = [int(w) for w in str(cfg.workers).split(",")]
     if cfg.ceiling:
-        out["ceiling"] = machine_ceiling(cfg, max(int(w) for w in str(cfg.workers).split(",")))
+        out["ceiling"] = machine_ceiling(cfg, max(counts))
     if cfg.contention:
-        out["contention"] = beside_hog(cfg, max(int(w) for w in str(cfg.workers).split(",")))
-    out["eval"] = [time_eval(cfg, int(w)) for w in str(cfg.workers).split(",")]
+        out["contention"] = beside_hog(cfg, max(counts))
+    out["eval"] = [time_eval(cfg, w) for w in counts]
     if len(out["eval"]) >= 2:
         out["speedup"] = round(out["eval"][-1]["episodes_per_hour"] / out["eval"][0]["episodes_per_hour"], 2)
     # protocol-length episodes with a vision policy, from the measured per-step cost (one process)

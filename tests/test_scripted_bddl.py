@@ -112,9 +112,9 @@ def test_hand_rotations_for_side_grasps_and_turning_down():
     import numpy as np
 
     from policies.scripted.articulated import side_rotation
-    from policies.scripted.core import R_DOWN
+    from policies.scripted.core import R_DOWN, hand_yaw
     from policies.scripted.library import horizontal_grasp
-    from policies.scripted.wrist import hand_yaw, pitched_down
+    from policies.scripted.wrist import pitched_down
 
     # the drawer hand of libero_goal 3 (pointing -y, finger_sign -1) pitches down onto the home yaw
     R = pitched_down(horizontal_grasp(np.array([0.0, -1.0, 0.0]), finger_sign=-1.0))

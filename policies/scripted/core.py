@@ -41,6 +41,12 @@ def rotvec(R: np.ndarray) -> np.ndarray:
     return axis / n * angle
 
 
+def hand_yaw(R: np.ndarray) -> float:
+    """Yaw (rad, unwrapped to (-pi, pi]) of a downward hand with rotation R (3, 3): at yaw 0 the
+    hand's x axis (the finger-closing axis) is world +y (R_DOWN)."""
+    return float(np.arctan2(-R[0, 0], R[1, 0]))
+
+
 def wrap_yaw(yaw: float, period: float = np.pi) -> float:
     """Bring a grasp yaw into (-period/2, period/2]: a parallel gripper is symmetric under pi."""
     return float((yaw + period / 2) % period - period / 2)

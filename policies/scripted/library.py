@@ -17,6 +17,7 @@ from policies.scripted.core import (
     Scene,
     Skill,
     hand_clearance,
+    hand_yaw,
     rot_z,
     wrap_yaw,
 )
@@ -197,9 +198,7 @@ class Lift(Skill):
 
 
 def _current_yaw(s: Scene) -> float:
-    R = s.ee_mat()
-    # ee x-axis is world +y at yaw 0 (R_DOWN); recover yaw from it
-    return float(np.arctan2(-R[0, 0], R[1, 0]))
+    return hand_yaw(s.ee_mat())
 
 
 class PlaceInRegion(Skill):

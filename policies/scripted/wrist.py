@@ -18,14 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from policies.scripted.core import OPEN, Phase, Scene, Skill
+from policies.scripted.core import OPEN, Phase, Scene, Skill, hand_yaw
 from policies.scripted.library import GraspRim
-
-
-def hand_yaw(R: np.ndarray) -> float:
-    """Yaw (rad, unwrapped to (-pi, pi]) of a downward hand with rotation R (3, 3): at yaw 0 the
-    hand's x axis (the finger-closing axis) is world +y (core.R_DOWN)."""
-    return float(np.arctan2(-R[0, 0], R[1, 0]))
 
 
 def pitched_down(R: np.ndarray) -> np.ndarray:

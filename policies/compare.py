@@ -200,6 +200,8 @@ def train_head(tcfg: Any, out: Path) -> Path:
     want = to_dict(tcfg)
     if marker.is_file():
         have = json.loads(marker.read_text())["config"]
+        # a field added after the head was trained reads as its default (defaults keep the old behaviour)
+        have = {**to_dict(type(tcfg)()), **have}
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k) and k not in RUN_ONLY)
         if diff:
             raise ValueError(f"{out}: trained with another config (fields {diff}); remove the folder or change out=")

@@ -126,3 +126,19 @@ def test_columns_are_the_training_tasks_then_the_held_out_ones():
                      "T5 (libero_10 7, held out)", "T6 (libero_spatial 4, held out)"]
     kit = load_config(TrainHeadConfig, REPO / "configs/policy/head_kitchen.yaml", ["task=all"])
     assert [h for _, h in columns(kit)] == ["knob", "door", "light", "micro", "slide"]
+
+
+def test_a_finished_head_is_kept_when_only_a_later_field_at_its_default_is_missing(tmp_path: Path):
+    """A head trained before a config field existed is the same head if the field's default keeps the old
+    behaviour; a field that really differs is refused (records of two heads would mix)."""
+    from configs.loader import to_dict
+    from policies.compare import train_head
+    from policies.train import TrainHeadConfig
+
+    tcfg = TrainHeadConfig(env="libero", encoder="backbone_mean")
+    old = {k: v for k, v in to_dict(tcfg).items() if k != "proprio"}  # written before `proprio` existed
+    (tmp_path / "trained.json").write_text(json.dumps({"config": old}))
+    assert train_head(tcfg, tmp_path) == tmp_path / "policy"
+    tcfg.proprio = False
+    with pytest.raises(ValueError, match=r"another config \(fields \['proprio'\]\)"):
+        train_head(tcfg, tmp_path)

@@ -204,6 +204,28 @@ def flow_maps(
     return _select_views(res, views)
 
 
+def small_frames(
+    root: str | Path,
+    split: str | None = None,
+    views: tuple[str, ...] | None = None,
+    size: int = 48,
+    cache_root: str | Path | None = None,
+) -> CachedArrays:
+    """Cached area-resized frames of every clip of `split`: array `frames (M, T, 3, size, size)` uint8
+    (`encoders.pixel_motion.shrink`, the resize a live stream uses too)."""
+    from encoders.pixel_motion import shrink
+
+    root = Path(root)
+    full = read_index(root, split)
+    cache_dir = Path(cache_root or default_cache_root()) / "small_frames" / dataset_key(root) / f"{size}px"
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"frames": np.concatenate([shrink(v, size).numpy() for _, v in iter_clip_batches(root, full, 64)])}
+
+    info = {"dataset": str(root.resolve()), "size": size}
+    return _select_views(cached_arrays(cache_dir, split, full, ("frames",), compute, info), views)
+
+
 def _select_views(res: CachedArrays, views: tuple[str, ...] | None) -> CachedArrays:
     if views is None:
         return res

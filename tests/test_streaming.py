@@ -32,11 +32,13 @@ def _build(name: str) -> torch.nn.Module:
         cfg = from_dict(InvActConfig, {"dim": 32, "heads": 2, "depth": 1, "flow_size": 16, "frames": 4,
                                        "modality": "rgb+flow", "backbone": "pixels", "backbone_size": 16})  # fmt: skip
         return InvActEncoder(cfg).freeze()
-    if name == "roboact_clip":
+    if name.startswith("roboact_clip"):  # roboact_clip_motion: the pixel motion stem (motion "diff")
         from encoders.roboact.model import RoboActConfig, RoboActEncoder
 
+        motion = {"motion": "diff", "motion_size": 16, "motion_width": 4} if name.endswith("motion") else {}
         cfg = from_dict(RoboActConfig, {"dim": 16, "heads": 2, "attn_tokens": 2, "branch_dim": 8, "depth": 1,
-                                        "frames": 4, "dropout": 0.0, "backbone": "pixels", "backbone_size": 16})  # fmt: skip
+                                        "frames": 4, "dropout": 0.0, "backbone": "pixels", "backbone_size": 16,
+                                        **motion})  # fmt: skip
         enc = RoboActEncoder(cfg)
         with torch.no_grad():  # non-trivial feature statistics, as after training
             enc.feat_mean.uniform_(0.2, 0.6)
@@ -81,7 +83,7 @@ def _reference(enc, videos: list[np.ndarray], t: int, frames: int, stride: int) 
     return np.stack(rows)
 
 
-ENCODERS = ["invact", "invact_rgb", "roboact_clip", "laq", "backbone_mean", "flow_mean", "random"]
+ENCODERS = ["invact", "invact_rgb", "roboact_clip", "roboact_clip_motion", "laq", "backbone_mean", "flow_mean", "random"]
 
 
 @pytest.mark.parametrize("name", ENCODERS)

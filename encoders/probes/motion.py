@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from encoders.pixel_motion import conv_stem, mean_max_pool
 from encoders.probes.data import frame_indices
 from encoders.probes.factors import probe_rows, write_probe_outputs
 
@@ -92,15 +93,11 @@ class MotionCNN(nn.Module):
 
     def __init__(self, in_ch: int, classes: list[int], width: int = 32) -> None:
         super().__init__()
-        w = width
-        self.stem = nn.Sequential(nn.Conv2d(in_ch, w, 5, 2, 2), nn.GELU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.GELU(),
-                                  nn.Conv2d(2 * w, 2 * w, 3, 2, 1), nn.GELU(), nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
-                                  nn.GELU())
-        self.heads = nn.ModuleList(nn.Linear(8 * w, k) for k in classes)
+        self.stem = conv_stem(in_ch, width)
+        self.heads = nn.ModuleList(nn.Linear(8 * width, k) for k in classes)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.stem(x)
-        h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        h = mean_max_pool(self.stem(x))
         return [head(h) for head in self.heads]
 
 

@@ -39,11 +39,15 @@ class RoboActLossConfig:
     sim_abs: bool = True  # Eq. 13 on |CosSim| (see module docstring)
     batch_size: int = 0  # clips per step; 0: 8 * batch_quads
     bank_every: int = 5  # feature banks (Eq. 15-17) are refreshed every this many steps
-    bank_momentum: float = 0.9  # EMA momentum of a refresh (see encoders/roboact.py:update_banks)
+    bank_momentum: float = 0.9  # EMA momentum of a refresh (see encoders/roboact/banks.py:update_banks)
     # Not in the paper: probability per clip of a scene-prototype swap, x <- x - mu(scene) + mu(other
     # scene) on the frozen frame features (mu = the scene's mean training feature). Frame differences
     # (Eq. 6) are unchanged; F_v1 / F_vn lose the scene shortcut. 0 disables it.
     scene_swap: float = 0.0
+    # Not in the paper: with model.motion "diff", per-clip augmentation of the small frames (as the
+    # motion probe): a circular shift of up to this many pixels and a brightness gain of 1 +- this
+    motion_shift: int = 3
+    motion_brightness: float = 0.2
 
     def validate(self) -> None:
         if self.tau <= 0:
@@ -54,6 +58,9 @@ class RoboActLossConfig:
             raise ValueError("loss weights (lambda_*, l2_weight, alpha_*) must be >= 0")
         if self.batch_size < 0 or self.bank_every < 1:
             raise ValueError(f"loss.batch_size must be >= 0 and loss.bank_every >= 1, got {self.batch_size}, {self.bank_every}")
+        if self.motion_shift < 0 or not 0.0 <= self.motion_brightness < 1.0:
+            raise ValueError(f"loss.motion_shift must be >= 0 and loss.motion_brightness in [0, 1), got "
+                             f"{self.motion_shift}, {self.motion_brightness}")
         if not 0.0 <= self.scene_swap <= 1.0:
             raise ValueError(f"loss.scene_swap must be in [0, 1], got {self.scene_swap}")
         if not 0.0 <= self.bank_momentum < 1.0:

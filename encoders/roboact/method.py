@@ -96,13 +96,14 @@ class RoboActMethod:
         self.model.hold_frozen("backbone", tmp.backbone())  # reuse the frozen backbone
         self.model.triplets.copy_(torch.from_numpy(self.triplets))
         f = torch.from_numpy(feats)
-        self.model.feat_mean.copy_(f.mean((0, 1)))
-        self.model.feat_std.copy_(f.std((0, 1)).clamp(min=1e-3))
+        c = tmp.feature_dim  # frozen features; with motion "diff" the small frames' pixels follow them
+        self.model.feat_mean.copy_(f[..., :c].mean((0, 1)))
+        self.model.feat_std.copy_(f[..., :c].std((0, 1)).clamp(min=1e-3))
         self.feats = f
         scenes = sorted(set(self.index["scene"]))
         self.scene_id = torch.tensor(self.index["scene"].map({s: i for i, s in enumerate(scenes)}).to_numpy(), dtype=torch.long)
         # per-scene mean feature (n frames averaged too): the scene prototypes of `loss.scene_swap`
-        self.scene_mu = torch.stack([f[self.scene_id == i].mean((0, 1)) for i in range(len(scenes))])
+        self.scene_mu = torch.stack([f[self.scene_id == i][..., :c].mean((0, 1)) for i in range(len(scenes))])
         names = [(vocab["subject"][s], vocab["action"][a], vocab["object"][o]) for s, a, o in self.triplets]
         enc = build_text_encoder(self.model_cfg.text_encoder)
         desc = enc.encode([compose_description(*n) for n in names])  # Eq. 1 text per triplet (Algorithm 1)
@@ -139,8 +140,22 @@ class RoboActMethod:
             other = other + (other >= own).long()  # a different scene
             swap = torch.from_numpy((rng.random(len(full)) < lc.scene_swap)[part])
             shift = (self.scene_mu[other] - self.scene_mu[own]) * swap[:, None].float()
-            x = x + shift[:, None, :]
+            x = torch.cat([x[..., : shift.shape[-1]] + shift[:, None, :], x[..., shift.shape[-1] :]], -1)
+        if self.model.pixels and (lc.motion_shift or lc.motion_brightness):
+            x = self.jitter_pixels(x, step, part, len(full))
         return rows, x
+
+    def jitter_pixels(self, x: torch.Tensor, step: int, part: slice, n: int) -> torch.Tensor:
+        """Augment the small frames of `x (N, n, C + 3 s^2)` per clip (as the motion probe does): one
+        brightness gain and one circular shift for all frames of a clip, so its differences stay motion."""
+        lc, s, c = self.loss_cfg, self.model.cfg.motion_size, self.model.feature_dim
+        rng = np.random.default_rng([self.cfg.seed, step, 3])
+        gain = (1 + lc.motion_brightness * rng.uniform(-1, 1, n))[part]
+        shift = rng.integers(-lc.motion_shift, lc.motion_shift + 1, (n, 2))[part]
+        pix = x[..., c:].reshape(*x.shape[:2], 3, s, s)
+        pix = torch.stack([torch.roll(p, (int(dy), int(dx)), (-2, -1)) for p, (dy, dx) in zip(pix, shift)])
+        pix = (pix * torch.from_numpy(gain).float()[:, None, None, None, None]).clamp(0, 255)
+        return torch.cat([x[..., :c], pix.flatten(2)], -1)
 
     def loss(self, model, step: int, device, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.loss_cfg

@@ -19,7 +19,7 @@ Choices the paper leaves open:
   (Q = K = V = F_v as written), with a residual connection and LayerNorm.
 - MLPs are Linear-GELU-Linear with hidden width d; branch width b = `branch_dim`.
 - Feature banks (Eq. 15-17) are buffers (saved with the model) holding one vector per class; the
-  update rule is in `update_banks` (EMA of the per-class batch mean, every `loss.bank_every` steps).
+  update rule is in `update_banks` (encoders/roboact/banks.py) (EMA of the per-class batch mean, every `loss.bank_every` steps).
 - Recombination MLP (Eq. 18): [B_sub[s]; B_act[a]; B_obj[o]] (3b) -> d -> 3b, i.e. it lands in the
   Eq. 24/25 space, so a recombined triplet can be compared with `encode(video)` and `text_embed`.
 
@@ -41,9 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import ActionEncoder, frame_indices, register_encoder
+from encoders.pixel_motion import MotionStem, shrink
+from encoders.roboact.banks import FACTORS, FeatureBanks
 
 TEMPORAL = ("diff", "endpoints", "raw")
-FACTORS = ("subject", "action", "object")
 
 
 @dataclasses.dataclass
@@ -63,6 +64,11 @@ class RoboActConfig:
     temporal: str = "diff"  # "diff" (Eq. 6-8) | "endpoints" (A1) | "raw" (A6)
     disentangle: bool = True  # False: A2
     output: str = "concat"  # encode() returns "concat" (Eq. 24) or the "action" branch only
+    # Not in the paper (issue 23): "diff" takes Eq. 6's differences in pixel space through a trainable
+    # CNN stem (encoders/pixel_motion.py) at motion_size px instead of from the frozen features
+    motion: str = "none"  # "none" | "diff"
+    motion_size: int = 48
+    motion_width: int = 16
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)
     subjects: list[str] = dataclasses.field(default_factory=lambda: ["robot", "human"])
@@ -77,6 +83,8 @@ class RoboActConfig:
     def validate(self) -> None:
         if self.temporal not in TEMPORAL:
             raise ValueError(f"roboact_clip.temporal: {self.temporal!r} is not one of {TEMPORAL}")
+        if self.motion not in ("none", "diff") or (self.motion == "diff" and self.temporal != "diff"):
+            raise ValueError(f"roboact_clip.motion: {self.motion!r} must be 'none', or 'diff' with temporal 'diff'")
         if self.output not in ("concat", "action"):
             raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
         if self.frames < 2:
@@ -109,7 +117,7 @@ def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
 
 
 @register_encoder("roboact_clip")
-class RoboActEncoder(ActionEncoder):
+class RoboActEncoder(FeatureBanks, ActionEncoder):
     """`encode(video (B, T, 3, H, W) uint8) -> (B, 3b)` (or `(B, b)` with output=action)."""
 
     config_cls = RoboActConfig
@@ -125,6 +133,10 @@ class RoboActEncoder(ActionEncoder):
         self.register_buffer("feat_mean", torch.zeros(c))
         self.register_buffer("feat_std", torch.ones(c))
         self.in_proj = nn.Linear(c, d)
+        # motion "diff": every frame's feature row also carries its small frame, flattened (pixels())
+        self.pixels = 3 * cfg.motion_size**2 if cfg.motion == "diff" else 0
+        if self.pixels:
+            self.motion = MotionStem(d, cfg.motion_width)
         if cfg.temporal == "diff":
             layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, activation="gelu",
                                                batch_first=True, norm_first=True)  # fmt: skip
@@ -159,25 +171,40 @@ class RoboActEncoder(ActionEncoder):
         """`video (B, T0, 3, H, W) uint8` -> frozen per-frame features F_vi `(B, n, C)` (Eq. 5)."""
         idx = torch.from_numpy(frame_indices(video.shape[1], self.cfg.frames))
         _, pooled = self.backbone().extract(video[:, idx], tokens=False)
-        return pooled
+        return self.with_pixels(pooled, video[:, idx])
+
+    def with_pixels(self, pooled: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """`pooled (..., C)` + `frames (..., 3, H, W) uint8` -> `(..., C + 3 s^2)` with motion "diff"
+        (the frame's small copy, flattened), else `pooled` as it is."""
+        if not self.pixels:
+            return pooled
+        small = shrink(frames, self.cfg.motion_size)
+        return torch.cat([pooled.float(), small.flatten(-3).float()], -1)
 
     def trunk(self, feats: torch.Tensor) -> torch.Tensor:
         """`feats (B, n, C)` raw frame features -> F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants)."""
-        if feats.shape[-1] != self.feature_dim:
-            raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected {self.feature_dim}")
+        if feats.shape[-1] != self.feature_dim + self.pixels:
+            raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected "
+                             f"{self.feature_dim + self.pixels}")
+        pix = feats[..., self.feature_dim :]
+        feats = feats[..., : self.feature_dim]
         x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)  # (B, n, d)
         if self.cfg.temporal == "raw":
             return x.mean(1)  # A6: linear map of frame-averaged raw features
         first, last = x[:, 0], x[:, -1]
         if self.cfg.temporal == "endpoints":
             return self.fuse(torch.cat([first, last], dim=-1))  # A1
-        tem = self.temporal_tokens(x)
+        tem = self.temporal_tokens(x, pix)
         return self.fuse(torch.cat([tem[:, -1], last - first, first, last], dim=-1))  # Eq. 8
 
-    def temporal_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Projected frame features `x (B, n, d)` -> the Eq. 7 transformer outputs over the Eq. 6
-        frame differences `(B, n-1, d)`."""
-        diff = x[:, 1:] - x[:, :-1]  # Eq. 6
+    def temporal_tokens(self, x: torch.Tensor, pix: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected frame features `x (B, n, d)` (+ flattened small frames `pix (B, n, 3 s^2)` with
+        motion "diff") -> the Eq. 7 transformer outputs over the Eq. 6 frame differences `(B, n-1, d)`."""
+        if self.pixels:  # Eq. 6 in pixel space: a trainable stem over the small frames' differences
+            s = self.cfg.motion_size
+            diff = self.motion(pix.reshape(*pix.shape[:2], 3, s, s) / 255.0)
+        else:
+            diff = x[:, 1:] - x[:, :-1]  # Eq. 6
         pos = self.pos if self.pos.shape[0] == diff.shape[1] else sinusoidal_positions(diff.shape[1], x.shape[-1]).to(x)
         return self.diff_transformer(diff + pos)  # Eq. 7
 
@@ -188,10 +215,11 @@ class RoboActEncoder(ActionEncoder):
 
         check_video(video, name="roboact_clip.tokens(video)")
         feats = self.frame_features(video)
-        x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)
+        pix = feats[..., self.feature_dim :]
+        x = self.in_proj((feats[..., : self.feature_dim].float() - self.feat_mean) / self.feat_std)
         if self.cfg.temporal in ("raw", "endpoints"):
             return x.float()
-        return self.temporal_tokens(x).float()
+        return self.temporal_tokens(x, pix).float()
 
     def attend(self, fv: torch.Tensor) -> torch.Tensor:
         """Eq. 9: `(B, d)` -> `(B, d)`; F_v as `attn_tokens` chunks attending to each other (+ residual, LN)."""
@@ -238,7 +266,7 @@ class RoboActEncoder(ActionEncoder):
     def frame_work(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """`frames (M, 3, H, W) uint8` -> `pooled (M, C)` frozen frame features F_vi (Eq. 5)."""
         _, pooled = self.backbone().extract(frames[None], tokens=False)
-        return {"pooled": pooled[0]}
+        return {"pooled": self.with_pixels(pooled[0], frames)}
 
     def encode_from_work(self, frames: dict[str, torch.Tensor], pairs: dict[str, torch.Tensor] | None) -> torch.Tensor:
         return self.output_of(self.forward_features(frames["pooled"])).float()
@@ -267,56 +295,6 @@ class RoboActEncoder(ActionEncoder):
     def classify_features(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.forward_features(feats)
         return {f: out[f"logits_{f}"].softmax(-1) for f in FACTORS}
-
-    def class_ids(self, factor: str, values: Any) -> torch.Tensor:
-        """Names (str or list of str) or ids -> LongTensor `(B,)` of class ids for `factor`."""
-        names = getattr(self.cfg, factor + "s")
-        if isinstance(values, torch.Tensor):
-            ids = values.long().reshape(-1)
-        else:
-            vals = [values] if isinstance(values, (str, int)) else list(values)
-            ids_l = []
-            for v in vals:
-                if isinstance(v, str):
-                    if v not in names:
-                        raise KeyError(f"roboact_clip.recombine: unknown {factor} {v!r}; known: {names}")
-                    ids_l.append(names.index(v))
-                else:
-                    ids_l.append(int(v))
-            ids = torch.tensor(ids_l, dtype=torch.long)
-        if ids.numel() and (ids.min() < 0 or ids.max() >= len(names)):
-            raise IndexError(f"roboact_clip.recombine: {factor} id out of range 0..{len(names) - 1}: {ids.tolist()}")
-        return ids.to(self.in_proj.weight.device)
-
-    def recombine(self, subject: Any, action: Any, object: Any) -> torch.Tensor:  # noqa: A002 - the paper's name
-        """Eq. 18 -> `(B, 3b)` in the space of `encode` / `text_embed`.
-
-        Each argument is either branch features `(B, b)` float, or class names / ids (str, int, list,
-        LongTensor (B,)) looked up in the feature banks. Gradients flow through float inputs."""
-        if not self.cfg.disentangle:
-            raise RuntimeError("roboact_clip.recombine: this model was trained without disentanglement (A2)")
-        parts = []
-        for f, v in (("subject", subject), ("action", action), ("object", object)):
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                if v.ndim != 2 or v.shape[1] != self.cfg.branch_dim:
-                    raise ValueError(f"roboact_clip.recombine: {f} features must be (B, {self.cfg.branch_dim}), "
-                                     f"got {tuple(v.shape)}")
-                parts.append(v)
-            else:
-                ids = self.class_ids(f, v)
-                filled = getattr(self, f"bank_{f}_filled")[ids]
-                if not bool(filled.all()):
-                    names = getattr(self.cfg, f + "s")
-                    raise ValueError(f"roboact_clip.recombine: the {f} bank has no entry for "
-                                     f"{[names[i] for i in ids[~filled].tolist()]} (class never seen in training)")
-                parts.append(getattr(self, f"bank_{f}")[ids])
-        n = {p.shape[0] for p in parts}
-        if len(n) > 1:
-            if 1 not in n or len(n) > 2:
-                raise ValueError(f"roboact_clip.recombine: batch sizes differ: {[p.shape[0] for p in parts]}")
-            m = max(n)
-            parts = [p.expand(m, -1) if p.shape[0] == 1 else p for p in parts]
-        return self.recomb(torch.cat(parts, dim=-1))
 
     def triplet_scores(self, video: torch.Tensor, subject: Any, action: Any, object: Any) -> dict[str, torch.Tensor]:  # noqa: A002
         """How well each clip shows the (subject, action, object) step, for an executor's "step done?" check.
@@ -347,35 +325,6 @@ class RoboActEncoder(ActionEncoder):
         """Texts (N strings) -> `(N, 3b)` through the frozen text encoder and the Eq. 2-4 MLPs."""
         return self.text_branches(self.text_encoder().encode(list(texts)))
 
-    # -- banks ----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def update_banks(self, feats: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], momentum: float) -> None:
-        """Bank update rule (Eq. 15-17): for every class c present in the batch, with m_c the mean of its
-        branch features, B[c] <- m_c if B[c] was never filled, else momentum * B[c] + (1 - momentum) * m_c.
-        Classes absent from the batch keep their entry. `feats[f] (N, b)`, `labels[f] (N,)`."""
-        for f in FACTORS:
-            bank, filled = getattr(self, f"bank_{f}"), getattr(self, f"bank_{f}_filled")
-            x, y = feats[f].detach().float(), labels[f]
-            sums = torch.zeros_like(bank).index_add_(0, y, x)
-            counts = torch.zeros(bank.shape[0], device=bank.device).index_add_(0, y, torch.ones_like(y, dtype=torch.float))
-            present = counts > 0
-            mean = sums[present] / counts[present, None]
-            old = bank[present]
-            was = filled[present]
-            bank[present] = torch.where(was[:, None], momentum * old + (1 - momentum) * mean, mean)
-            filled |= present
-
-    def bank_or_batch(self, f: str, feats: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Class vectors for `ids (M,)`: the live batch class mean where the class is in the batch
-        (gradient reaches the branches), the stored bank entry otherwise (no gradient). `(M, b)`."""
-        bank = getattr(self, f"bank_{f}")
-        k = bank.shape[0]
-        sums = torch.zeros(k, feats.shape[1], device=feats.device, dtype=feats.dtype).index_add(0, labels, feats)
-        counts = torch.zeros(k, device=feats.device, dtype=feats.dtype).index_add(0, labels, torch.ones_like(labels, dtype=feats.dtype))
-        live = sums / counts.clamp(min=1)[:, None]
-        table = torch.where((counts > 0)[:, None], live, bank.to(feats.dtype))
-        return table[ids]
-
     # -- dataset embedding through the frozen-feature cache --------------------------------------
     def embed_dataset(self, root, split=None, views=None, batch_size=32, cache_root=None):
         """(index, embeddings `(M, dim)`) using the cached frozen frame features (backbone runs once)."""
@@ -389,10 +338,17 @@ class RoboActEncoder(ActionEncoder):
         return index, out
 
     def dataset_features(self, root, split=None, views=None, cache_root=None):
-        """(index, `(M, n, C)` float32 frame features at this model's n uniformly sampled frames)."""
+        """(index, `(M, n, C)` float32 frame features at this model's n uniformly sampled frames;
+        `(M, n, C + 3 s^2)` with motion "diff": each row's small frame appended, as `with_pixels`)."""
         from encoders.features import backbone_features
 
         res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root)
         pooled = res.arrays["pooled"]
         idx = frame_indices(pooled.shape[1], self.cfg.frames)
-        return res.index, np.asarray(pooled[:, idx], dtype=np.float32)
+        feats = np.asarray(pooled[:, idx], dtype=np.float32)
+        if self.pixels:
+            from encoders.features import small_frames
+
+            px = small_frames(root, split, views, self.cfg.motion_size, cache_root).arrays["frames"][:, idx]
+            feats = np.concatenate([feats, px.reshape(*px.shape[:2], -1).astype(np.float32)], -1)
+        return res.index, feats

@@ -90,7 +90,7 @@ def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path)
                             desc=f"{suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
         return {"suite": suite, "task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
                 "attempts": got["attempts"], "failed_this_run": got["failed_this_run"],
-                "wall_s": round(time.time() - t0, 1)}
+                "wall_s": round(time.time() - t0, 1), "wall_s_all_runs": got["wall_s_all_runs"]}
     finally:
         env.close()
 
@@ -141,8 +141,10 @@ def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict
         rows = [{**make_libero_task(cfg, s, t, out), "rank": ranks.rank, "world_size": ranks.world} for s, t in mine]
         every = sorted((r for part in ranks.gather(rows) for r in part),
                        key=lambda r: tasks.index((r["suite"], r["task_id"])))
+        # wall_s: this run's; wall_s_all_runs: every run's, up to its last flush (resumed parts added)
         summary: dict = {"suite": cfg.suite, "tasks": every,
-                         "wall_s_summed": round(sum(r["wall_s"] for r in every), 1)}
+                         "wall_s_summed": round(sum(r["wall_s"] for r in every), 1),
+                         "wall_s_all_runs_summed": round(sum(r["wall_s_all_runs"] for r in every), 1)}
         if ranks.main and cfg.format == "lerobot" and not any(r["demos"] for r in every):
             summary["lerobot"] = {"path": "", "episodes": 0, "frames": 0, "cameras": [], "wall_s": 0.0}  # nothing to export
         elif ranks.main and cfg.format == "lerobot":

@@ -276,9 +276,12 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
     """Record expert episodes until `episodes` successes are in `writer`'s file (only successes kept).
 
     Attempt k is seeded `seed_base + k` and starts from init state `trial_of(k)` (default k). Resumes:
-    the demos on disk count, and the attempt/failure counters live in `progress_path`.
-    Returns {"demos", "attempts", "failures" (all runs), "failed_this_run"}.
+    the demos on disk count, and the attempt/failure counters and the wall time live in `progress_path`.
+    Returns {"demos", "attempts", "failures" (all runs), "failed_this_run", "wall_s_all_runs" (the
+    seconds of every run up to its last flush: a killed run's unflushed episodes are redone, not counted)}.
     """
+    import time
+
     from tqdm import tqdm
 
     from configs.runs import atomic_write_json
@@ -286,7 +289,12 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
     have = writer.num_demos()
     prog = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
     attempt, earlier = int(prog.get("attempts", 0)), int(prog.get("failures", 0))
-    fails = 0
+    fails, wall0, t0 = 0, float(prog.get("wall_s", 0.0)), time.time()
+
+    def save() -> None:
+        atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails,
+                                          "wall_s": round(wall0 + time.time() - t0, 1)})
+
     bar = tqdm(total=episodes, initial=min(have, episodes), desc=desc)
     while have + len(writer.pending) < episodes and attempt < max_attempts:
         trial = trial_of(attempt) if trial_of else attempt
@@ -300,9 +308,10 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
         bar.set_postfix(kept=have + len(writer.pending), failed=fails)
         if len(writer.pending) >= flush_every:
             have = writer.flush()
-            atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails})
+            save()
     if writer.pending:
         have = writer.flush()
-    atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails})
+    save()
     bar.close()
-    return {"demos": have, "attempts": attempt, "failures": earlier + fails, "failed_this_run": fails}
+    return {"demos": have, "attempts": attempt, "failures": earlier + fails, "failed_this_run": fails,
+            "wall_s_all_runs": round(wall0 + time.time() - t0, 1)}

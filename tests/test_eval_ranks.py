@@ -174,6 +174,11 @@ def test_demo_generation_splits_tasks_across_ranks_and_resumes(tmp_path: Path) -
     assert [(t["task_id"], t["rank"], t["world_size"], t["attempts"]) for t in again["tasks"]] == [
         (0, 0, 1, 2), (5, 0, 1, 2)]
     assert json.loads((out / "summary.json").read_text()) == again
+    # the wall time adds up over the parts: the first part's seconds, then this run's on top
+    first = {t["task_id"]: t["wall_s_all_runs"] for t in summary["tasks"]}
+    for t in again["tasks"]:
+        assert t["wall_s_all_runs"] >= first[t["task_id"]] + t["wall_s"] - 0.5 and first[t["task_id"]] > 0
+    assert again["wall_s_all_runs_summed"] == round(sum(t["wall_s_all_runs"] for t in again["tasks"]), 1)
 
 
 @pytest.mark.slow

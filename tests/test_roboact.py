@@ -136,6 +136,16 @@ def test_motion_stem_reads_pixel_differences_only():
     assert not torch.allclose(pix, pix_lit) and torch.allclose(m.motion(pix), m.motion(pix_lit), atol=1e-5)
     with pytest.raises(ConfigError, match="motion"):
         tiny_cfg(motion="diff", temporal="endpoints")
+    # action_input "temporal": the action reads the motion tokens only, the object still sees the frames
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, action_input="temporal")).eval()
+    feats = m.frame_features(video)
+    moved = feats.clone()
+    moved[..., : m.feature_dim] += torch.randn(2, 1, m.feature_dim)  # another scene's frozen features
+    a, b = m.forward_features(feats), m.forward_features(moved)
+    assert torch.allclose(a["logits_action"], b["logits_action"]) and torch.equal(a["action"], b["action"])
+    assert not torch.allclose(a["logits_object"], b["logits_object"])
+    with pytest.raises(ConfigError, match="action_input"):
+        tiny_cfg(action_input="temporal", disentangle=False)
 
 
 def test_frozen_backbone_is_not_saved_or_trained():

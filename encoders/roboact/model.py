@@ -69,6 +69,10 @@ class RoboActConfig:
     motion: str = "none"  # "none" | "diff"
     motion_size: int = 48
     motion_width: int = 16
+    # Not in the paper (issue 23): "temporal" feeds the action branch (Eq. 12) and the action classifier
+    # (Eq. 22) from Tem_vn, the last Eq. 7 output, instead of F_v_attn, so the action cannot be read
+    # off the frozen F_v1 / F_vn (the scene); "fused" is the paper's
+    action_input: str = "fused"
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)
     subjects: list[str] = dataclasses.field(default_factory=lambda: ["robot", "human"])
@@ -85,6 +89,10 @@ class RoboActConfig:
             raise ValueError(f"roboact_clip.temporal: {self.temporal!r} is not one of {TEMPORAL}")
         if self.motion not in ("none", "diff") or (self.motion == "diff" and self.temporal != "diff"):
             raise ValueError(f"roboact_clip.motion: {self.motion!r} must be 'none', or 'diff' with temporal 'diff'")
+        if self.action_input not in ("fused", "temporal") or (self.action_input == "temporal" and (
+                self.temporal != "diff" or not self.disentangle)):
+            raise ValueError(f"roboact_clip.action_input: {self.action_input!r} must be 'fused', or 'temporal' "
+                             "with temporal 'diff' and disentangle true")
         if self.output not in ("concat", "action"):
             raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
         if self.frames < 2:
@@ -181,8 +189,9 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         small = shrink(frames, self.cfg.motion_size)
         return torch.cat([pooled.float(), small.flatten(-3).float()], -1)
 
-    def trunk(self, feats: torch.Tensor) -> torch.Tensor:
-        """`feats (B, n, C)` raw frame features -> F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants)."""
+    def trunk(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`feats (B, n, C)` raw frame features -> (F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants),
+        Tem_vn `(B, d)`, the last Eq. 7 output, or None without Eq. 7)."""
         if feats.shape[-1] != self.feature_dim + self.pixels:
             raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected "
                              f"{self.feature_dim + self.pixels}")
@@ -190,12 +199,12 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         feats = feats[..., : self.feature_dim]
         x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)  # (B, n, d)
         if self.cfg.temporal == "raw":
-            return x.mean(1)  # A6: linear map of frame-averaged raw features
+            return x.mean(1), None  # A6: linear map of frame-averaged raw features
         first, last = x[:, 0], x[:, -1]
         if self.cfg.temporal == "endpoints":
-            return self.fuse(torch.cat([first, last], dim=-1))  # A1
-        tem = self.temporal_tokens(x, pix)
-        return self.fuse(torch.cat([tem[:, -1], last - first, first, last], dim=-1))  # Eq. 8
+            return self.fuse(torch.cat([first, last], dim=-1)), None  # A1
+        tem = self.temporal_tokens(x, pix)[:, -1]
+        return self.fuse(torch.cat([tem, last - first, first, last], dim=-1)), tem  # Eq. 8
 
     def temporal_tokens(self, x: torch.Tensor, pix: torch.Tensor | None = None) -> torch.Tensor:
         """Projected frame features `x (B, n, d)` (+ flattened small frames `pix (B, n, 3 s^2)` with
@@ -232,18 +241,20 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
     def forward_features(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """`feats (B, n, C)` -> {fv (B, d), attn (B, d), subject/action/object (B, b) (A2: None),
         embedding (B, 3b) (Eq. 24 order: sub, obj, act), logits_subject/action/object (B, K_f)}."""
-        fv = self.trunk(feats)
+        fv, tem = self.trunk(feats)
         at = self.attend(fv)
         out: dict[str, Any] = {"fv": fv, "attn": at}
+        # action_input "temporal": the action branch and classifier read Tem_vn only (see RoboActConfig)
+        src = {f: tem if f == "action" and self.cfg.action_input == "temporal" else at for f in FACTORS}
         if self.cfg.disentangle:
             for f in FACTORS:
-                out[f] = self.v_branch[f](at)
+                out[f] = self.v_branch[f](src[f])
             out["embedding"] = torch.cat([out["subject"], out["object"], out["action"]], dim=-1)  # Eq. 24
         else:
             out.update(subject=None, action=None, object=None)
             out["embedding"] = self.v_proj(at)
         for f in FACTORS:
-            out[f"logits_{f}"] = self.classifier[f](at)
+            out[f"logits_{f}"] = self.classifier[f](src[f])
         return out
 
     def output_of(self, out: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -30,6 +30,10 @@ VARIANTS = [  # (name, config, what it is)
     ("a3_no_recombination", f"{ABL}/a3_no_recombination.yaml", "A3: no recombination loss"),
     ("a4_no_aux", f"{ABL}/a4_no_aux.yaml", "A4: no auxiliary classification loss"),
     ("a6_raw_features", f"{ABL}/a6_raw_features.yaml", "A6: raw frame features only"),
+    # not in the paper (issue 23 §2): a trainable pixel-difference stem into Eq. 7
+    ("motion_diff", f"{ABL}/motion_diff.yaml", "motion stem (pixel differences into Eq. 7)"),
+    ("motion_temporal_action", f"{ABL}/motion_temporal_action.yaml",
+     "motion stem + action read from Tem_vn only"),
 ]
 FACTORS = ("subject", "action", "object")
 
@@ -47,7 +51,8 @@ class ResultsConfig:
     cache_dir: str = ""
     threads: int = 0  # torch threads; 0: the cores free to this process (configs/threads.py)
     overrides: list[str] = dataclasses.field(default_factory=list)  # extra key=value for every training run
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2])  # extra seeds of the full model (noise band)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2])  # extra seeds (noise band) of ...
+    seeded: list[str] = dataclasses.field(default_factory=lambda: ["full_n16"])  # ... these variants
     # frame-count study 2/8/16/32 on a dataset rendered with >= 32 frames per clip ("" = skip)
     frame_study_data: str = ""
     frame_study_overrides: list[str] = dataclasses.field(default_factory=lambda: ["model.backbone_size=64"])
@@ -284,9 +289,11 @@ def roboact_results(cfg: ResultsConfig, command: str = "") -> dict:
                  "notes": []}  # fmt: skip
     wanted = set(cfg.variants) if cfg.variants else None
     main_dir = None
-    variants = [(n, y, lab, ()) for n, y, lab in VARIANTS]
-    variants[1:1] = [(f"full_n16_seed{s}", VARIANTS[0][1], f"RoboAct-CLIP (full), seed {s}", (f"seed={s}",))
-                     for s in cfg.seeds]  # fmt: skip
+    variants = []
+    for n, y, lab in VARIANTS:
+        variants.append((n, y, lab, ()))
+        if n in cfg.seeded:
+            variants += [(f"{n}_seed{s}", y, f"{lab}, seed {s}", (f"seed={s}",)) for s in cfg.seeds]
     for name, yaml, label, extra in variants:
         if wanted and name.split("_seed")[0] not in wanted:
             continue
@@ -311,12 +318,16 @@ def roboact_results(cfg: ResultsConfig, command: str = "") -> dict:
         res["variants"].append(row)
         if name == "full_n16":
             main_dir = enc_dir
-    full = [v for v in res["variants"] if v["name"].startswith("full_n16") and "accuracy" in v]
-    if len(full) > 1:
-        band = {f: (float(np.mean([v["accuracy"]["head"][f] for v in full])),
-                    float(np.std([v["accuracy"]["head"][f] for v in full]))) for f in ("action", "subject", "object")}  # fmt: skip
-        res["full_seed_band"] = {"seeds": len(full), **{f: {"mean": m, "std": sd} for f, (m, sd) in band.items()}}
-        res["notes"].append(f"Seed noise of the full model over {len(full)} training seeds (head accuracy, mean ± std): "
+    for n in cfg.seeded:  # the seed band of every seeded variant (res["full_seed_band"]: the full model's)
+        rows = [v for v in res["variants"] if (v["name"] == n or v["name"].startswith(n + "_seed")) and "accuracy" in v]
+        if len(rows) < 2:
+            continue
+        band = {f: (float(np.mean([v["accuracy"]["head"][f] for v in rows])),
+                    float(np.std([v["accuracy"]["head"][f] for v in rows]))) for f in ("action", "subject", "object")}  # fmt: skip
+        key = "full_seed_band" if n == "full_n16" else f"{n}_seed_band"
+        res[key] = {"seeds": len(rows), **{f: {"mean": m, "std": sd} for f, (m, sd) in band.items()}}
+        what = "the full model" if n == "full_n16" else f"`{n}`"
+        res["notes"].append(f"Seed noise of {what} over {len(rows)} training seeds (head accuracy, mean ± std): "
                             + ", ".join(f"{f} {m:.2f} ± {sd:.2f}" for f, (m, sd) in band.items())
                             + "; differences between variants smaller than ~2 std are not significant (one seed each).")
     res["notes"].append("Training-batch accuracy reaches ~98% (action) within 300 steps (metrics.jsonl), so the gap to the "

@@ -19,7 +19,8 @@ Choices the paper leaves open:
   (Q = K = V = F_v as written), with a residual connection and LayerNorm.
 - MLPs are Linear-GELU-Linear with hidden width d; branch width b = `branch_dim`.
 - Feature banks (Eq. 15-17) are buffers (saved with the model) holding one vector per class; the
-  update rule is in `update_banks` (encoders/roboact/banks.py) (EMA of the per-class batch mean, every `loss.bank_every` steps).
+  update rule is `update_banks` in encoders/roboact/banks.py (EMA of the per-class batch mean, every
+  `loss.bank_every` steps).
 - Recombination MLP (Eq. 18): [B_sub[s]; B_act[a]; B_obj[o]] (3b) -> d -> 3b, i.e. it lands in the
   Eq. 24/25 space, so a recombined triplet can be compared with `encode(video)` and `text_embed`.
 
@@ -141,7 +142,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         self.register_buffer("feat_mean", torch.zeros(c))
         self.register_buffer("feat_std", torch.ones(c))
         self.in_proj = nn.Linear(c, d)
-        # motion "diff": every frame's feature row also carries its small frame, flattened (pixels())
+        # motion "diff": every frame's feature row also carries its small frame, flattened (with_pixels)
         self.pixels = 3 * cfg.motion_size**2 if cfg.motion == "diff" else 0
         if self.pixels:
             self.motion = MotionStem(d, cfg.motion_width)
@@ -176,7 +177,8 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
 
     # -- visual path --------------------------------------------------------------------------
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:
-        """`video (B, T0, 3, H, W) uint8` -> frozen per-frame features F_vi `(B, n, C)` (Eq. 5)."""
+        """`video (B, T0, 3, H, W) uint8` -> frozen per-frame features F_vi `(B, n, C)` (Eq. 5);
+        `(B, n, C + 3 s^2)` with motion "diff" (`with_pixels`)."""
         idx = torch.from_numpy(frame_indices(video.shape[1], self.cfg.frames))
         _, pooled = self.backbone().extract(video[:, idx], tokens=False)
         return self.with_pixels(pooled, video[:, idx])

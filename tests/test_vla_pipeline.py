@@ -44,6 +44,7 @@ def make_demos(root: Path, files: int = 2, demos: int = 3, T: int = 12, size: in
             w.add(Demo(
                 actions=np.c_[rng.uniform(-0.5, 0.5, (T, 6)), rng.choice([-1.0, 1.0], (T, 1))],
                 obs={"agentview_rgb": rng.integers(0, 255, (T, size, size, 3), dtype=np.uint8),
+                     "eye_in_hand_rgb": rng.integers(0, 255, (T, size, size, 3), dtype=np.uint8),
                      "ee_pos": rng.normal(size=(T, 3)).astype(np.float32),
                      "ee_ori": rng.normal(size=(T, 3)).astype(np.float32),
                      "gripper_states": rng.normal(size=(T, 2)).astype(np.float32)},
@@ -183,8 +184,8 @@ def test_demoset_reads_envs_episodes_and_pads_the_last_chunk(work, tmp_path):
     np.testing.assert_allclose(ds.proprio_stats["mean"], all_prop.mean(0), atol=1e-5)
     np.testing.assert_allclose(b["proprio"], (prop[[0, 10, 11]] - all_prop.mean(0)) / (all_prop.std(0) + 1e-6), atol=1e-4)
     want = [protocol.vla_image(ref[e].data["agentview_rgb"][t], size=16, crop=False) for t in (0, 10, 11)]
-    np.testing.assert_array_equal(b["images"], np.stack(want))
-    assert b["texts"] == ["turn on stove 1"] * 3 and b["images"].shape == (3, 16, 16, 3)
+    np.testing.assert_array_equal(b["images"][:, 0], np.stack(want))
+    assert b["texts"] == ["turn on stove 1"] * 3 and b["images"].shape == (3, 1, 16, 16, 3)  # (b, V, S, S, 3)
     # another action size: one error naming file:demo
     bad = make_demos(tmp_path, files=1, demos=1) / "task0_demo.hdf5"
     with h5py.File(bad, "a") as f:

@@ -5,11 +5,12 @@ Stage 2 (`LatentSet`): one row per labelled clip = (first frame (H, W, 3) uint8,
 folder written by vla/latents.py.
 
 Stage 3 (`DemoSet`): demos read as envs.episodes episodes (hdf5 or LeRobot, `read_demos`). A sample
-is the agentview frame at step t (passed through the evaluator's protocol transform,
-envs.protocol.vla_image, so training and evaluation see the same pixels), the instruction, the
+is the frame at step t of each configured camera (`cameras`, default agentview only; vla/views.py),
+each passed through the evaluator's protocol transform, envs.protocol.vla_image, so training and
+evaluation see the same pixels, the instruction, the
 proprio vector at t (envs.protocol.PROPRIO_KEYS: ee_pos 3 + ee axis-angle 3 + gripper qpos 2 = the
 LIBERO env's `proprio`) and the action chunk a[t : t+K] (past the end the last action repeats, as
-OpenVLA-OFT pads): windows {"agentview_rgb": [0], "proprio": [0], "action": range(K)} of an
+OpenVLA-OFT pads): windows {camera: [0] per camera, "proprio": [0], "action": range(K)} of an
 envs.episodes.EpisodeDataset. Actions are normalised to [-1, 1] with per-dimension q01/q99
 statistics (OpenVLA's BOUNDS_Q99), which are stored with the checkpoint and undone at inference.
 
@@ -29,6 +30,7 @@ import numpy as np
 from configs.training import rank_slice
 from envs import protocol
 from envs.episodes import Episode, EpisodeDataset, check_episode, episode_files, read_episodes
+from vla.views import DEFAULT_CAMERAS, check_cameras
 
 LATENTS_MANIFEST = "latents.json"
 LATENTS_ARRAYS = "latents.npz"
@@ -145,43 +147,50 @@ def load_latents(path: str | Path) -> LatentSet:
 
 
 # -- stage 3: robot demos -------------------------------------------------------------------------
-DEMO_KEYS = ("agentview_rgb", "proprio", "action")  # what stage 3 reads of a demo (envs.episodes keys)
+LOW_DIM_KEYS = ("proprio", "action")  # what stage 3 reads of a demo besides its cameras (envs.episodes keys)
 
 
-def read_demos(spec: str | Path | list, image_size: int, center_crop: bool, max_demos: int = 0) -> list[Episode]:
+def read_demos(spec: str | Path | list, image_size: int, center_crop: bool, max_demos: int = 0,
+               cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS) -> list[Episode]:
     """Episodes of every demo source in `spec` (envs.episodes.episode_files; `max_demos` per file, 0 =
-    all) with data agentview_rgb (T, S, S, 3) uint8 already through the protocol transform
-    (S = image_size), proprio (T, 8) float32, action (T, 7) float32.
+    all) with data <camera> (T, S, S, 3) uint8 for each of `cameras`, already through the protocol
+    transform (S = image_size), proprio (T, 8) float32, action (T, 7) float32.
 
     Read file by file and transformed right away, so only one file's full-resolution frames are held
-    at a time; a demo of another action/proprio size is one error naming file:demo."""
+    at a time; a demo without one of the cameras, or of another action/proprio size, is one error
+    naming file:demo."""
+    cams = check_cameras(cameras)
+    keys = (*cams, *LOW_DIM_KEYS)
     zero = np.zeros(1, np.int64)
     out: list[Episode] = []
     for f in episode_files(spec):
-        for e in read_episodes(f, keys=DEMO_KEYS, max_demos=max_demos):
-            check_episode(e, {k: zero for k in DEMO_KEYS})  # a missing key: one error naming it
+        for e in read_episodes(f, keys=keys, max_demos=max_demos):
+            check_episode(e, {k: zero for k in keys})  # a missing key: one error naming it
             for k, dim, what in (("action", protocol.ACTION_DIM, "LIBERO's OSC_POSE delta + gripper"),
                                  ("proprio", protocol.PROPRIO_DIM, "envs.protocol.PROPRIO_KEYS")):
                 if e.data[k].shape[1:] != (dim,):
                     raise ValueError(f"{e.source}: {k} has shape {e.data[k].shape}, expected (T, {dim}) ({what})")
             # once per episode, so training sees exactly the pixels the evaluator feeds the policy
-            e.data["agentview_rgb"] = np.stack([protocol.vla_image(im, size=image_size, crop=center_crop)
-                                                for im in e.data["agentview_rgb"]])
+            for c in cams:
+                e.data[c] = np.stack([protocol.vla_image(im, size=image_size, crop=center_crop) for im in e.data[c]])
             out.append(e)
     return out
 
 
 class DemoSet:
     """Stage-3 samples over episodes (`read_demos`): one per step t of every episode, read through
-    envs.episodes.EpisodeDataset with windows agentview_rgb/proprio [0] and action [0, K): the chunk
+    envs.episodes.EpisodeDataset with windows <camera>/proprio [0] and action [0, K): the chunk
     a[t : t+K] repeats the last action past the end (EpisodeDataset's edge padding, as OpenVLA-OFT).
 
     stats / proprio_stats default to those of these episodes (the training set); held-out sets pass
     the training set's. Train/held-out split: envs.episodes.split_episodes (last demos of each file)."""
 
     def __init__(self, episodes: list[Episode], chunk: int, stats: ActionStats | None = None,
-                 proprio_stats: dict[str, list[float]] | None = None) -> None:
-        self.dataset = EpisodeDataset(episodes, {"agentview_rgb": [0], "proprio": [0], "action": range(0, chunk)})
+                 proprio_stats: dict[str, list[float]] | None = None,
+                 cameras: tuple[str, ...] | list[str] = DEFAULT_CAMERAS) -> None:
+        self.cameras = check_cameras(cameras)
+        self.dataset = EpisodeDataset(episodes, {**{c: [0] for c in self.cameras}, "proprio": [0],
+                                                 "action": range(0, chunk)})
         self.episodes = self.dataset.episodes
         self.chunk = chunk
         self.stats = stats or ActionStats.fit(np.concatenate([e.data["action"] for e in self.episodes]))
@@ -199,10 +208,11 @@ class DemoSet:
         return ((p - np.asarray(self.proprio_stats["mean"])) / np.asarray(self.proprio_stats["std"])).astype(np.float32)
 
     def items(self, idx: np.ndarray) -> dict[str, Any]:
-        """Samples `idx` (into self.index) -> {"images": (b, S, S, 3) uint8, "texts": b str,
-        "proprio": (b, P) float32 normalised, "actions": (b, K, A) float32 normalised}."""
+        """Samples `idx` (into self.index) -> {"images": (b, V, S, S, 3) uint8 (V = len(cameras), in
+        camera order), "texts": b str, "proprio": (b, P) float32 normalised, "actions": (b, K, A)
+        float32 normalised}."""
         b = self.dataset.batch(idx)
-        return {"images": b["agentview_rgb"][:, 0], "texts": b["instruction"],
+        return {"images": np.stack([b[c][:, 0] for c in self.cameras], axis=1), "texts": b["instruction"],
                 "proprio": self.normalize_proprio(b["proprio"][:, 0]), "actions": self.stats.normalize(b["action"])}
 
     def batch(self, batch: int, seed: int, step: int, rank: int = 0, world: int = 1) -> dict[str, Any]:

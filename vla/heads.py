@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla.views import view_pixels
+
 
 # -- LoRA -----------------------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -137,7 +139,8 @@ class ActionHead(nn.Module):
 
 # -- the two assembled models ---------------------------------------------------------------------
 def _as_pixels(vla: nn.Module, images: Any, device: torch.device) -> torch.Tensor:
-    return vla.preprocess(images).to(device)
+    """(B, H, W, 3) or (B, V, H, W, 3) uint8 -> (B, 3, S, S) or (B, V, 3, S, S) float on `device`."""
+    return view_pixels(vla, images).to(device)
 
 
 class LatentVLA(nn.Module):
@@ -165,12 +168,13 @@ class ActionVLA(nn.Module):
         self.vla, self.head = vla, head
 
     def forward(self, images: Any, texts: list[str], proprio: torch.Tensor | None = None) -> torch.Tensor:
-        """images (B, H, W, 3) uint8, texts B str, proprio (B, P) normalised -> actions (B, K, A)."""
+        """images (B, H, W, 3) or (B, V, H, W, 3) uint8 (V camera views, their tokens concatenated in
+        view order: vla/views.py), texts B str, proprio (B, P) normalised -> actions (B, K, A)."""
         dev = self.head.queries.device
         ids, mask = self.vla.tokenize(texts)
         ids, mask = ids.to(dev), mask.to(dev)
         extra = self.head.extra_embeds(ids.shape[0], None if proprio is None else proprio.to(dev))
-        h = self.vla(_as_pixels(self.vla, images, dev), ids, mask, extra_embeds=extra)  # (B, N+L+Q, D)
+        h = self.vla(_as_pixels(self.vla, images, dev), ids, mask, extra_embeds=extra)  # (B, VN+L+Q, D)
         return self.head(h[:, -self.head.chunk:].float())
 
 

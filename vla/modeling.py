@@ -20,9 +20,9 @@ Prompt format (all models), after OpenVLA's `PurePromptBuilder`:
 with the instruction lower-cased and stripped of a trailing period. Text is right-padded.
 
 Sequence layout. `forward` returns the LM's last hidden states over
-    [image tokens (N)] + [text tokens (L)] + [extra_embeds (Q)]
+    [image tokens (N per view x V views, in view order)] + [text tokens (L)] + [extra_embeds (Q)]
 When the tokenizer prepends a BOS token (OpenVLA's Llama tokenizer does; tiny and smol do not) the
-image tokens go right after it, as in OpenVLA (`[BOS] + image + text[1:]`); the length is N + L + Q
+image tokens go right after it, as in OpenVLA (`[BOS] + image + text[1:]`); the length is V N + L + Q
 either way. Position ids count only real tokens (cumsum of the mask), so padding never shifts
 the image, the text or the queries, and pad positions are masked out as keys: a sample's outputs
 do not depend on how much padding its batch needed.
@@ -288,16 +288,20 @@ class PrismaticVLA(nn.Module):
         ids, mask = enc["input_ids"].long(), enc["attention_mask"].long()
         return ids.to(self.device), mask.to(self.device)
 
-    def last_text_index(self, attention_mask: torch.Tensor) -> torch.Tensor:
+    def last_text_index(self, attention_mask: torch.Tensor, views: int = 1) -> torch.Tensor:
         """(B,) long: index in the full sequence (`forward`'s output) of the last real text token.
 
-        With right padding the last real token of row b is text position len_b - 1; the N image
-        tokens sit before it whether or not a BOS precedes them, so the index is N + len_b - 1."""
-        return self.num_image_tokens + attention_mask.long().sum(1) - 1
+        With right padding the last real token of row b is text position len_b - 1; the V N image
+        tokens sit before it whether or not a BOS precedes them, so the index is V N + len_b - 1."""
+        return views * self.num_image_tokens + attention_mask.long().sum(1) - 1
 
     # -- forward ---------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) float -> projected image tokens (B, N, D) in the LM's dtype."""
+        """(B, 3, S, S) float -> projected image tokens (B, N, D) in the LM's dtype; (B, V, 3, S, S)
+        (V camera views, vla/views.py) -> (B, V N, D), each view's N tokens in view order."""
+        if pixel_values.ndim == 5:  # one tower + projector pass over all B V frames
+            b, v = pixel_values.shape[:2]
+            return self.encode_images(pixel_values.flatten(0, 1)).reshape(b, v * self.num_image_tokens, -1)
         vparam = next(self.vision.parameters())
         x = pixel_values.to(device=vparam.device, dtype=vparam.dtype)
         if self.cfg.freeze_vision:
@@ -315,15 +319,15 @@ class PrismaticVLA(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 extra_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """-> last hidden states (B, N + L + Q, D) over [image] + [text] + [extra_embeds].
+        """-> last hidden states (B, V N + L + Q, D) over [image] + [text] + [extra_embeds].
 
-        pixel_values (B, 3, S, S) from `preprocess`; input_ids / attention_mask (B, L) from
-        `tokenize` (right padding); extra_embeds (B, Q, D) appended after the whole text block,
-        attending to every image and real text token (pads are masked out)."""
+        pixel_values (B, 3, S, S) from `preprocess` (V = 1) or (B, V, 3, S, S) (V views); input_ids /
+        attention_mask (B, L) from `tokenize` (right padding); extra_embeds (B, Q, D) appended after
+        the whole text block, attending to every image and real text token (pads are masked out)."""
         b = input_ids.shape[0]
         if pixel_values.shape[0] != b:
             raise ValueError(f"batch mismatch: {pixel_values.shape[0]} images vs {b} texts")
-        img = self.encode_images(pixel_values)  # (B, N, D)
+        img = self.encode_images(pixel_values)  # (B, V N, D)
         txt = self.lm.get_input_embeddings()(input_ids.to(self.device))  # (B, L, D)
         am = attention_mask.to(self.device).long()
         o = self.image_offset

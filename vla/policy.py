@@ -4,10 +4,14 @@
     python envs/eval_libero.py --suite libero_goal --tasks 0,5,6,7 --policy runs/vla/posttrain-x/policy
 
 `act(obs, instruction)` returns a chunk of K actions `(K, 7)` (un-normalised with the checkpoint's
-q01/q99, gripper in the "env" convention of the demos), which the rollout loop executes in order
-before calling `act` again (OpenVLA-OFT's chunked execution). The rollout loop resizes (and optionally
-centre-crops) the agentview frame to `image_size` before `act` (envs.protocol.vla_image), the same
-transform the training images went through.
+q01/q99, gripper in the "env" convention of the demos). The checkpoint's `execution` (vla/views.py)
+says how the rollout loop runs it: `open_loop`, the chunk in order before `act` runs again
+(OpenVLA-OFT), or `ensemble`, `act` at every step with the overlapping chunks averaged by
+envs.rollout.TemporalEnsemble (ACT, as the policy heads run); `execution=` at load overrides it
+(the evaluators' `execution=receding|ensemble`). The policy reads the checkpoint's `cameras` (an older
+export: agentview only), declared in `inputs`, so the evaluator renders exactly those; the rollout loop
+resizes (and optionally centre-crops) each to `image_size` before `act` (envs.protocol.vla_image),
+the same transform the training images went through.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ import numpy as np
 import torch
 
 from envs.policy_api import POLICIES, Policy, PolicyInputs
+from vla.views import EXECUTIONS, checkpoint_views, execution_name, stack_views
 
 
 @POLICIES.register("vla")
 class VLAPolicy(Policy):
-    """A VLA with an action-chunk head. `execute` (<= K) actions of each chunk are returned."""
+    """A VLA with an action-chunk head. `execute` (<= K) actions of each chunk are returned;
+    `execution` "" = the checkpoint's (open_loop | ensemble; receding = open_loop)."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], execute: int = 0, device: str = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], execute: int = 0, device: str = "cpu",
+                 execution: str = "") -> None:
         from vla.data import ActionStats
 
         self.model = model.to(device).eval()
@@ -43,41 +50,57 @@ class VLAPolicy(Policy):
         self.image_size = int(meta["image_size"])
         self.center_crop = bool(meta.get("center_crop", False))  # type: ignore[misc]
         self.gripper_convention = str(meta.get("gripper_convention", "env"))  # type: ignore[misc]
-        # one camera, read once per chunk: the rollout loop renders it only on the steps where act runs
-        self.inputs = PolicyInputs(cameras=("agentview_rgb",), image_size=self.image_size,
+        self.cameras, own = checkpoint_views(meta)
+        self.execution = execution_name(execution) if execution else own
+        # the cameras are rendered only on the steps where act runs: once per chunk open loop, every
+        # step ensembled (the rollout loop's TemporalEnsemble then averages the overlapping chunks)
+        self.inputs = PolicyInputs(cameras=self.cameras, image_size=self.image_size,
                                    proprio_dim=int(meta["proprio_dim"]) if self.use_proprio else None,
-                                   chunk=self.execute)
+                                   chunk=self.execute, execution=EXECUTIONS[self.execution])
         self.calls = 0
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, execute: int = 0, device: str = "cpu", threads: int = 0,
-                        **kwargs: Any) -> VLAPolicy:
+    def from_pretrained(cls, path: str | Path, execute: int = 0, device: str = "auto", threads: int = 0,
+                        execution: str = "", **kwargs: Any) -> VLAPolicy:
+        """`device` "auto": CUDA where there is one (a GPU evaluation acts on the GPU), else the CPU."""
         from configs.threads import apply_threads
         from vla.posttrain import load_action_vla
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if threads:
             apply_threads(threads)
         model, meta = load_action_vla(path)
-        return cls(model, meta, execute=execute, device=device)
+        return cls(model, meta, execute=execute, device=device, execution=execution)
 
     def reset(self) -> None:
         self.calls = 0
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
-        """image (S, S, 3) uint8 (already at image_size), proprio (P,) -> raw actions (K, 7) float64."""
+        """image (V, S, S, 3) uint8, the views in `cameras` order (one camera: (S, S, 3) too), proprio
+        (P,) -> raw actions (K, 7) float64."""
         return self.predict_batch([image], [instruction], [proprio])[0]
 
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], instructions: Sequence[str],
                       proprios: Sequence[np.ndarray | None]) -> np.ndarray:
-        """B images (S, S, 3) uint8, B instructions, B proprio (P,) -> raw actions (B, K, 7) float64,
-        in one forward pass (the instructions are right-padded to the longest: rows equal their
-        one-at-a-time `predict` only when the instructions tokenize to the same length)."""
+        """B images (V, H, W, 3) uint8 (views in `cameras` order; (H, W, 3) for one camera), B
+        instructions, B proprio (P,) -> raw actions (B, K, 7) float64, in one forward pass (the
+        instructions are right-padded to the longest: rows equal their one-at-a-time `predict` only
+        when the instructions tokenize to the same length). Frames not at image_size are resized."""
         from envs import protocol
 
-        imgs = np.stack([im if im.shape[:2] == (self.image_size, self.image_size)
-                         else protocol.vla_image(im, size=self.image_size, crop=self.center_crop) for im in images])
+        def fit(im: np.ndarray) -> np.ndarray:
+            return im if im.shape[:2] == (self.image_size, self.image_size) else protocol.vla_image(
+                im, size=self.image_size, crop=self.center_crop)
+
+        views = [np.asarray(im) for im in images]
+        views = [v[None] if v.ndim == 3 else v for v in views]
+        if any(v.shape[0] != len(self.cameras) for v in views):
+            raise ValueError(f"this VLA policy reads {len(self.cameras)} camera(s) {list(self.cameras)}; "
+                             f"got images of shape {[v.shape for v in views][:2]}")
+        imgs = np.stack([np.stack([fit(im) for im in v]) for v in views])  # (B, V, S, S, 3)
         p = None
         if self.use_proprio:
             if any(x is None for x in proprios):
@@ -90,7 +113,7 @@ class VLAPolicy(Policy):
     def act(self, obs: dict, instruction: str) -> np.ndarray:
         """-> (execute, 7) actions."""
         self.calls += 1
-        return self.predict(obs["agentview_rgb"], instruction, obs.get("proprio"))[: self.execute]
+        return self.predict(stack_views(obs, self.cameras), instruction, obs.get("proprio"))[: self.execute]
 
     def session(self) -> VLAPolicy:
         """A policy sharing this one's model, with its own episode counters (a policy server's worker)."""
@@ -108,7 +131,7 @@ class VLAPolicy(Policy):
             groups.setdefault(instruction, []).append(k)
         for instruction, ks in groups.items():
             obs = [calls[k][1] for k in ks]
-            pred = self.predict_batch([o["agentview_rgb"] for o in obs], [instruction] * len(ks),
+            pred = self.predict_batch([stack_views(o, self.cameras) for o in obs], [instruction] * len(ks),
                                       [o.get("proprio") for o in obs])
             for k, row in zip(ks, pred):
                 calls[k][0].calls += 1

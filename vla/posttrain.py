@@ -12,11 +12,14 @@ merge_and_unload), the latent head is dropped, a fresh LoRA (B = 0: outputs unch
 and an ActionHead are added: K learned action queries (+ one projected proprio embedding) appended
 after the instruction, their hidden states -> a (K, 7) chunk, trained with L1 on q01/q99-normalised
 actions (OpenVLA-OFT). Images pass through the evaluator's transform (envs.protocol.vla_image).
+`cameras` lists the demo cameras read (their visual tokens concatenated in camera order before the
+text) and `execution` how the evaluator runs the chunks (open_loop | ensemble): vla/views.py.
 
 Run folder (`out`, default runs/vla/posttrain-<time>/): config.yaml, metrics.jsonl, checkpoints/,
 results.json (held-out demo action L1) and the policy export `policy/`:
     policy.json              {"policy_type": "vla", model spec, lm_id, LoRA specs, chunk K, proprio,
-                             action q01/q99, proprio mean/std, image_size, center_crop, gripper "env"}
+                             action q01/q99, proprio mean/std, image_size, center_crop, gripper "env",
+                             cameras, execution}
     trainable.safetensors    stage-3 LoRA ("lm.*") + action head ("head.*") + projector ("projector.*")
     stage2_lora.safetensors  the stage-2 LoRA (copied), re-merged into the registry's LM at load
 Choice: the LM itself is never copied. Every registry model rebuilds its frozen weights exactly
@@ -59,6 +62,7 @@ from vla.pretrain import (
     run_stage,
     save_tensors,
 )
+from vla.views import DEFAULT_CAMERAS, DEFAULT_EXECUTION, check_cameras, checkpoint_views, execution_name
 
 POLICY_DIR = "policy"
 POLICY_FILE = "policy.json"
@@ -77,7 +81,10 @@ class PosttrainConfig:
     batch: int = 8  # global batch (split across ranks)
     lr: float = 5e-4
     weight_decay: float = 0.0
-    chunk: int = 8  # K actions per prediction, executed open loop
+    chunk: int = 8  # K actions per prediction
+    # demo cameras read, in this order (vla/views.py); evaluation renders the same ones
+    cameras: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_CAMERAS))
+    execution: str = DEFAULT_EXECUTION  # open_loop (OpenVLA-OFT) | ensemble (ACT temporal ensembling)
     proprio: bool = True  # project the robot state into one extra embedding before the queries
     image_size: int = 0  # 0 = the model's input size
     center_crop: bool = False  # protocol centre crop (90% area) in training and evaluation
@@ -101,6 +108,8 @@ class PosttrainConfig:
         if self.logger not in ("none", "wandb"):
             raise ValueError(f"logger: {self.logger!r} is not 'none' or 'wandb'")
         self.lora.validate()
+        check_cameras(self.cameras)
+        execution_name(self.execution)
 
 
 def apply_stage2(vla: torch.nn.Module, stage2_dir: Path, meta: dict[str, Any], lora_file: str = "lora.safetensors") -> None:
@@ -144,10 +153,11 @@ class PosttrainMethod:
             apply_stage2(vla, s2_dir, s2)
         self.model_spec, self.stage2_dir, self.stage2 = (model, args), s2_dir, s2
         self.image_size = cfg.image_size or int(vla.image_size)
-        train_eps, val_eps = split_episodes(read_demos(cfg.demos, self.image_size, cfg.center_crop, cfg.max_demos),
-                                            cfg.val_demos)
-        self.data = DemoSet(train_eps, cfg.chunk)
-        self.val = DemoSet(val_eps, cfg.chunk, self.data.stats, self.data.proprio_stats) if val_eps else None
+        cams = check_cameras(cfg.cameras)
+        train_eps, val_eps = split_episodes(read_demos(cfg.demos, self.image_size, cfg.center_crop, cfg.max_demos,
+                                                       cams), cfg.val_demos)
+        self.data = DemoSet(train_eps, cfg.chunk, cameras=cams)
+        self.val = DemoSet(val_eps, cfg.chunk, self.data.stats, self.data.proprio_stats, cams) if val_eps else None
         self.lora = add_lora(vla, cfg.lora)
         for p in vla.projector.parameters():
             p.requires_grad_(cfg.train_projector)
@@ -207,6 +217,7 @@ class PosttrainMethod:
             "proprio_dim": PROPRIO_DIM if cfg.proprio else 0,
             "action_stats": self.data.stats.to_dict(), "proprio_stats": self.data.proprio_stats,
             "image_size": self.image_size, "center_crop": cfg.center_crop, "gripper_convention": "env",
+            "cameras": list(cfg.cameras), "execution": execution_name(cfg.execution),
             "demos": cfg.demos, "steps": cfg.steps,
         }
 
@@ -245,7 +256,8 @@ def load_action_vla(path: str | Path) -> tuple[ActionVLA, dict[str, Any]]:
     model = ActionVLA(vla, head).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, meta
+    cams, execution = checkpoint_views(meta, str(f))  # an export from before these keys: agentview, open loop
+    return model, {**meta, "cameras": list(cams), "execution": execution}
 
 
 def train(cfg: PosttrainConfig, progress: bool = True) -> Path:

@@ -43,6 +43,7 @@ class LiberoDemoConfig:
     flush_every: int = 5
     max_steps: int = 0  # 0 = the suite's protocol max
     rank_timeout_s: float = 0.0  # under torchrun: how long a rank waits for the others (0 = 7 days)
+    status: bool = False  # true: write nothing, report the demos on disk so far (libero_demo_status)
 
     def validate(self) -> None:
         if str(self.suite).strip().lower() != "all":
@@ -114,6 +115,30 @@ def libero_demo_tasks(cfg: LiberoDemoConfig) -> list[tuple[str, int]]:
     if missing:
         raise ValueError(f"no scripted program for {cfg.suite} tasks {missing}; available: {list(supported)}")
     return [(cfg.suite, t) for t in tasks]
+
+
+def libero_demo_status(cfg: LiberoDemoConfig) -> dict:
+    """The demos of `cfg` on disk so far, without a simulator: per task the demos kept, attempts and the
+    wall time of every run up to its last flush (progress.json), and the totals; a task not started
+    counts 0. {"suite", "tasks": [{suite, task_id, name, file, demos, attempts, wall_s_all_runs}],
+    "done_tasks", "demos", "wall_s_all_runs_summed"}."""
+    import json
+
+    from envs.demos import DemoWriter
+    from envs.libero_env import get_task
+
+    cfg.validate()
+    rows = []
+    for suite, t in libero_demo_tasks(cfg):
+        path = Path(cfg.out) / suite / f"{get_task(suite, t).name}_demo.hdf5"
+        prog = path.with_suffix(".progress.json")
+        p = json.loads(prog.read_text()) if prog.is_file() else {}
+        rows.append({"suite": suite, "task_id": t, "name": get_task(suite, t).name, "file": str(path),
+                     "demos": DemoWriter(path).num_demos(), "attempts": int(p.get("attempts", 0)),
+                     "wall_s_all_runs": float(p.get("wall_s", 0.0))})
+    return {"suite": cfg.suite, "tasks": rows, "done_tasks": sum(r["demos"] >= cfg.episodes for r in rows),
+            "demos": sum(r["demos"] for r in rows),
+            "wall_s_all_runs_summed": round(sum(r["wall_s_all_runs"] for r in rows), 1)}
 
 
 def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict:

@@ -18,7 +18,8 @@ Across processes and machines (`torchrun --nproc_per_node M [--nnodes N ...] scr
 or `accelerate launch`): the tasks are split across the ranks (one hdf5 file per task has one
 writer, so the task is the unit), each summary row names the rank that wrote the file, rank 0
 writes summary.json and prints the rows; a rank without a task prints one line and exits with 0.
-Rerunning with another world size resumes every task's file.
+Rerunning with another world size resumes every task's file. `status=true` writes nothing and prints
+the demos on disk so far (per task: demos, attempts, wall time of every run up to its last flush).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 
 from configs.cli import run_cli
 from configs.loader import parse_cli
-from envs.demo_tasks import LiberoDemoConfig, make_libero_demos
+from envs.demo_tasks import LiberoDemoConfig, libero_demo_status, make_libero_demos
 from envs.evaluator import launch_rank
 
 
@@ -45,6 +46,14 @@ def main(argv: list[str] | None = None) -> dict:
             "--format": ("format", "hdf5, or lerobot (also <out>/lerobot as a LeRobot v3.0 dataset)"),
         },
     )
+    if cfg.status:  # the demos so far, as a table (writes nothing)
+        st = libero_demo_status(cfg)
+        print("| suite | task | demos | attempts | wall s (all runs) |\n|---|---:|---:|---:|---:|")
+        for t in st["tasks"]:
+            print(f"| {t['suite']} | {t['task_id']} | {t['demos']} | {t['attempts']} | {t['wall_s_all_runs']:.0f} |")
+        print(f"\n{st['done_tasks']}/{len(st['tasks'])} tasks at {cfg.episodes} demos; {st['demos']} demos; "
+              f"{st['wall_s_all_runs_summed']:.0f} s of generation (summed over tasks, up to each run's last flush)")
+        return st
     summary = make_libero_demos(cfg)
     if launch_rank()[0] != 0:  # rank 0 prints the merged rows, once
         return summary

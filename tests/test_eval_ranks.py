@@ -179,6 +179,13 @@ def test_demo_generation_splits_tasks_across_ranks_and_resumes(tmp_path: Path) -
     for t in again["tasks"]:
         assert t["wall_s_all_runs"] >= first[t["task_id"]] + t["wall_s"] - 0.5 and first[t["task_id"]] > 0
     assert again["wall_s_all_runs_summed"] == round(sum(t["wall_s_all_runs"] for t in again["tasks"]), 1)
+    # status=true reads the same numbers from disk, without a simulator
+    from envs.demo_tasks import libero_demo_status
+
+    st = libero_demo_status(LiberoDemoConfig(suite=SUITE, tasks="0,5", episodes=1, out=str(out), status=True))
+    assert [(t["task_id"], t["demos"], t["attempts"], t["wall_s_all_runs"]) for t in st["tasks"]] == [
+        (t["task_id"], t["demos"], t["attempts"], t["wall_s_all_runs"]) for t in again["tasks"]]
+    assert st["done_tasks"] == sum(t["demos"] >= 1 for t in again["tasks"])
 
 
 @pytest.mark.slow

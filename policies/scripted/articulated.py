@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill, wrap_yaw
+from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill, back_off_if_dropped, wrap_yaw
 
 
 def side_rotation(approach: np.ndarray, finger_sign: float = 1.0, tilt: float = 0.0) -> np.ndarray:
@@ -107,9 +107,9 @@ class SlideInto(Skill):
         u = d / np.linalg.norm(d)
         R = s.ee_mat()
         retry, self._planned = self._planned, True
-        if retry and not s.finger_contact(self.obj):
-            off = s.ee_pos() - self.retreat * u
-            return [Phase(lambda sc: off, OPEN, ori=R, tol=0.015, timeout=30, label="reach")]
+        dropped = back_off_if_dropped(s, self.obj, retry, -self.retreat * u)
+        if dropped:
+            return dropped
         # the object's origin in the hand frame (fixed while it is held); the hand keeps R, so it goes
         # to target - R @ o_hand
         o_hand = R.T @ (s.pos(self.obj) - s.ee_pos())

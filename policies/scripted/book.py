@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill, target_rotation
+from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill, back_off_if_dropped, target_rotation
 from policies.scripted.library import Grasp, Lift
 from policies.scripted.wrist import wrist_safe_yaw
 
@@ -75,11 +75,11 @@ class LeanInSlot(Skill):
         self._planned = False
 
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
-        R0 = s.ee_mat()
         retry, self._planned = self._planned, True
-        if retry and not s.finger_contact(self.obj):
-            off = s.ee_pos() + np.array([0.0, 0.0, self.retreat])
-            return [Phase(lambda sc: off, OPEN, ori=R0, tol=0.015, timeout=30, label="reach")]
+        dropped = back_off_if_dropped(s, self.obj, retry, np.array([0.0, 0.0, self.retreat]))
+        if dropped:
+            return dropped
+        R0 = s.ee_mat()  # the hand as it holds the book now: kept while it lifts
         R = rot_y(self.lean) @ target_rotation(wrist_safe_yaw(s, self.yaw))
         up = s.ee_pos()
         up[2] = max(float(up[2]), self.carry_z)

@@ -285,6 +285,15 @@ class Skill:
         return f"{type(self).__name__}({fields})"
 
 
+def back_off_if_dropped(s: Scene, obj: str, retry: bool, offset: np.ndarray) -> list[Phase] | None:
+    """A retried carry whose object is no longer in the fingers: open and move the hand by `offset`
+    `(3,)` m (the program's retry then re-grasps it); None on the first try or while it is held."""
+    if not retry or s.finger_contact(obj):
+        return None
+    off, R = s.ee_pos() + offset, s.ee_mat()
+    return [Phase(lambda sc: off, OPEN, ori=R, tol=0.015, timeout=30, label="reach")]
+
+
 class SkillRunner:
     """Executes a sequence of skills step by step; exposes the current atomic label."""
 

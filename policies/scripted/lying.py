@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill
+from policies.scripted.core import CLOSE, OPEN, Phase, Scene, Skill, back_off_if_dropped
 
 
 def pointing_rotation(pointing: tuple, finger: tuple) -> np.ndarray:
@@ -84,9 +84,9 @@ class LayDownHeld(Skill):
     def phases(self, s: Scene, rng: np.random.Generator) -> list[Phase]:
         R0 = s.ee_mat()
         retry, self._planned = self._planned, True
-        if retry and not s.finger_contact(self.obj):
-            off = s.ee_pos() + np.array([0.0, 0.0, self.retreat])
-            return [Phase(lambda sc: off, OPEN, ori=R0, tol=0.015, timeout=30, label="reach")]
+        dropped = back_off_if_dropped(s, self.obj, retry, np.array([0.0, 0.0, self.retreat]))
+        if dropped:
+            return dropped
         up = s.ee_pos()
         up[2] = max(float(up[2]), self.carry_z)
         goal = np.asarray(self.target(s), dtype=np.float64) + rng.normal(0.0, 0.003, 3) * [1, 1, 0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from configs.loader import save_config
 from configs.runs import atomic_write_json, seed_everything
 from envs import protocol
-from envs.evaluator import RANK_TIMEOUT_S, Ranks, idle_line, join_ranks, rank_jobs
+from envs.evaluator import RANK_TIMEOUT_S, Ranks, idle_line, join_ranks
 
 # ------------------------------------------------------------------------------------------- LIBERO
 # `--suite all`: the four suites the published VLA numbers average (40 tasks; libero_90 is pretraining data)
@@ -62,8 +62,13 @@ class LiberoDemoConfig:
             raise ValueError(f"flush_every must be >= 1, got {self.flush_every}")
 
 
-def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path) -> dict:
-    from envs.demos import DemoWriter, collect_demos
+def demo_file(out: Path, suite: str, name: str) -> Path:
+    """A task's demo file: <out>/<suite>/<task name>_demo.hdf5 (suite "kitchen" for Kitchen)."""
+    return Path(out) / suite / f"{name}_demo.hdf5"
+
+
+def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path, record: dict | None = None) -> dict:
+    from envs.demos import DemoWriter, collect_demos, progress_file
     from envs.libero_env import LiberoEnv
     from envs.policy_api import build_policy
 
@@ -71,7 +76,7 @@ def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path)
     # the evaluator renders a policy's cameras (frames of the state after the step)
     env = LiberoEnv(suite, task_id, resolution=cfg.resolution, render=False, fast_render=cfg.fast_render)
     try:
-        path = out / suite / f"{env.task.name}_demo.hdf5"
+        path = demo_file(out, suite, env.task.name)
         writer = DemoWriter(
             path,
             env_args={"type": 1, "env_name": env.task.name, "suite": suite, "task_id": task_id,
@@ -87,8 +92,8 @@ def make_libero_task(cfg: LiberoDemoConfig, suite: str, task_id: int, out: Path)
         got = collect_demos(env, expert, writer, episodes=cfg.episodes,
                             max_attempts=cfg.max_attempts or 3 * cfg.episodes, max_steps=max_steps,
                             seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
-                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
-                            desc=f"{suite}:{task_id}", trial_of=lambda k: k % env.n_init_states)
+                            progress_path=progress_file(path), flush_every=cfg.flush_every,
+                            desc=f"{suite}:{task_id}", trial_of=lambda k: k % env.n_init_states, record=record)
         return {"suite": suite, "task_id": task_id, "name": env.task.name, "file": str(path), "demos": got["demos"],
                 "attempts": got["attempts"], "failed_this_run": got["failed_this_run"],
                 "wall_s": round(time.time() - t0, 1), "wall_s_all_runs": got["wall_s_all_runs"]}
@@ -120,36 +125,47 @@ def libero_demo_tasks(cfg: LiberoDemoConfig) -> list[tuple[str, int]]:
 def libero_demo_status(cfg: LiberoDemoConfig) -> dict:
     """The demos of `cfg` on disk so far, without a simulator: per task the demos kept, attempts and the
     wall time of every run up to its last flush (progress.json), and the totals; a task not started
-    counts 0. {"suite", "tasks": [{suite, task_id, name, file, demos, attempts, wall_s_all_runs}],
-    "done_tasks", "demos", "wall_s_all_runs_summed"}."""
-    import json
-
-    from envs.demos import DemoWriter
+    counts 0; `rank` / `world_size`: the run that last wrote it (None before its first flush, or for
+    files written before they were recorded). {"suite", "tasks": [{suite, task_id, name, file, demos,
+    attempts, wall_s_all_runs, rank, world_size}], "done_tasks", "demos", "wall_s_all_runs_summed"}."""
+    from envs.demos import DemoWriter, progress_file, read_progress
     from envs.libero_env import get_task
 
     cfg.validate()
     rows = []
     for suite, t in libero_demo_tasks(cfg):
-        path = Path(cfg.out) / suite / f"{get_task(suite, t).name}_demo.hdf5"
-        prog = path.with_suffix(".progress.json")
-        p = json.loads(prog.read_text()) if prog.is_file() else {}
-        rows.append({"suite": suite, "task_id": t, "name": get_task(suite, t).name, "file": str(path),
+        name = get_task(suite, t).name
+        path = demo_file(cfg.out, suite, name)
+        p = read_progress(progress_file(path))
+        rows.append({"suite": suite, "task_id": t, "name": name, "file": str(path),
                      "demos": DemoWriter(path).num_demos(), "attempts": int(p.get("attempts", 0)),
-                     "wall_s_all_runs": float(p.get("wall_s", 0.0))})
+                     "wall_s_all_runs": float(p.get("wall_s", 0.0)), "rank": p.get("rank"),
+                     "world_size": p.get("world_size")})
     return {"suite": cfg.suite, "tasks": rows, "done_tasks": sum(r["demos"] >= cfg.episodes for r in rows),
             "demos": sum(r["demos"] for r in rows),
             "wall_s_all_runs_summed": round(sum(r["wall_s_all_runs"] for r in rows), 1)}
 
 
+def deal_unfinished(disk: list[dict], episodes: int, rank: int, world: int) -> tuple[list, list]:
+    """`disk`: status rows ({suite, task_id, demos, ...}, `libero_demo_status`) -> (the (suite, task id)
+    pairs with fewer than `episodes` demos, in order; the share of `rank`: every `world`-th of them)."""
+    left = [(r["suite"], r["task_id"]) for r in disk if r["demos"] < episodes]
+    return left, left[rank::world]
+
+
 def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict:
     """Demos for every task of `cfg` (resumable); writes <out>/config.yaml and <out>/summary.json.
 
-    Under torchrun / accelerate launch the *tasks* are split across the ranks (`rank_jobs`,
-    contiguous): a task's demos are one hdf5 file with one writer, resumed from the demos in it and
-    its attempt counter (<task>_demo.progress.json), so the task, not the episode, is the unit. Each
-    summary row names the `rank` and `world_size` that wrote its file; rank 0 gathers the rows and
-    writes summary.json (rows in task order, as one process writes them); every rank returns it. A
-    rank without a task prints one line. A rerun with another world size resumes every file."""
+    Under torchrun / accelerate launch the *unfinished* tasks (fewer than `episodes` demos on disk,
+    as rank 0 reads them) are dealt to the ranks in turn (task k of them to rank k mod world): a
+    task's demos are one hdf5 file with one writer, resumed from the demos in it and its attempt
+    counter (<task>_demo.progress.json), so the task, not the episode, is the unit. Dealing only the
+    unfinished tasks, in turn, keeps the ranks balanced when a suite's tasks are slower (libero_10's
+    two-step tasks take ~4x libero_object's) and again on every resume. Each summary row names the
+    `rank` and `world_size` that wrote its file (recorded in its progress file, so a finished task's
+    row keeps the run that wrote it); rank 0 gathers the rows and writes summary.json (rows in task
+    order, as one process writes them); every rank returns it. A rank without a task prints one line.
+    A rerun with another world size resumes every file."""
     cfg.validate()
     tasks = libero_demo_tasks(cfg)  # before anything is written
     seed_everything(cfg.seed)
@@ -160,10 +176,14 @@ def make_libero_demos(cfg: LiberoDemoConfig, ranks: Ranks | None = None) -> dict
         out.mkdir(parents=True, exist_ok=True)
         if ranks.main:
             save_config(cfg, out / "config.yaml")
-        mine = rank_jobs(tasks, ranks.rank, ranks.world)
+        disk = ranks.broadcast(libero_demo_status(cfg)["tasks"] if ranks.main else None)  # one reading for all
+        left, mine = deal_unfinished(disk, cfg.episodes, ranks.rank, ranks.world)
         if ranks.world > 1 and not mine:
-            print(idle_line("task(s)", len(tasks), ranks), flush=True)
-        rows = [{**make_libero_task(cfg, s, t, out), "rank": ranks.rank, "world_size": ranks.world} for s, t in mine]
+            print(idle_line("task(s)", len(left), ranks), flush=True)
+        record = {"rank": ranks.rank, "world_size": ranks.world}
+        rows = [{**make_libero_task(cfg, s, t, out, record), **record} for s, t in mine]
+        if ranks.main:  # finished before this run: their row from disk, no simulator
+            rows += [{**r, "failed_this_run": 0, "wall_s": 0.0} for r in disk if r["demos"] >= cfg.episodes]
         every = sorted((r for part in ranks.gather(rows) for r in part),
                        key=lambda r: tasks.index((r["suite"], r["task_id"])))
         # wall_s: this run's; wall_s_all_runs: every run's, up to its last flush (resumed parts added)
@@ -220,7 +240,7 @@ class KitchenDemoConfig:
 
 
 def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
-    from envs.demos import DemoWriter, collect_demos
+    from envs.demos import DemoWriter, collect_demos, progress_file
     from envs.kitchen import PROPRIO_KEYS, KitchenEnv
     from envs.policy_api import build_policy
 
@@ -228,7 +248,7 @@ def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
                      fast_render=cfg.fast_render)
     try:
         t = env.task
-        path = out / "kitchen" / f"{t.short}_demo.hdf5"
+        path = demo_file(out, "kitchen", t.short)
         writer = DemoWriter(
             path,
             env_args={"type": "kitchen", "env_name": "FrankaKitchen-v1", "suite": "kitchen", "task_id": task_id,
@@ -245,7 +265,7 @@ def make_kitchen_task(cfg: KitchenDemoConfig, task_id: int, out: Path) -> dict:
                             episodes=cfg.episodes, max_attempts=cfg.max_attempts or 3 * cfg.episodes,
                             max_steps=cfg.max_steps or env.max_steps,
                             seed_base=cfg.seed * 1_000_003 + task_id * 10_007,
-                            progress_path=path.with_suffix(".progress.json"), flush_every=cfg.flush_every,
+                            progress_path=progress_file(path), flush_every=cfg.flush_every,
                             desc=f"kitchen:{t.short}")
         attempt, fails = got["attempts"], got["failures"]
         return {"task_id": task_id, "task": t.short, "element": t.element, "file": str(path), "demos": got["demos"],

@@ -270,15 +270,26 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
     return demo, success
 
 
+def progress_file(demo_path: Path) -> Path:
+    """Where a demo file's attempt/failure counters and summed wall time live: <name>.progress.json."""
+    return Path(demo_path).with_suffix(".progress.json")
+
+
+def read_progress(progress_path: Path) -> dict:
+    """A demo file's progress record ({"attempts", "failures", "wall_s"}), or {} before its first flush."""
+    return json.loads(progress_path.read_text()) if progress_path.is_file() else {}
+
+
 def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempts: int, max_steps: int,
                   seed_base: int, progress_path: Path, flush_every: int, desc: str,
-                  trial_of=None) -> dict[str, int]:
+                  trial_of=None, record: dict | None = None) -> dict[str, int]:
     """Record expert episodes until `episodes` successes are in `writer`'s file (only successes kept).
 
     Attempt k is seeded `seed_base + k` and starts from init state `trial_of(k)` (default k). Resumes:
     the demos on disk count, and the attempt/failure counters and the wall time live in `progress_path`.
     Returns {"demos", "attempts", "failures" (all runs), "failed_this_run", "wall_s_all_runs" (the
     seconds of every run up to its last flush: a killed run's unflushed episodes are redone, not counted)}.
+    `record` (e.g. the rank and world size of this run) is written into the progress file too.
     """
     import time
 
@@ -287,13 +298,15 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
     from configs.runs import atomic_write_json
 
     have = writer.num_demos()
-    prog = json.loads(progress_path.read_text()) if progress_path.is_file() else {}
+    prog = read_progress(progress_path)
     attempt, earlier = int(prog.get("attempts", 0)), int(prog.get("failures", 0))
     fails, wall0, t0 = 0, float(prog.get("wall_s", 0.0)), time.time()
 
-    def save() -> None:
-        atomic_write_json(progress_path, {"attempts": attempt, "failures": earlier + fails,
-                                          "wall_s": round(wall0 + time.time() - t0, 1)})
+    def save() -> float:
+        wall = round(wall0 + time.time() - t0, 1)
+        atomic_write_json(progress_path, {**(record or {}), "attempts": attempt, "failures": earlier + fails,
+                                          "wall_s": wall})
+        return wall  # what is returned is what is on disk (status=true reads the file)
 
     bar = tqdm(total=episodes, initial=min(have, episodes), desc=desc)
     while have + len(writer.pending) < episodes and attempt < max_attempts:
@@ -311,7 +324,7 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
             save()
     if writer.pending:
         have = writer.flush()
-    save()
+    wall = save()
     bar.close()
     return {"demos": have, "attempts": attempt, "failures": earlier + fails, "failed_this_run": fails,
-            "wall_s_all_runs": round(wall0 + time.time() - t0, 1)}
+            "wall_s_all_runs": wall}

@@ -152,6 +152,22 @@ def test_two_gloo_ranks_merge_like_one_process_and_resume_across_world_sizes(tmp
     assert (ranked / "results.md").read_text() == (one / "results.md").read_text()
 
 
+def test_demo_tasks_are_dealt_in_turn_and_finished_ones_skipped() -> None:
+    """Only unfinished tasks are dealt, task k to rank k mod world: every one exactly once, and a slow
+    suite at the end of the list is shared by all ranks (a contiguous split gave it to the last)."""
+    from envs.demo_tasks import deal_unfinished
+
+    disk = [{"suite": s, "task_id": t, "demos": 50 if (s, t) in {("a", 0), ("a", 1), ("b", 2)} else 7}
+            for s in ("a", "b") for t in range(4)]
+    left, _ = deal_unfinished(disk, 50, 0, 1)
+    assert left == [("a", 2), ("a", 3), ("b", 0), ("b", 1), ("b", 3)]
+    shares = [deal_unfinished(disk, 50, r, 2)[1] for r in range(2)]
+    assert shares == [[("a", 2), ("b", 0), ("b", 3)], [("a", 3), ("b", 1)]]
+    assert sorted(j for sh in shares for j in sh) == sorted(left)
+    assert deal_unfinished(disk, 50, 6, 7)[1] == []  # more ranks than tasks: the idle ones get nothing
+    assert all(len({j for j in sh if j[0] == "b"}) >= 1 for sh in shares)
+
+
 @pytest.mark.slow
 def test_demo_generation_splits_tasks_across_ranks_and_resumes(tmp_path: Path) -> None:
     """Two tasks on two ranks (one hdf5 writer per task), rank 0's summary; a world-1 rerun resumes both."""
@@ -167,6 +183,9 @@ def test_demo_generation_splits_tasks_across_ranks_and_resumes(tmp_path: Path) -
     assert r.stdout.count(f"{SUITE} task ") == 2  # rank 0 prints every row, once
     progress = sorted((out / SUITE).glob("*.progress.json"))
     assert len(progress) == 2 and all(json.loads(p.read_text())["attempts"] == 1 for p in progress)
+    # each progress file names the run that wrote it, so a finished task's row keeps it on a rerun
+    assert sorted((json.loads(p.read_text())["rank"], json.loads(p.read_text())["world_size"]) for p in progress) == [
+        (0, 2), (1, 2)]
 
     # world 1 with one more attempt allowed: each task continues from its counter (attempt 1, not 0)
     again = make_libero_demos(LiberoDemoConfig(suite=SUITE, tasks="0,5", episodes=1, out=str(out), max_attempts=2,

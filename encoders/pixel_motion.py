@@ -6,7 +6,9 @@ where frozen ImageNet features do not (35-45 %). Two users share the parts here:
 
 - the motion probe (`encoders/probes/motion.py`): one CNN over all differences of a clip;
 - RoboAct-CLIP's `motion: diff` option (`encoders/roboact/model.py`): one token per frame step,
-  fed to the Eq. 7 diff-transformer in place of the frozen-feature differences of Eq. 6.
+  fed to the Eq. 7 diff-transformer in place of the frozen-feature differences of Eq. 6;
+- RoboAct-CLIP's `object_input: pixels` option: `ObjectStem` reads the first, middle and last small
+  frame and the whole displacement, so the object is seen in colour where it moves.
 
 Small frames are uint8 `(..., 3, s, s)`, area-resized from the clip, so the cached training frames
 and the frames of a live stream are the same numbers.
@@ -58,3 +60,21 @@ class MotionStem(nn.Module):
         x = torch.cat([frames[:, 1:] - frames[:, :-1], frames[:, 1:] - frames[:, :1]], 2)  # (B, n-1, 6, s, s)
         z = mean_max_pool(self.stem(x.reshape(b * (n - 1), 2 * c, h, w)))
         return self.proj(z).reshape(b, n - 1, -1)
+
+
+class ObjectStem(nn.Module):
+    """The manipulated object from pixels: `frames (B, n, 3, s, s)` in [0, 1] -> `(B, d)`.
+
+    Reads [f_0, f_(n//2), f_(n-1), f_(n-1) - f_0] (12 channels): the object's colour and shape in the
+    frames and where the scene changed. The max pool keeps a small object's response, which a
+    global mean dilutes (the frozen pooled features: 45-53 % held-out object, roboact_diagnosis.md).
+    """
+
+    def __init__(self, dim: int, width: int = 24) -> None:
+        super().__init__()
+        self.stem = conv_stem(12, width)
+        self.proj = nn.Sequential(nn.Linear(8 * width, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        f0, fm, f1 = frames[:, 0], frames[:, frames.shape[1] // 2], frames[:, -1]
+        return self.proj(mean_max_pool(self.stem(torch.cat([f0, fm, f1, f1 - f0], 1))))

@@ -146,6 +146,22 @@ def test_motion_stem_reads_pixel_differences_only():
     assert not torch.allclose(a["logits_object"], b["logits_object"])
     with pytest.raises(ConfigError, match="action_input"):
         tiny_cfg(action_input="temporal", disentangle=False)
+    # object_input "pixels": the object reads the small frames only (another scene's frozen features
+    # leave it unchanged), and a change in the frames' colour reaches it
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, action_input="temporal",
+                                object_input="pixels", object_width=4, object_size=16)).eval()
+    feats = m.frame_features(video)
+    moved = feats.clone()
+    moved[..., : m.feature_dim] += torch.randn(2, 1, m.feature_dim)
+    a, b = m.forward_features(feats), m.forward_features(moved)
+    assert torch.allclose(a["logits_object"], b["logits_object"]) and torch.equal(a["object"], b["object"])
+    assert not torch.allclose(a["logits_subject"], b["logits_subject"])
+    tinted = feats.clone()
+    tinted[..., m.feature_dim :] = (tinted[..., m.feature_dim :] * 1.5).clamp(0, 255)
+    assert not torch.allclose(m.forward_features(tinted)["logits_object"], a["logits_object"])
+    assert m.encode(video).shape == (2, 24)
+    with pytest.raises(ConfigError, match="object_input"):
+        tiny_cfg(object_input="pixels")  # no small frames without motion "diff"
 
 
 def test_frozen_backbone_is_not_saved_or_trained():
@@ -403,3 +419,33 @@ def test_tokens_feed_the_probes(small_world):
     fwd = encoder_tokens(m, small_world, index, frames=4, order="correct")
     rev = encoder_tokens(m, small_world, index, frames=4, order="reverse")
     assert fwd.shape == (3, 3, 16) and not torch.allclose(fwd, rev)
+
+
+def test_object_stem_batches_train_and_export(factor_world, tmp_path):
+    """object_input "pixels": each frame row carries the motion frames and then the object frames;
+    the jitter moves both blocks (the frozen features stay), training runs, the export reloads with
+    both stems, and the object logits reach the object stem only."""
+    from encoders.base import build_encoder
+    from encoders.roboact.method import RoboActMethod
+    from encoders.train import train
+
+    model = {"motion": "diff", "motion_size": 16, "motion_width": 4, "action_input": "temporal",
+             "object_input": "pixels", "object_size": 32, "object_width": 4}
+    m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, model=model, loss={"motion_tint": 0.1}))
+    rows, x = m.batch_inputs(3)
+    c, sl = m.model.feature_dim, m.model.pixel_slices()
+    assert x.shape[-1] == c + 3 * 16 * 16 + 3 * 32 * 32 and sl["object"] == slice(c + 768, c + 768 + 3072)
+    assert torch.equal(x[..., :c], m.feats[rows][..., :c])
+    for name in ("motion", "object"):
+        assert not torch.equal(x[..., sl[name]], m.feats[rows][..., sl[name]])
+    out = train(_train_cfg(factor_world, tmp_path / "run", 20, model=model), progress=False)
+    enc = build_encoder(str(out / "encoder"))
+    assert enc.cfg.object_input == "pixels" and enc.pixel_sizes == {"motion": 16, "object": 32}
+    index, feats = enc.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
+    assert feats.shape[-1] == c + 768 + 3072
+    probs = enc.classify_features(torch.from_numpy(feats))["object"]
+    assert probs.shape == (len(index), len(enc.cfg.objects))
+    # the object stem is trained: a gradient of the object loss reaches it and no other pixel block
+    enc.train().requires_grad_(True)  # an export is frozen
+    enc.forward_features(torch.from_numpy(feats[:4]))["logits_object"].sum().backward()
+    assert enc.object_stem.stem[0].weight.grad.abs().sum() > 0 and enc.motion.stem[0].weight.grad is None

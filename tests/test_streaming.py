@@ -32,10 +32,11 @@ def _build(name: str) -> torch.nn.Module:
         cfg = from_dict(InvActConfig, {"dim": 32, "heads": 2, "depth": 1, "flow_size": 16, "frames": 4,
                                        "modality": "rgb+flow", "backbone": "pixels", "backbone_size": 16})  # fmt: skip
         return InvActEncoder(cfg).freeze()
-    if name.startswith("roboact_clip"):  # roboact_clip_motion: the pixel motion stem (motion "diff")
+    if name.startswith("roboact_clip"):  # roboact_clip_motion: the pixel stems (motion "diff", object "pixels")
         from encoders.roboact.model import RoboActConfig, RoboActEncoder
 
-        motion = {"motion": "diff", "motion_size": 16, "motion_width": 4} if name.endswith("motion") else {}
+        motion = {"motion": "diff", "motion_size": 16, "motion_width": 4, "action_input": "temporal",
+                  "object_input": "pixels", "object_width": 4, "object_size": 16} if name.endswith("motion") else {}
         cfg = from_dict(RoboActConfig, {"dim": 16, "heads": 2, "attn_tokens": 2, "branch_dim": 8, "depth": 1,
                                         "frames": 4, "dropout": 0.0, "backbone": "pixels", "backbone_size": 16,
                                         **motion})  # fmt: skip

@@ -48,6 +48,7 @@ class RoboActLossConfig:
     # motion probe): a circular shift of up to this many pixels and a brightness gain of 1 +- this
     motion_shift: int = 3
     motion_brightness: float = 0.2
+    motion_tint: float = 0.0  # and a gain of 1 +- this per colour channel (the scenes' light warmth)
 
     def validate(self) -> None:
         if self.tau <= 0:
@@ -58,9 +59,9 @@ class RoboActLossConfig:
             raise ValueError("loss weights (lambda_*, l2_weight, alpha_*) must be >= 0")
         if self.batch_size < 0 or self.bank_every < 1:
             raise ValueError(f"loss.batch_size must be >= 0 and loss.bank_every >= 1, got {self.batch_size}, {self.bank_every}")
-        if self.motion_shift < 0 or not 0.0 <= self.motion_brightness < 1.0:
-            raise ValueError(f"loss.motion_shift must be >= 0 and loss.motion_brightness in [0, 1), got "
-                             f"{self.motion_shift}, {self.motion_brightness}")
+        if self.motion_shift < 0 or not 0.0 <= self.motion_brightness < 1.0 or not 0.0 <= self.motion_tint < 1.0:
+            raise ValueError(f"loss.motion_shift must be >= 0 and loss.motion_brightness, loss.motion_tint in [0, 1), "
+                             f"got {self.motion_shift}, {self.motion_brightness}, {self.motion_tint}")
         if not 0.0 <= self.scene_swap <= 1.0:
             raise ValueError(f"loss.scene_swap must be in [0, 1], got {self.scene_swap}")
         if not 0.0 <= self.bank_momentum < 1.0:

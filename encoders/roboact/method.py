@@ -141,21 +141,30 @@ class RoboActMethod:
             swap = torch.from_numpy((rng.random(len(full)) < lc.scene_swap)[part])
             shift = (self.scene_mu[other] - self.scene_mu[own]) * swap[:, None].float()
             x = torch.cat([x[..., : shift.shape[-1]] + shift[:, None, :], x[..., shift.shape[-1] :]], -1)
-        if self.model.pixels and (lc.motion_shift or lc.motion_brightness):
+        if self.model.pixels and (lc.motion_shift or lc.motion_brightness or lc.motion_tint):
             x = self.jitter_pixels(x, step, part, len(full))
         return rows, x
 
     def jitter_pixels(self, x: torch.Tensor, step: int, part: slice, n: int) -> torch.Tensor:
-        """Augment the small frames of `x (N, n, C + 3 s^2)` per clip (as the motion probe does): one
-        brightness gain and one circular shift for all frames of a clip, so its differences stay motion."""
-        lc, s, c = self.loss_cfg, self.model.cfg.motion_size, self.model.feature_dim
+        """Augment the small frames of `x (N, n, C + P)` per clip (as the motion probe does): one
+        brightness gain (times a gain per colour channel with `motion_tint`) and one circular shift
+        (scaled to each block's size) for all frames of a clip, so its differences stay motion."""
+        lc, m, c = self.loss_cfg, self.model, self.model.feature_dim
         rng = np.random.default_rng([self.cfg.seed, step, 3])
         gain = (1 + lc.motion_brightness * rng.uniform(-1, 1, n))[part]
         shift = rng.integers(-lc.motion_shift, lc.motion_shift + 1, (n, 2))[part]
-        pix = x[..., c:].reshape(*x.shape[:2], 3, s, s)
-        pix = torch.stack([torch.roll(p, (int(dy), int(dx)), (-2, -1)) for p, (dy, dx) in zip(pix, shift)])
-        pix = (pix * torch.from_numpy(gain).float()[:, None, None, None, None]).clamp(0, 255)
-        return torch.cat([x[..., :c], pix.flatten(2)], -1)
+        g = torch.from_numpy(gain).float()[:, None, None, None, None]
+        if lc.motion_tint:  # drawn after the others, so a run without it keeps its old draws
+            g = g * torch.from_numpy(1 + lc.motion_tint * rng.uniform(-1, 1, (n, 3))[part]).float()[:, None, :, None, None]
+        ref = m.cfg.motion_size if m.cfg.motion == "diff" else m.cfg.object_size
+        blocks = []
+        for name, sl in m.pixel_slices().items():
+            s = m.pixel_sizes[name]
+            pix = x[..., sl].reshape(*x.shape[:2], 3, s, s)
+            k = s / ref  # the shift is drawn in the motion frames' pixels
+            pix = torch.stack([torch.roll(p, (round(dy * k), round(dx * k)), (-2, -1)) for p, (dy, dx) in zip(pix, shift)])
+            blocks.append((pix * g).clamp(0, 255).flatten(2))
+        return torch.cat([x[..., :c], *blocks], -1)
 
     def loss(self, model, step: int, device, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.loss_cfg

@@ -28,6 +28,10 @@ Ablations (Sec. IV-C): `temporal: endpoints` (A1: MLP on [F_v1; F_vn] only), `di
 (A2: F_v is projected straight to the 3b space, no attention/branches/banks), `frames: 2` (A5),
 `temporal: raw` + `disentangle: false` (A6: a linear map of the frame-averaged raw features).
 A3/A4 are loss weights (encoders/roboact_losses.py).
+
+Options beyond the paper (issue 23, named in the config and the results): `motion: diff` (Eq. 6 in
+pixel space), `action_input: temporal` (the action from Tem_vn only), `object_input: pixels` (the
+object from a trainable stem over the small frames); see RoboActConfig.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import ActionEncoder, frame_indices, register_encoder
-from encoders.pixel_motion import MotionStem, shrink
+from encoders.pixel_motion import MotionStem, ObjectStem, shrink
 from encoders.roboact.banks import FACTORS, FeatureBanks
 
 TEMPORAL = ("diff", "endpoints", "raw")
@@ -74,6 +78,12 @@ class RoboActConfig:
     # (Eq. 22) from Tem_vn, the last Eq. 7 output, instead of F_v_attn, so the action cannot be read
     # off the frozen F_v1 / F_vn (the scene); "fused" is the paper's
     action_input: str = "fused"
+    # Not in the paper (issue 23): "pixels" feeds the object branch (Eq. 11) and the object classifier
+    # (Eq. 22) from a trainable stem over the small frames of motion "diff" (ObjectStem: first, middle,
+    # last frame and their difference) instead of F_v_attn; "fused" is the paper's
+    object_input: str = "fused"
+    object_size: int = 96  # the object stem's frames (px): at 48 px a CNN reads the object at 49 %, at 96 px 74 %
+    object_width: int = 24
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)
     subjects: list[str] = dataclasses.field(default_factory=lambda: ["robot", "human"])
@@ -94,6 +104,10 @@ class RoboActConfig:
                 self.temporal != "diff" or not self.disentangle)):
             raise ValueError(f"roboact_clip.action_input: {self.action_input!r} must be 'fused', or 'temporal' "
                              "with temporal 'diff' and disentangle true")
+        if self.object_input not in ("fused", "pixels") or (self.object_input == "pixels" and (
+                self.motion != "diff" or not self.disentangle)):
+            raise ValueError(f"roboact_clip.object_input: {self.object_input!r} must be 'fused', or 'pixels' "
+                             "with motion 'diff' and disentangle true")
         if self.output not in ("concat", "action"):
             raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
         if self.frames < 2:
@@ -142,10 +156,16 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         self.register_buffer("feat_mean", torch.zeros(c))
         self.register_buffer("feat_std", torch.ones(c))
         self.in_proj = nn.Linear(c, d)
-        # motion "diff": every frame's feature row also carries its small frame, flattened (with_pixels)
-        self.pixels = 3 * cfg.motion_size**2 if cfg.motion == "diff" else 0
-        if self.pixels:
+        # motion "diff" / object_input "pixels": every frame's feature row also carries its small
+        # frames, flattened, in this order (with_pixels, split_pixels)
+        self.pixel_sizes = {"motion": cfg.motion_size} if cfg.motion == "diff" else {}
+        if cfg.object_input == "pixels":
+            self.pixel_sizes["object"] = cfg.object_size
+        self.pixels = sum(3 * s * s for s in self.pixel_sizes.values())
+        if cfg.motion == "diff":
             self.motion = MotionStem(d, cfg.motion_width)
+        if cfg.object_input == "pixels":
+            self.object_stem = ObjectStem(d, cfg.object_width)
         if cfg.temporal == "diff":
             layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, activation="gelu",
                                                batch_first=True, norm_first=True)  # fmt: skip
@@ -178,18 +198,30 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
     # -- visual path --------------------------------------------------------------------------
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:
         """`video (B, T0, 3, H, W) uint8` -> frozen per-frame features F_vi `(B, n, C)` (Eq. 5);
-        `(B, n, C + 3 s^2)` with motion "diff" (`with_pixels`)."""
+        `(B, n, C + P)` with small frames (`with_pixels`)."""
         idx = torch.from_numpy(frame_indices(video.shape[1], self.cfg.frames))
         _, pooled = self.backbone().extract(video[:, idx], tokens=False)
         return self.with_pixels(pooled, video[:, idx])
 
     def with_pixels(self, pooled: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """`pooled (..., C)` + `frames (..., 3, H, W) uint8` -> `(..., C + 3 s^2)` with motion "diff"
-        (the frame's small copy, flattened), else `pooled` as it is."""
+        """`pooled (..., C)` + `frames (..., 3, H, W) uint8` -> `(..., C + P)`: the frame's small copies
+        at each size of `pixel_sizes` (motion, then object), flattened; P = sum of 3 s^2. Without
+        pixel options, `pooled` as it is."""
         if not self.pixels:
             return pooled
-        small = shrink(frames, self.cfg.motion_size)
-        return torch.cat([pooled.float(), small.flatten(-3).float()], -1)
+        return torch.cat([pooled.float(), *(shrink(frames, s).flatten(-3).float() for s in self.pixel_sizes.values())], -1)
+
+    def pixel_slices(self) -> dict[str, slice]:
+        """Where each block of small frames sits in a frame row `(C + P)`: {"motion" / "object": slice}."""
+        out, at = {}, self.feature_dim
+        for name, s in self.pixel_sizes.items():
+            out[name], at = slice(at, at + 3 * s * s), at + 3 * s * s
+        return out
+
+    def split_pixels(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Frame rows `(B, n, C + P)` -> {"motion" / "object": small frames `(B, n, 3, s, s)` in [0, 1]}."""
+        return {name: feats[..., sl].float().reshape(*feats.shape[:2], 3, self.pixel_sizes[name], -1) / 255.0
+                for name, sl in self.pixel_slices().items()}
 
     def trunk(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`feats (B, n, C)` raw frame features -> (F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants),
@@ -197,7 +229,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         if feats.shape[-1] != self.feature_dim + self.pixels:
             raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected "
                              f"{self.feature_dim + self.pixels}")
-        pix = feats[..., self.feature_dim :]
+        pix = self.split_pixels(feats).get("motion")
         feats = feats[..., : self.feature_dim]
         x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)  # (B, n, d)
         if self.cfg.temporal == "raw":
@@ -209,11 +241,10 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         return self.fuse(torch.cat([tem, last - first, first, last], dim=-1)), tem  # Eq. 8
 
     def temporal_tokens(self, x: torch.Tensor, pix: torch.Tensor | None = None) -> torch.Tensor:
-        """Projected frame features `x (B, n, d)` (+ flattened small frames `pix (B, n, 3 s^2)` with
+        """Projected frame features `x (B, n, d)` (+ the small frames `pix (B, n, 3, s, s)` in [0, 1] with
         motion "diff") -> the Eq. 7 transformer outputs over the Eq. 6 frame differences `(B, n-1, d)`."""
-        if self.pixels:  # Eq. 6 in pixel space: a trainable stem over the small frames' differences
-            s = self.cfg.motion_size
-            diff = self.motion(pix.reshape(*pix.shape[:2], 3, s, s) / 255.0)
+        if self.cfg.motion == "diff":  # Eq. 6 in pixel space: a trainable stem over the small frames' differences
+            diff = self.motion(pix)
         else:
             diff = x[:, 1:] - x[:, :-1]  # Eq. 6
         pos = self.pos if self.pos.shape[0] == diff.shape[1] else sinusoidal_positions(diff.shape[1], x.shape[-1]).to(x)
@@ -226,7 +257,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
 
         check_video(video, name="roboact_clip.tokens(video)")
         feats = self.frame_features(video)
-        pix = feats[..., self.feature_dim :]
+        pix = self.split_pixels(feats).get("motion")
         x = self.in_proj((feats[..., : self.feature_dim].float() - self.feat_mean) / self.feat_std)
         if self.cfg.temporal in ("raw", "endpoints"):
             return x.float()
@@ -246,8 +277,11 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         fv, tem = self.trunk(feats)
         at = self.attend(fv)
         out: dict[str, Any] = {"fv": fv, "attn": at}
-        # action_input "temporal": the action branch and classifier read Tem_vn only (see RoboActConfig)
+        # action_input "temporal": the action branch and classifier read Tem_vn only; object_input
+        # "pixels": the object branch and classifier read the object stem (see RoboActConfig)
         src = {f: tem if f == "action" and self.cfg.action_input == "temporal" else at for f in FACTORS}
+        if self.cfg.object_input == "pixels":
+            src["object"] = self.object_stem(self.split_pixels(feats)["object"])
         if self.cfg.disentangle:
             for f in FACTORS:
                 out[f] = self.v_branch[f](src[f])
@@ -352,7 +386,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
 
     def dataset_features(self, root, split=None, views=None, cache_root=None):
         """(index, `(M, n, C)` float32 frame features at this model's n uniformly sampled frames;
-        `(M, n, C + 3 s^2)` with motion "diff": each row's small frame appended, as `with_pixels`)."""
+        `(M, n, C + P)` with small frames: each row's small frames appended, as `with_pixels`)."""
         from encoders.features import backbone_features
 
         res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root)
@@ -362,6 +396,9 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         if self.pixels:
             from encoders.features import small_frames
 
-            px = small_frames(root, split, views, self.cfg.motion_size, cache_root).arrays["frames"][:, idx]
-            feats = np.concatenate([feats, px.reshape(*px.shape[:2], -1).astype(np.float32)], -1)
+            parts = [feats]
+            for s in self.pixel_sizes.values():
+                px = small_frames(root, split, views, s, cache_root).arrays["frames"][:, idx]
+                parts.append(px.reshape(*px.shape[:2], -1).astype(np.float32))
+            feats = np.concatenate(parts, -1)
         return res.index, feats

@@ -34,6 +34,8 @@ VARIANTS = [  # (name, config, what it is)
     ("motion_diff", f"{ABL}/motion_diff.yaml", "motion stem (pixel differences into Eq. 7)"),
     ("motion_temporal_action", f"{ABL}/motion_temporal_action.yaml",
      "motion stem + action read from Tem_vn only"),
+    ("object_pixels", f"{ABL}/object_pixels.yaml",
+     "motion stem + action from Tem_vn + object from a pixel stem"),
 ]
 FACTORS = ("subject", "action", "object")
 

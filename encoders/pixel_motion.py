@@ -76,5 +76,10 @@ class ObjectStem(nn.Module):
         self.proj = nn.Sequential(nn.Linear(8 * width, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        f0, fm, f1 = frames[:, 0], frames[:, frames.shape[1] // 2], frames[:, -1]
-        return self.proj(mean_max_pool(self.stem(torch.cat([f0, fm, f1, f1 - f0], 1))))
+        return self.proj(mean_max_pool(self.stem(ends_input(frames))))
+
+
+def ends_input(frames: torch.Tensor) -> torch.Tensor:
+    """`frames (B, n, 3, s, s)` -> `(B, 12, s, s)`: [f_0, f_(n//2), f_(n-1), f_(n-1) - f_0]."""
+    f0, fm, f1 = frames[:, 0], frames[:, frames.shape[1] // 2], frames[:, -1]
+    return torch.cat([f0, fm, f1, f1 - f0], 1)

@@ -23,6 +23,10 @@ def test_motion_inputs_cancel_a_static_background_and_keep_what_moved():
     last = masked[1, -3:]  # f_{T-1} where anything moved: the square, nothing of the background
     assert torch.allclose(last[:, 4:8, 4:8], torch.ones(3, 4, 4)) and last[:, 8:, 8:].abs().max() == 0
     assert masked[0].abs().max() == 0
+    ends = motion_input(clip, "ends")  # first, middle, last frame and last - first (the object stem's input)
+    assert ends.shape == (2, 12, 16, 16)
+    assert torch.equal(ends[1, :3], clip[1, 0]) and torch.equal(ends[1, 3:6], clip[1, 2])
+    assert torch.equal(ends[1, 9:], clip[1, 3] - clip[1, 0]) and ends[0, 9:].abs().max() == 0
 
 
 def test_motion_probe_runs_and_writes_results(small_world, tmp_path):

@@ -14,6 +14,7 @@ in [0, 1]):
     diff    f_t - f_0 and f_t - f_{t-1}, t >= 1: motion only, a static background cancels  (6(T-1), H, W)
     masked  f_t - f_0, t >= 1, and f_0, f_{T-1} where anything moved (|f_t - f_0| > mask_threshold):
             motion plus the appearance of what moved, without the background            (3(T-1) + 6, H, W)
+    ends    f_0, f_{T//2}, f_{T-1} and f_{T-1} - f_0: RoboAct-CLIP's `object_input: pixels` stem input (12, H, W)
 
 The CNN (4 strided convs, mean + max pooled) has one linear head per label (cross-entropy, summed).
 It is trained on the `fit` rows with brightness jitter and random shifts, and scored on the rows of
@@ -33,11 +34,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from encoders.pixel_motion import conv_stem, mean_max_pool
+from encoders.pixel_motion import conv_stem, ends_input, mean_max_pool
 from encoders.probes.data import frame_indices
 from encoders.probes.factors import probe_rows, write_probe_outputs
 
-MODES = ("rgb", "diff", "masked")
+MODES = ("rgb", "diff", "masked", "ends")
 ROLES = ("fit", "train_scene_test", "heldout_scene")
 
 
@@ -83,6 +84,8 @@ def motion_input(frames: torch.Tensor, mode: str, mask_threshold: float = 0.08) 
         d = frames[:, 1:] - frames[:, :1]
         moved = (d.abs().amax(dim=(1, 2), keepdim=True) > mask_threshold).to(frames.dtype)  # (B, 1, 1, H, W)
         x = torch.cat([d, frames[:, :1] * moved, frames[:, -1:] * moved], 1)
+    elif mode == "ends":
+        return ends_input(frames)
     else:
         raise ValueError(f"mode: {mode!r} not in {list(MODES)}")
     return x.reshape(b, -1, h, w)

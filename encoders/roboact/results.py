@@ -36,6 +36,8 @@ VARIANTS = [  # (name, config, what it is)
      "motion stem + action read from Tem_vn only"),
     ("object_pixels", f"{ABL}/object_pixels.yaml",
      "motion stem + action from Tem_vn + object from a pixel stem"),
+    ("object_pixels_a3", f"{ABL}/object_pixels_a3.yaml",
+     "the same, object loss x3 (alpha_o), no colour tint"),
 ]
 FACTORS = ("subject", "action", "object")
 

@@ -82,7 +82,7 @@ class RoboActConfig:
     # (Eq. 22) from a trainable stem over the small frames of motion "diff" (ObjectStem: first, middle,
     # last frame and their difference) instead of F_v_attn; "fused" is the paper's
     object_input: str = "fused"
-    object_size: int = 96  # the object stem's frames (px): at 48 px a CNN reads the object at 49 %, at 96 px 74 %
+    object_size: int = 96  # the object stem's frames (px): the atomic world's own size; at 48 px an object is 3-5 px
     object_width: int = 24
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)

@@ -79,8 +79,8 @@ class RoboActConfig:
     # off the frozen F_v1 / F_vn (the scene); "fused" is the paper's
     action_input: str = "fused"
     # Not in the paper (issue 23): "pixels" feeds the object branch (Eq. 11) and the object classifier
-    # (Eq. 22) from a trainable stem over the small frames of motion "diff" (ObjectStem: first, middle,
-    # last frame and their difference) instead of F_v_attn; "fused" is the paper's
+    # (Eq. 22) from a trainable stem over its own object_size px frames (ObjectStem: first, middle, last
+    # frame and last - first; needs motion "diff") instead of F_v_attn; "fused" is the paper's
     object_input: str = "fused"
     object_size: int = 96  # the object stem's frames (px): the atomic world's own size; at 48 px an object is 3-5 px
     object_width: int = 24

@@ -157,7 +157,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         self.register_buffer("feat_std", torch.ones(c))
         self.in_proj = nn.Linear(c, d)
         # motion "diff" / object_input "pixels": every frame's feature row also carries its small
-        # frames, flattened, in this order (with_pixels, split_pixels)
+        # frames, flattened, in this order (with_pixels, pixel_slices)
         self.pixel_sizes = {"motion": cfg.motion_size} if cfg.motion == "diff" else {}
         if cfg.object_input == "pixels":
             self.pixel_sizes["object"] = cfg.object_size
@@ -218,10 +218,13 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
             out[name], at = slice(at, at + 3 * s * s), at + 3 * s * s
         return out
 
-    def split_pixels(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Frame rows `(B, n, C + P)` -> {"motion" / "object": small frames `(B, n, 3, s, s)` in [0, 1]}."""
-        return {name: feats[..., sl].float().reshape(*feats.shape[:2], 3, self.pixel_sizes[name], -1) / 255.0
-                for name, sl in self.pixel_slices().items()}
+    def pixel_block(self, feats: torch.Tensor, name: str) -> torch.Tensor | None:
+        """Frame rows `(B, n, C + P)` -> block `name`'s ("motion" / "object") small frames `(B, n, 3, s, s)`
+        in [0, 1]; None when the model has no such block."""
+        sl = self.pixel_slices().get(name)
+        if sl is None:
+            return None
+        return feats[..., sl].float().reshape(*feats.shape[:2], 3, self.pixel_sizes[name], -1) / 255.0
 
     def trunk(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`feats (B, n, C)` raw frame features -> (F_v `(B, d)` (Eq. 6-8, or the A1/A6 variants),
@@ -229,7 +232,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         if feats.shape[-1] != self.feature_dim + self.pixels:
             raise ValueError(f"roboact_clip: frame features have width {feats.shape[-1]}, expected "
                              f"{self.feature_dim + self.pixels}")
-        pix = self.split_pixels(feats).get("motion")
+        pix = self.pixel_block(feats, "motion")
         feats = feats[..., : self.feature_dim]
         x = self.in_proj((feats.float() - self.feat_mean) / self.feat_std)  # (B, n, d)
         if self.cfg.temporal == "raw":
@@ -257,7 +260,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
 
         check_video(video, name="roboact_clip.tokens(video)")
         feats = self.frame_features(video)
-        pix = self.split_pixels(feats).get("motion")
+        pix = self.pixel_block(feats, "motion")
         x = self.in_proj((feats[..., : self.feature_dim].float() - self.feat_mean) / self.feat_std)
         if self.cfg.temporal in ("raw", "endpoints"):
             return x.float()
@@ -281,7 +284,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         # "pixels": the object branch and classifier read the object stem (see RoboActConfig)
         src = {f: tem if f == "action" and self.cfg.action_input == "temporal" else at for f in FACTORS}
         if self.cfg.object_input == "pixels":
-            src["object"] = self.object_stem(self.split_pixels(feats)["object"])
+            src["object"] = self.object_stem(self.pixel_block(feats, "object"))
         if self.cfg.disentangle:
             for f in FACTORS:
                 out[f] = self.v_branch[f](src[f])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -229,3 +230,63 @@ def test_cli_and_preview_sheet(tmp_path):
     r = subprocess.run([sys.executable, str(root / "scripts/make_atomic_videos.py"), "--out", str(out), "world.size=9"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode != 0 and "world.size" in r.stderr
+
+
+def _distractor_boxes(scene) -> list[tuple[float, float, float, float]]:
+    """(x, y, hx, hy) of each distractor body, measured on the compiled model (geoms in the table plane)."""
+    import mujoco
+
+    from envs.atomic_world import mjcf
+
+    model = mujoco.MjModel.from_xml_string(mjcf.build_mjcf(scene, "robot", OBJECTS[0], (0, 0, 0.03), ("ego",), 32))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    out = []
+    for i in range(len(scene.distractors)):
+        body = model.body(f"distractor{i}").id
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+        for g in np.flatnonzero(model.geom_bodyid == body):
+            c, rot, size = data.geom_xpos[g, :2], data.geom_xmat[g].reshape(3, 3)[:2, :2], model.geom_size[g]
+            if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX:
+                half = np.abs(rot) @ size[:2]
+            else:  # sphere, upright cylinder or capsule: its radius
+                half = np.full(2, size[0])
+            lo, hi = np.minimum(lo, c - half), np.maximum(hi, c + half)
+        out.append((*(lo + hi) / 2, *(hi - lo) / 2))
+    return out
+
+
+def test_distractor_footprints_match_their_geoms():
+    from envs.atomic_world.scenes import DISTRACTOR_SHAPES, Distractor, distractor_footprint, sample_scene
+
+    base = sample_scene(0, 0, 2)
+    ds = tuple(Distractor(shape, (-0.4 + 0.2 * i, 0.5), (0.5, 0.5, 0.5, 1.0), 1.3) for i, shape in enumerate(DISTRACTOR_SHAPES))
+    scene = dataclasses.replace(base, distractors=ds)
+    for d, (x, y, hx, hy) in zip(ds, _distractor_boxes(scene)):
+        assert np.allclose((x, y), d.pos, atol=1e-6), d.shape
+        assert np.allclose((hx, hy), distractor_footprint(d), atol=1e-6), d.shape
+
+
+def test_distractors_stay_clear_of_the_cabinet_and_the_stove():
+    from envs.atomic_world.scenes import FIXTURE_HALF, cabinet_xy, sample_scene, stove_xy
+
+    for seed in range(30):
+        for i in range(12):
+            scene = sample_scene(seed, i, 2)
+            for x, y, hx, hy in _distractor_boxes(scene) if seed < 3 else []:  # the geoms, on a few worlds
+                for (fx, fy), (fhx, fhy) in ((cabinet_xy(scene), FIXTURE_HALF["cabinet"]), (stove_xy(scene), FIXTURE_HALF["stove"])):
+                    assert abs(x - fx) >= fhx + hx or abs(y - fy) >= fhy + hy, (seed, i)
+            for d in scene.distractors:
+                assert d.pos[1] <= 0.56, (seed, i, d)  # still on the table (its back edge)
+    # the rule at work: world seed 4 drew scene_02's book at y = 0.451, 4 cm into the cabinet
+    book = sample_scene(4, 2, 2).distractors[0]
+    assert book.shape == "book" and book.pos[1] > 0.49
+
+
+def test_world_seed_4_opens_the_drawer_in_scene_2():
+    """World seed 4 drew a book 4 cm into scene_02's cabinet: the drawer was pinned, take 44's "open"
+    failed its truth check 12 times and generation stopped."""
+    w = load_config(MakeVideosConfig, "configs/world/default.yaml").world
+    plan, failures, clips = generate_take(w, 4, 44, _scenes(w, 4))
+    assert plan.scene == "scene_02" and plan.actions[0] == "open"
+    assert [a for a, _, _ in clips] == list(plan.actions)

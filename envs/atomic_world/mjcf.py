@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.atomic_world.scenes import Distractor, SceneSpec
+from envs.atomic_world.scenes import BOOK_YAW, Distractor, SceneSpec, cabinet_xy, stove_xy
 from envs.atomic_world.vocab import ObjectSpec
 
-# Geometry constants shared with the skills (metres).
-CABINET_X = 0.40
+# Geometry constants shared with the skills (metres); the layout (CABINET_X, cabinet_xy, stove_xy) is scenes.py's.
 STOVE_KNOB_OFFSET = (0.0, -0.04)  # knob position relative to the stove centre
 DRAWER_MAX = 0.15
 DRAWER_TRAY_TOP = 0.012
@@ -55,14 +54,6 @@ def _v(x) -> str:
     return " ".join(f"{float(v):.4f}" for v in x)
 
 
-def cabinet_xy(scene: SceneSpec) -> tuple[float, float]:
-    return scene.cabinet_side * CABINET_X, scene.cabinet_y
-
-
-def stove_xy(scene: SceneSpec) -> tuple[float, float]:
-    return -scene.cabinet_side * CABINET_X, scene.cabinet_y
-
-
 def _distractor(d: Distractor, i: int) -> str:
     s, (x, y), c = d.scale, d.pos, _v(d.rgba)
     if d.shape == "plant":
@@ -73,7 +64,7 @@ def _distractor(d: Distractor, i: int) -> str:
         )
     if d.shape == "book":
         return (
-            f'<body name="distractor{i}" pos="{x} {y} 0" euler="0 0 {0.4*s}"><geom type="box" '
+            f'<body name="distractor{i}" pos="{x} {y} 0" euler="0 0 {BOOK_YAW*s}"><geom type="box" '
             f'size="{0.07*s} {0.05*s} {0.012*s}" pos="0 0 {0.012*s}" rgba="{c}"/></body>'
         )
     if d.shape == "lamp":

@@ -235,7 +235,8 @@ def _json_attr(attrs: Any, key: str) -> dict:
 
 def record_episode(env, policy, trial: int, seed: int, max_steps: int):
     """Run the expert `policy` once in `env` (LIBERO or Kitchen) from init state `trial` through the
-    rollout loop; returns (Demo, success). Both cameras are rendered at every step for the file
+    rollout loop; returns (Demo, success, stopped), `stopped` = why the loop ended ("success", "done":
+    the expert gave up, "max_steps"). Both cameras are rendered at every step for the file
     (`(T, H, W, 3)` images) whatever the policy reads; the per-step skill label is `policy.label()`."""
     from envs.rollout import EnvStepper, run_loop
 
@@ -267,7 +268,7 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
     demo = Demo(actions=np.stack(actions), obs=o, states=np.stack(states), rewards=rewards, dones=dones,
                 instruction=env.instruction, skills=labels, init_state=init_state,
                 attrs={"attempt_seed": seed, "init_trial": trial})
-    return demo, success
+    return demo, success, res.stopped
 
 
 def progress_file(demo_path: Path) -> Path:
@@ -276,7 +277,8 @@ def progress_file(demo_path: Path) -> Path:
 
 
 def read_progress(progress_path: Path) -> dict:
-    """A demo file's progress record ({"attempts", "failures", "wall_s"}), or {} before its first flush."""
+    """A demo file's progress record ({"attempts", "failures", "wall_s", "failed": one {"attempt", "trial",
+    "steps", "stopped", "last_skill"} per failed attempt}), or {} before its first flush."""
     return json.loads(progress_path.read_text()) if progress_path.is_file() else {}
 
 
@@ -301,23 +303,26 @@ def collect_demos(env, policy, writer: DemoWriter, *, episodes: int, max_attempt
     prog = read_progress(progress_path)
     attempt, earlier = int(prog.get("attempts", 0)), int(prog.get("failures", 0))
     fails, wall0, t0 = 0, float(prog.get("wall_s", 0.0)), time.time()
+    failed = list(prog.get("failed", []))  # why each attempt failed: a slow task's time goes there
 
     def save() -> float:
         wall = round(wall0 + time.time() - t0, 1)
         atomic_write_json(progress_path, {**(record or {}), "attempts": attempt, "failures": earlier + fails,
-                                          "wall_s": wall})
+                                          "wall_s": wall, "failed": failed})
         return wall  # what is returned is what is on disk (status=true reads the file)
 
     bar = tqdm(total=episodes, initial=min(have, episodes), desc=desc)
     while have + len(writer.pending) < episodes and attempt < max_attempts:
         trial = trial_of(attempt) if trial_of else attempt
-        demo, ok = record_episode(env, policy, trial, seed_base + attempt, max_steps)
+        demo, ok, stopped = record_episode(env, policy, trial, seed_base + attempt, max_steps)
         attempt += 1
         if ok:
             writer.add(demo)
             bar.update(1)
         else:
             fails += 1
+            failed.append({"attempt": attempt - 1, "trial": int(trial), "steps": len(demo.actions),
+                           "stopped": stopped, "last_skill": demo.skills[-1] if demo.skills else ""})
         bar.set_postfix(kept=have + len(writer.pending), failed=fails)
         if len(writer.pending) >= flush_every:
             have = writer.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,18 @@ def test_the_evaluator_films_the_second_camera_the_head_was_trained_on(tmp_path)
     blind.validate()
     assert blind.second_view == "left_cap"
 
+
+
+def test_demo_progress_records_why_each_attempt_failed(tmp_path):
+    """A slow demo task spends its time in failed attempts: the progress file says how each ended."""
+    from envs.demo_tasks import KitchenDemoConfig, make_kitchen_demos
+    from envs.demos import progress_file, read_progress
+
+    s = make_kitchen_demos(KitchenDemoConfig(task="slide", episodes=1, out=str(tmp_path), resolution=16, noise=0.0,
+                                             max_steps=3, max_attempts=2))
+    row = s["tasks"][0]
+    assert row["demos"] == 0
+    prog = read_progress(progress_file(Path(row["file"])))
+    assert prog["attempts"] == 2 and prog["failures"] == 2
+    assert [(f["attempt"], f["steps"], f["stopped"]) for f in prog["failed"]] == [(0, 3, "max_steps"), (1, 3, "max_steps")]
+    assert all(f["last_skill"] for f in prog["failed"])

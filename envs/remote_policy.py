@@ -31,6 +31,15 @@ class ServerSpec:
     connect_timeout_s: float = 600.0  # ... and for a connection (a restarting server loads its model first)
 
 
+def _stopped_reason(stopped: str) -> str:
+    """The driver's one-line reason in `stopped`; the folder may vanish meanwhile (the server closed)."""
+    try:
+        with open(stopped) as f:
+            return f.read()
+    except OSError:
+        return "policy server was closed"
+
+
 class RemotePolicy(Policy):
     """A Policy whose model lives in the server process. `act`, `done`, `label` and `episode_info`
     wait for the answer (at most `spec.timeout_s`); a dead or silent server raises
@@ -52,8 +61,7 @@ class RemotePolicy(Policy):
                 folder = os.path.dirname(self.spec.address)
                 stopped = os.path.join(folder, "stopped")
                 if not os.path.isdir(folder) or os.path.exists(stopped):  # closed, or stopped for good
-                    why = open(stopped).read() if os.path.exists(stopped) else "policy server was closed"
-                    raise PolicyServerError(why) from None
+                    raise PolicyServerError(_stopped_reason(stopped)) from None
                 if time.monotonic() > deadline:
                     raise PolicyServerError(f"no policy server answers at {self.spec.address} within "
                                             f"{self.spec.connect_timeout_s:g}s ({type(e).__name__})") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.atomic_world.scenes import BOOK_YAW, Distractor, SceneSpec, cabinet_xy, stove_xy
+from envs.atomic_world.scenes import BOOK_YAW, DISTRACTOR_HALF, Distractor, SceneSpec, cabinet_xy, stove_xy
 from envs.atomic_world.vocab import ObjectSpec
 
 # Geometry constants shared with the skills (metres); the layout (CABINET_X, cabinet_xy, stove_xy) is scenes.py's.
@@ -55,31 +55,34 @@ def _v(x) -> str:
 
 
 def _distractor(d: Distractor, i: int) -> str:
+    """One distractor body; its footprint half-sizes come from scenes.DISTRACTOR_HALF (the table that
+    clear_of_fixtures keeps away from the cabinet and the stove)."""
     s, (x, y), c = d.scale, d.pos, _v(d.rgba)
-    if d.shape == "plant":
+    a, b = DISTRACTOR_HALF[d.shape]
+    if d.shape == "plant":  # the pot is narrower than the foliage sphere, whose radius is the footprint
         return (
             f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="cylinder" size="{0.035*s} {0.03*s}" '
-            f'pos="0 0 {0.03*s}" rgba=".55 .3 .2 1"/><geom type="sphere" size="{0.055*s}" pos="0 0 {0.1*s}" '
+            f'pos="0 0 {0.03*s}" rgba=".55 .3 .2 1"/><geom type="sphere" size="{a*s}" pos="0 0 {0.1*s}" '
             f'rgba="{c}"/></body>'
         )
     if d.shape == "book":
         return (
             f'<body name="distractor{i}" pos="{x} {y} 0" euler="0 0 {BOOK_YAW*s}"><geom type="box" '
-            f'size="{0.07*s} {0.05*s} {0.012*s}" pos="0 0 {0.012*s}" rgba="{c}"/></body>'
+            f'size="{a*s} {b*s} {0.012*s}" pos="0 0 {0.012*s}" rgba="{c}"/></body>'
         )
-    if d.shape == "lamp":
+    if d.shape == "lamp":  # the base is the widest part
         return (
-            f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="cylinder" size="{0.04*s} .006" pos="0 0 .006" '
+            f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="cylinder" size="{a*s} .006" pos="0 0 .006" '
             f'rgba=".2 .2 .2 1"/><geom type="capsule" fromto="0 0 0 0 0 {0.16*s}" size=".006" rgba=".3 .3 .3 1"/>'
             f'<geom type="sphere" size="{0.035*s}" pos="0 0 {0.17*s}" rgba="{c}"/></body>'
         )
     if d.shape == "vase":
         return (
-            f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="capsule" size="{0.03*s} {0.05*s}" '
+            f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="capsule" size="{a*s} {0.05*s}" '
             f'pos="0 0 {0.08*s}" rgba="{c}"/></body>'
         )
     return (
-        f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="box" size="{0.05*s} {0.04*s} {0.04*s}" '
+        f'<body name="distractor{i}" pos="{x} {y} 0"><geom type="box" size="{a*s} {b*s} {0.04*s}" '
         f'pos="0 0 {0.04*s}" rgba="{c}"/></body>'
     )
 

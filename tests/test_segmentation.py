@@ -98,3 +98,23 @@ def test_ingest_labels_unmarked_episodes_and_scores_marked_ones(tmp_path):
         skills = r[1].skills
     names, bounds = label_runs(skills)
     assert names == ["open", "grasp"] and abs(bounds[0] - 22) <= 1, bounds
+
+
+def test_world_scores_and_the_no_jump_ablation():
+    """world_scores: uniform and every picked config on the same sequences, each with its paired
+    difference; no_jump_choice picks the best grid row whose jump_weight is 0."""
+    from encoders.instraction.segment_eval import Seq, no_jump_choice, world_scores
+
+    rng = np.random.default_rng(0)
+    seqs = []
+    for lengths in ([4, 12, 8], [10, 3, 9], [6, 6, 12], [13, 4, 5]):  # unequal steps: uniform misses them
+        x = np.concatenate([np.full((n, 3), float(k)) for k, n in enumerate(lengths)]) + 0.05 * rng.normal(size=(sum(lengths), 3))
+        seqs.append(Seq(x, list(np.cumsum(lengths)[:-1]), ["a", "b", "c"], "toy"))
+    grid = [{"config": {**SegmenterConfig(duration_weight=w, jump_weight=j).__dict__}, "mae_frac": f}
+            for w, j, f in ((0.0, 0.3, 0.01), (0.3, 0.0, 0.05), (0.0, 0.0, 0.02))]
+    nj = no_jump_choice(grid)
+    assert nj.jump_weight == 0.0 and nj.duration_weight == 0.0
+    res = world_scores(seqs, {"changepoint": nj}, 0.05, 0)
+    assert res["changepoint"]["mae"] == 0.0 < res["uniform"]["mae"]
+    d = res["changepoint_minus_uniform"]
+    assert d["mean_diff"] == -res["uniform"]["mae"] and d["better"] == 1.0 and d["ci95"][1] < 0

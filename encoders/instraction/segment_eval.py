@@ -60,7 +60,7 @@ class Seq:
 @dataclasses.dataclass
 class EvalConfig:
     world: str = "runs/demo/atomic_world"
-    libero: str = "runs/demos/libero"
+    libero: str = "runs/demos/libero"  # empty: skip the LIBERO and Kitchen sets
     kitchen: str = "runs/demos/kitchen_wrist"  # a second robot domain (empty: skip)
     kitchen_tune_demos: int = 13
     out: str = ""  # write the results JSON here (empty: only return them)
@@ -72,6 +72,9 @@ class EvalConfig:
     dtw_libero_demos: int = 5  # held-out demos per task the (slow) dtw path is run on
     seed: int = 0
     cache_dir: str = ""
+    # worlds never used in tuning (other generator seeds): every keystep take of both splits is
+    # scored with the config picked on `world`'s train split, for a tighter held-out interval
+    extra_worlds: list[str] = dataclasses.field(default_factory=list)
 
 
 def instruction_steps(skills: list[str]) -> list[str]:
@@ -119,12 +122,12 @@ def demo_sets(root: str, tune_tasks: list[int], tune_demos: int, frames_for: int
     return tune, held
 
 
-def world_sets(cfg: EvalConfig, backbone=None) -> dict:
-    """Train / val keystep takes of the world: features, cropped videos, items."""
+def world_sets(cfg: EvalConfig, backbone=None, root: str = "") -> dict:
+    """Train / val keystep takes of the world `root` (default `cfg.world`): features, cropped videos, items."""
     from encoders.instraction.takes import take_video
     from encoders.instraction.train import InstrActionRunConfig, load_split
 
-    rc = InstrActionRunConfig(data=cfg.world, cache_dir=cfg.cache_dir)
+    rc = InstrActionRunConfig(data=root or cfg.world, cache_dir=cfg.cache_dir)
     out = {}
     for split in ("train", "val"):
         feats, items = load_split(rc, split, backbone)
@@ -133,7 +136,7 @@ def world_sets(cfg: EvalConfig, backbone=None) -> dict:
             if len(it.steps) < 2:
                 continue
             video, truth = take_video(feats, it, crop=True, seed=cfg.seed + 7919 * q)
-            seqs.append(Seq(video, truth, [f"{a} {o}" for a, o in it.steps], f"world/{split}"))
+            seqs.append(Seq(video, truth, [f"{a} {o}" for a, o in it.steps], f"{Path(rc.data).name}/{split}"))
         out[split] = {"seqs": seqs, "feats": feats, "items": items}
     return out
 
@@ -232,38 +235,72 @@ def dtw_libero(seqs: list[Seq], model, text_encoder, backbone, fps: int) -> list
     return out
 
 
+def no_jump_choice(grid: list[dict]) -> SegmenterConfig:
+    """The best tuning-grid config without the jump reward (`jump_weight=0`): the ablation of that term."""
+    return SegmenterConfig(**min((r for r in grid if r["config"]["jump_weight"] == 0.0),
+                                 key=lambda r: r["mae_frac"])["config"])
+
+
+def world_scores(seqs: list[Seq], picked: dict[str, SegmenterConfig], tol_frac: float, seed: int) -> dict:
+    """Uniform and each picked changepoint config on `seqs`, each with its paired difference to uniform."""
+    uni = [uniform_split(s.n, len(s.steps)) for s in seqs]
+    out: dict = {"uniform": score(uni, seqs, tol_frac), "mean_frames": float(np.mean([s.n for s in seqs]))}
+    for name, c in picked.items():
+        cp = cp_predict(seqs, c, False)
+        out[name] = score(cp, seqs, tol_frac)
+        out[f"{name}_minus_uniform"] = paired(cp, uni, seqs, seed)
+    return out
+
+
+def extra_world_scores(cfg: EvalConfig, backbone, picked: dict[str, SegmenterConfig], log=print) -> dict:
+    """`world_scores` on every keystep take of each world in `cfg.extra_worlds` (both splits: none
+    was used for tuning; the configs were picked on the main world's train split), and pooled."""
+    out: dict = {}
+    pooled: list[Seq] = []
+    for root in cfg.extra_worlds:
+        w = world_sets(cfg, backbone, root)
+        seqs = w["train"]["seqs"] + w["val"]["seqs"]
+        out[root] = world_scores(seqs, picked, cfg.tol_frac, cfg.seed)
+        log(f"{root}: {len(seqs)} keystep takes; uniform {out[root]['uniform']['mae']:.2f}, "
+            + ", ".join(f"{n} {out[root][n]['mae']:.2f}" for n in picked))
+        pooled += seqs
+    out["pooled"] = world_scores(pooled, picked, cfg.tol_frac, cfg.seed)
+    return out
+
+
 def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
     """Every table row of docs/results/segmentation.md: {set: {method: metrics}} + tuning + seconds."""
     t0 = time.perf_counter()
     res: dict = {"config": dataclasses.asdict(cfg)}
-    # LIBERO
-    lt, lh = demo_sets(cfg.libero, cfg.tune_tasks, cfg.tune_demos, cfg.dtw_libero_demos if cfg.dtw else 0)
-    best, grid = tune(lt, True, cfg.tol_frac)
-    log(f"libero: {len(lt)} tuning / {len(lh)} held-out demos; picked {best}")
-    uni, cp = [uniform_split(s.n, len(s.steps)) for s in lh], cp_predict(lh, best, True)
-    lib = {"uniform": score(uni, lh, cfg.tol_frac), "changepoint": score(cp, lh, cfg.tol_frac),
-           "changepoint_minus_uniform": paired(cp, uni, lh, cfg.seed)}
-    per_task = {}
-    for g in sorted({s.group for s in lh}):
-        sub = [s for s in lh if s.group == g]
-        per_task[g] = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in sub], sub,
-                                        cfg.tol_frac), "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
-    res["libero"] = {"held_out": lib, "per_task": per_task, "tuned": dataclasses.asdict(best), "grid": grid}
-    # the same demos at instruction-step granularity (tuning: task 6 demos 0..tune_demos-1, the only task
-    # with 2+ instruction steps), and Kitchen (tuning: its demos 0..kitchen_tune_demos-1 of every task);
-    # each held-out set scored with the LIBERO choice ("changepoint_libero") and its own ("changepoint")
-    extra = {"libero_instruction_steps": demo_sets(cfg.libero, [6], cfg.tune_demos, coarse=True)}
-    if cfg.kitchen:
-        extra["kitchen"] = demo_sets(cfg.kitchen, list(range(1000)), cfg.kitchen_tune_demos)
-    for name, (et, eh) in extra.items():
-        own, _ = tune(et, True, cfg.tol_frac)
-        uni, cp = [uniform_split(s.n, len(s.steps)) for s in eh], cp_predict(eh, own, True)
-        res[name] = {"held_out": {"uniform": score(uni, eh, cfg.tol_frac),
-                                  "changepoint_libero": score(cp_predict(eh, best, True), eh, cfg.tol_frac),
-                                  "changepoint": score(cp, eh, cfg.tol_frac),
-                                  "changepoint_minus_uniform": paired(cp, uni, eh, cfg.seed)},
-                     "tuned": dataclasses.asdict(own), "n_tuning": len(et)}
-        log(f"{name}: {len(et)} tuning / {len(eh)} held-out demos; picked {own}")
+    lh: list[Seq] = []
+    if cfg.libero:  # LIBERO (empty: skip it and the sets below, e.g. for the world rows alone)
+        lt, lh = demo_sets(cfg.libero, cfg.tune_tasks, cfg.tune_demos, cfg.dtw_libero_demos if cfg.dtw else 0)
+        best, grid = tune(lt, True, cfg.tol_frac)
+        log(f"libero: {len(lt)} tuning / {len(lh)} held-out demos; picked {best}")
+        uni, cp = [uniform_split(s.n, len(s.steps)) for s in lh], cp_predict(lh, best, True)
+        lib = {"uniform": score(uni, lh, cfg.tol_frac), "changepoint": score(cp, lh, cfg.tol_frac),
+               "changepoint_minus_uniform": paired(cp, uni, lh, cfg.seed)}
+        per_task = {}
+        for g in sorted({s.group for s in lh}):
+            sub = [s for s in lh if s.group == g]
+            per_task[g] = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in sub], sub,
+                                            cfg.tol_frac), "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
+        res["libero"] = {"held_out": lib, "per_task": per_task, "tuned": dataclasses.asdict(best), "grid": grid}
+        # the same demos at instruction-step granularity (tuning: task 6 demos 0..tune_demos-1, the only task
+        # with 2+ instruction steps), and Kitchen (tuning: its demos 0..kitchen_tune_demos-1 of every task);
+        # each held-out set scored with the LIBERO choice ("changepoint_libero") and its own ("changepoint")
+        extra = {"libero_instruction_steps": demo_sets(cfg.libero, [6], cfg.tune_demos, coarse=True)}
+        if cfg.kitchen:
+            extra["kitchen"] = demo_sets(cfg.kitchen, list(range(1000)), cfg.kitchen_tune_demos)
+        for name, (et, eh) in extra.items():
+            own, _ = tune(et, True, cfg.tol_frac)
+            uni, cp = [uniform_split(s.n, len(s.steps)) for s in eh], cp_predict(eh, own, True)
+            res[name] = {"held_out": {"uniform": score(uni, eh, cfg.tol_frac),
+                                      "changepoint_libero": score(cp_predict(eh, best, True), eh, cfg.tol_frac),
+                                      "changepoint": score(cp, eh, cfg.tol_frac),
+                                      "changepoint_minus_uniform": paired(cp, uni, eh, cfg.seed)},
+                         "tuned": dataclasses.asdict(own), "n_tuning": len(et)}
+            log(f"{name}: {len(et)} tuning / {len(eh)} held-out demos; picked {own}")
     # atomic world
     from encoders import build_backbone, build_text_encoder
 
@@ -280,6 +317,7 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
         model, _, pred = dtw_world(cfg, world, bb, te, log)
         wres["dtw"] = score(pred["dtw"], wh, cfg.tol_frac)
         wres["dtw_centered"] = score(pred["dtw_centered"], wh, cfg.tol_frac)
+    if cfg.dtw and cfg.libero:
         sub = [s for s in lh if s.frames is not None]
         res["libero"]["dtw_subset"] = {
             "dtw_centered": score(dtw_libero(sub, model, te, bb, 12), sub, cfg.tol_frac),
@@ -287,6 +325,11 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
             "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
     res["world"] = {"held_out": wres, "tuned": dataclasses.asdict(wbest), "grid": wgrid,
                     "mean_frames": float(np.mean([s.n for s in wh]))}
+    if cfg.extra_worlds:  # + the ablation of the jump reward, which the world's cropped joins favour
+        picked = {"changepoint": wbest, "changepoint_no_jump": no_jump_choice(wgrid)}
+        res["world"]["held_out_no_jump"] = world_scores(wh, {"changepoint_no_jump": picked["changepoint_no_jump"]},
+                                                        cfg.tol_frac, cfg.seed)
+        res["extra_worlds"] = extra_world_scores(cfg, bb, picked, log)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["load_avg"] = list(os.getloadavg())
     if cfg.out:

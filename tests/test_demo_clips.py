@@ -103,16 +103,43 @@ def test_split_by_task_holds_out_the_last_task(demo_root, tmp_path):
 
 
 def test_retried_segment_is_derived_failed_and_dropped(tmp_path):
+    """A task's demos run one nominal sequence (their mode); the runs a demo adds to it (a re-grasp)
+    are failed attempts, the earlier of the two. A sequence repeated by design is kept whole."""
     import pandas as pd
 
-    runs = [("reach", 3), ("grasp", 2), ("open", 3), ("reach", 3), ("grasp", 2), ("open", 4)]
-    root = _write_demos(tmp_path / "d", {1: ("open the hinge cabinet door", runs)}, demos=1)
+    once = [("reach", 3), ("grasp", 2), ("open", 3)]
+    again = once + [("reach", 3), ("grasp", 2), ("open", 4)]
+    root = tmp_path / "d"
+    w = DemoWriter(root / "libero_goal" / "task1_demo.hdf5", env_args={"suite": "libero_goal", "task_id": 1},
+                   problem_info={"language_instruction": "open the hinge cabinet door"})
+    for runs in (once, again, once):
+        w.add(_demo("open the hinge cabinet door", runs))
+    w.flush()
     s = demo_clips(_cfg(root, tmp_path / "o"))
     seg = pd.read_parquet(tmp_path / "o" / "segments.parquet")
-    assert seg["success"].tolist() == [False, False, False, True, True, True]
-    assert seg["kept"].tolist() == [False, False, False, True, True, True]
-    assert s["clips"] == 3 and s["dropped"] == {"failed (retried)": 3}
+    assert seg["success"].tolist() == [True] * 3 + [False] * 3 + [True] * 3 + [True] * 3
+    assert seg["kept"].tolist() == seg["success"].tolist()
+    assert s["clips"] == 9 and s["dropped"] == {"failed (retried)": 3}
+    # two objects into the basket: every demo repeats the pick-and-place, and nothing is dropped
+    two = [("reach", 3), ("grasp", 2), ("lift", 2), ("place", 3)] * 2
+    root2 = _write_demos(tmp_path / "d2", {3: ("put both the soup and the sauce in the basket", two)}, demos=2)
+    s2 = demo_clips(_cfg(root2, tmp_path / "o2"))
+    assert s2["clips"] == 16 and s2["dropped"] == {}
     assert segments(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
+
+
+def test_nominal_runs_and_the_runs_left_over():
+    from envs.datasets.demo_clips import nominal_runs, retried_runs
+
+    r, g, o, lift, p = "reach", "grasp", "open", "lift", "place"
+    assert nominal_runs([[r, g, o, r, g, o], [r, g, o], [r, g, o]]) == (r, g, o)
+    assert nominal_runs([[r, g, o, r, g, o], [r, g, o]]) == (r, g, o)  # a tie: the fewest runs
+    assert retried_runs([r, g, o, r, g, o], [r, g, o]) == {0, 1, 2}
+    assert retried_runs([r, g, r, g, lift, p], [r, g, lift, p]) == {0, 1}  # a slipped grasp, grasped again
+    assert retried_runs([r, g, lift, p] * 2, [r, g, lift, p] * 2) == set()
+    assert retried_runs([r, g, lift, p, r, g, r, g, lift, p], [r, g, lift, p] * 2) == {4, 5}
+    assert retried_runs([r, g], [r, g, lift, p]) == set()  # runs missing from the demo are not extra
+    assert retried_runs([], [r]) == set() and nominal_runs([]) == ()
 
 
 ROOT = Path(__file__).resolve().parents[1]

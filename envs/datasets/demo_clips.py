@@ -22,10 +22,14 @@ world uses (envs/atomic_world/dataset.py: index.parquet + meta.json + one `(T, H
   demo (every `val_every`-th demo of each task is val).
 - keystep: none by default (a task is one scene, so a keystep = task has no cross-scene match);
   `keysteps=true` makes the demo's instruction the keystep of its clips (`keystep_id` = its take).
-- success: the writers log only the episode's success, so a segment's is *derived*: a segment whose
-  skill the expert starts again later in the demo failed (it was retried), the others take the
-  episode's success. Failed segments are dropped unless `keep_failed`; `segments.parquet` lists
-  every segment with `success` and `kept`.
+- success: the writers log only the episode's success, so a segment's is *derived*. A file holds one
+  task, whose demos mostly run the same sequence of skill runs (its *nominal* sequence: the most
+  common one, `nominal_runs`); a demo's runs are aligned to it (`retried_runs`: longest common
+  subsequence, later occurrences matched first), and a run left over is an attempt the expert
+  started again (a re-grasp after a slip): it failed. The others take the episode's success. So a
+  task that repeats skills by design (two objects into the basket; a handle the program lets go of
+  and grasps again in every demo) keeps them all. Failed segments are dropped unless `keep_failed`;
+  `segments.parquet` lists every segment with `success` and `kept`.
 
 A demo file without skill labels is one error naming it (segment it first: encoders/instraction/segment.py);
 a skill label without an entry in VERBS is one error naming the file, the demo and the label.
@@ -37,6 +41,7 @@ import dataclasses
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +109,34 @@ def segments(skills: list[str]) -> list[tuple[str, int, int]]:
         else:
             out.append((s, t, t + 1))
     return out
+
+
+def nominal_runs(run_labels: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """The most common run-label sequence among a task's demos (ties: the fewest runs, then the
+    first seen): what the expert does when no skill has to be attempted again."""
+    count = Counter(tuple(r) for r in run_labels)
+    first = {seq: k for k, seq in reversed(list(enumerate(tuple(r) for r in run_labels)))}
+    return min(count, key=lambda seq: (-count[seq], len(seq), first[seq])) if count else ()
+
+
+def retried_runs(observed: Sequence[str], nominal: Sequence[str]) -> set[int]:
+    """Indices of the runs of `observed` that a longest common subsequence with `nominal` leaves
+    over, preferring to match later runs, so of a repeated attempt the earlier one is left over."""
+    n, m = len(observed), len(nominal)
+    lcs = np.zeros((n + 1, m + 1), dtype=np.int32)  # lcs[i, j]: of observed[i:] and nominal[j:]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            lcs[i, j] = lcs[i + 1, j + 1] + 1 if observed[i] == nominal[j] else max(lcs[i + 1, j], lcs[i, j + 1])
+    extra, i, j = set(), 0, 0
+    while i < n:
+        if j < m and observed[i] == nominal[j] and lcs[i + 1, j] < lcs[i, j]:
+            i, j = i + 1, j + 1  # matching run i is needed for the longest alignment
+        elif lcs[i + 1, j] == lcs[i, j]:
+            extra.add(i)  # run i can be left out without shortening the alignment: a later run matches
+            i += 1
+        else:
+            j += 1
+    return extra
 
 
 def verb_of(skill: str, instruction: str, where: str) -> str | None:
@@ -197,21 +230,26 @@ def process_file(path: Path, first_take: int, cfg: DemoClipsConfig, out: Path, s
     with DemoReader(path) as r:
         scene, task = scene_and_task(path, r.env_args, cfg.scene)
         views = camera_views(r.env_args, file_info(path)[1])
+        labels = []  # every demo's run labels first: the task's nominal sequence is their mode
         for i in range(len(r)):
-            d = r.read(i, obs_keys=set(views))
+            d = r.read(i, obs_keys=set())
             if d.skills is None:
                 raise ValueError(f"{path}: {r.keys[i]} has no skill labels (data/{r.keys[i]}/skills + skill_vocab); "
                                  "segment it instead with encoders/instraction/segment.py (DTW against verb phrases)")
+            labels.append([s for s, _, _ in segments(d.skills)])
+        nominal = nominal_runs(labels)
+        for i in range(len(r)):
+            d = r.read(i, obs_keys=set(views))
             take_id = first_take + i
             obj = object_of(r.env_args, d.instruction)
             ok = bool(d.rewards[-1] > 0 or d.dones[-1] > 0) if len(d) else False
             runs = segments(d.skills)
+            retried = retried_runs(labels[i], nominal)
             verbs = [verb_of(s, d.instruction, f"{path} {r.keys[i]}") for s, _, _ in runs]
             keystep = d.instruction if cfg.keysteps and sum(v is not None for v in verbs) >= 2 else ""
             split = split_of(scene, task, i)
             for k, ((skill, a, b), verb) in enumerate(zip(runs, verbs)):
-                retried = any(s == skill for s, _, _ in runs[k + 1 :])
-                success = ok and not retried
+                success = ok and k not in retried
                 keep = verb is not None and b - a >= cfg.min_steps and (success or cfg.keep_failed)
                 reason = ("not an action" if verb is None else "shorter than min_steps" if b - a < cfg.min_steps
                           else "" if keep else "failed (retried)")  # fmt: skip

@@ -155,6 +155,8 @@ def backbone_features(
         # Stream into memory-mapped partial files: token arrays of real datasets can exceed RAM.
         out: dict[str, np.ndarray] = {}
         s = _split_name(split)
+        # one partial file per process: two runs filling the same entry at once must not share one
+        tag = f"{os.getpid()}.partial"
         try:
             for start, video in iter_clip_batches(root, full, batch_size, desc=f"features {backbone.spec}"):
                 tk, pl = backbone.extract(video, batch_size=frame_batch, tokens=tokens)
@@ -164,12 +166,12 @@ def backbone_features(
                     parts["tokens"] = tk.numpy().astype(np.float16)
                 for n, a in parts.items():
                     if n not in out:
-                        out[n] = np.lib.format.open_memmap(cache_dir / f".{s}.{n}.partial.npy", mode="w+",
+                        out[n] = np.lib.format.open_memmap(cache_dir / f".{s}.{n}.{tag}.npy", mode="w+",
                                                            dtype=a.dtype, shape=(len(full), *a.shape[1:]))
                     out[n][start : start + len(a)] = a
         except BaseException:
             for n in out:
-                (cache_dir / f".{s}.{n}.partial.npy").unlink(missing_ok=True)
+                (cache_dir / f".{s}.{n}.{tag}.npy").unlink(missing_ok=True)
             raise
         return out
 

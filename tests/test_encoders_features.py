@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,18 @@ def test_failed_extraction_leaves_no_cache_entry(toy, tmp_path):
     leftovers = [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
     assert leftovers == []
     assert not backbone_features(CountingPixels(), toy, "val", cache_root=tmp_path).from_cache
+
+
+def test_partial_files_are_per_process(toy, tmp_path):
+    """While an entry is computed its arrays stream into partial files named with the process id, so
+    two runs filling the same cache entry at once never write into one file."""
+    seen: list[str] = []
+
+    class Watching(CountingPixels):
+        def extract(self, video, batch_size=64, tokens=True):
+            seen.extend(p.name for p in (tmp_path / "features").rglob("*.partial.npy"))
+            return super().extract(video, batch_size, tokens)
+
+    res = backbone_features(Watching(), toy, "val", tokens=True, cache_root=tmp_path, batch_size=2)
+    assert seen and set(seen) == {f".val.{n}.{os.getpid()}.partial.npy" for n in ("pooled", "tokens")}
+    assert sorted(p.name for p in res.cache_dir.iterdir()) == ["val.json", "val.pooled.npy", "val.tokens.npy"]

@@ -4,6 +4,8 @@
     python scripts/segment_results.py out=docs/results/segmentation.json dtw=true    # + the InstrAction DTW path
     python scripts/segment_results.py libero= kitchen= "extra_worlds=[runs/world_seed4,runs/world_seed5]" \
         out=docs/results/segmentation_worlds.json    # the world rows alone, + worlds never used in tuning
+    python scripts/segment_results.py world= libero= kitchen= "transfer=[runs/demos/libero_all]" \
+        out=docs/results/segmentation_transfer.json  # other suites' demos, scored with configs/segment/changepoint.yaml
 
 The work is `encoders.instraction.segment_eval.run_segmentation_eval`; this file only parses the command line.
 """
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if "held_out_no_jump" in res.get("world", {}):
         sets["world"] = {**sets["world"], **res["world"]["held_out_no_jump"]}
     sets.update(res.get("extra_worlds", {}))
+    sets.update({k: v for k, v in res.get("transfer", {}).items() if isinstance(v, dict) and "uniform" in v})
     for name, methods in sets.items():
         for method, m in methods.items():
             if isinstance(m, dict) and "mae" in m:

@@ -118,3 +118,31 @@ def test_world_scores_and_the_no_jump_ablation():
     assert res["changepoint"]["mae"] == 0.0 < res["uniform"]["mae"]
     d = res["changepoint_minus_uniform"]
     assert d["mean_diff"] == -res["uniform"]["mae"] and d["better"] == 1.0 and d["ci95"][1] < 0
+
+
+def test_transfer_scores_every_demo_of_a_folder_with_a_fixed_config(tmp_path):
+    """transfer_scores: all demos of a folder never tuned on, the config file applied as it is,
+    overall and per task; an end effector that changes direction at each step is cut there."""
+    from encoders.instraction.segment_eval import EvalConfig, transfer_scores
+    from envs.demos import Demo, DemoWriter
+
+    rng = np.random.default_rng(0)
+    for task in (0, 1):
+        w = DemoWriter(tmp_path / "demos" / "libero_10" / f"task{task}_demo.hdf5",
+                       env_args={"suite": "libero_10", "task_id": task}, problem_info={"language_instruction": "x"})
+        for _ in range(3):
+            lengths = rng.integers(8, 30, size=3)
+            skills = [s for s, n in zip(("reach", "grasp", "lift"), lengths) for _ in range(n)]
+            vel = np.concatenate([np.tile(d, (n, 1)) for d, n in zip(np.eye(3) * 0.01, lengths)])
+            T = len(skills)
+            w.add(Demo(actions=np.zeros((T, 7)), obs={"ee_pos": np.cumsum(vel, 0), "gripper_states": np.zeros((T, 2))},
+                       states=np.zeros((T, 3)), rewards=np.r_[np.zeros(T - 1), 1], dones=np.r_[np.zeros(T - 1), 1],
+                       instruction="x", skills=skills))
+        w.flush()
+    conf = tmp_path / "cp.yaml"
+    conf.write_text("method: changepoint\nduration_weight: 0.0\npos_weight: 0.0\n")
+    res = transfer_scores(EvalConfig(transfer=[str(tmp_path / "demos")], transfer_config=str(conf)))
+    r = res[str(tmp_path / "demos")]
+    assert res["picked"]["duration_weight"] == 0.0 and r["changepoint"]["n"] == 6
+    assert sorted(r["per_task"]) == ["libero_10/0", "libero_10/1"]
+    assert r["changepoint"]["mae"] < 0.5 < r["uniform"]["mae"]  # cut where the motion turns; uniform is not

@@ -59,7 +59,7 @@ class Seq:
 
 @dataclasses.dataclass
 class EvalConfig:
-    world: str = "runs/demo/atomic_world"
+    world: str = "runs/demo/atomic_world"  # empty: skip the world rows
     libero: str = "runs/demos/libero"  # empty: skip the LIBERO and Kitchen sets
     kitchen: str = "runs/demos/kitchen_wrist"  # a second robot domain (empty: skip)
     kitchen_tune_demos: int = 13
@@ -75,6 +75,10 @@ class EvalConfig:
     # worlds never used in tuning (other generator seeds): every keystep take of both splits is
     # scored with the config picked on `world`'s train split, for a tighter held-out interval
     extra_worlds: list[str] = dataclasses.field(default_factory=list)
+    # demo folders never used for tuning (e.g. other LIBERO suites): all their demos scored with the
+    # config file below as it is (empty `world` / `libero`: skip those sets)
+    transfer: list[str] = dataclasses.field(default_factory=list)
+    transfer_config: str = "configs/segment/changepoint.yaml"
 
 
 def instruction_steps(skills: list[str]) -> list[str]:
@@ -268,6 +272,63 @@ def extra_world_scores(cfg: EvalConfig, backbone, picked: dict[str, SegmenterCon
     return out
 
 
+def world_rows(cfg: EvalConfig, res: dict, lh: list[Seq], best: SegmenterConfig | None, log=print) -> None:
+    """The atomic-world rows into `res` (tuned on its train split, scored on val, + `extra_worlds`);
+    with `dtw`, also the dtw subset of the LIBERO held-out demos `lh` (scored against `best`)."""
+    from encoders import build_backbone, build_text_encoder
+
+    bb = build_backbone("efficientnet_lite0")
+    world = world_sets(cfg, bb)
+    wt, wh = world["train"]["seqs"], world["val"]["seqs"]
+    wbest, wgrid = tune(wt, False, cfg.tol_frac)
+    log(f"world: {len(wt)} tuning / {len(wh)} held-out keystep takes; picked {wbest}")
+    uni, cp = [uniform_split(s.n, len(s.steps)) for s in wh], cp_predict(wh, wbest, False)
+    wres = {"uniform": score(uni, wh, cfg.tol_frac), "changepoint": score(cp, wh, cfg.tol_frac),
+            "changepoint_minus_uniform": paired(cp, uni, wh, cfg.seed)}
+    if cfg.dtw:
+        te = build_text_encoder("minilm")
+        model, _, pred = dtw_world(cfg, world, bb, te, log)
+        wres["dtw"] = score(pred["dtw"], wh, cfg.tol_frac)
+        wres["dtw_centered"] = score(pred["dtw_centered"], wh, cfg.tol_frac)
+    if cfg.dtw and cfg.libero:
+        sub = [s for s in lh if s.frames is not None]
+        res["libero"]["dtw_subset"] = {
+            "dtw_centered": score(dtw_libero(sub, model, te, bb, 12), sub, cfg.tol_frac),
+            "uniform": score([uniform_split(len(s.frames), len(s.steps)) for s in sub], sub, cfg.tol_frac),
+            "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
+    res["world"] = {"held_out": wres, "tuned": dataclasses.asdict(wbest), "grid": wgrid,
+                    "mean_frames": float(np.mean([s.n for s in wh]))}
+    if cfg.extra_worlds:  # + the ablation of the jump reward, which the world's cropped joins favour
+        picked = {"changepoint": wbest, "changepoint_no_jump": no_jump_choice(wgrid)}
+        res["world"]["held_out_no_jump"] = world_scores(wh, {"changepoint_no_jump": picked["changepoint_no_jump"]},
+                                                        cfg.tol_frac, cfg.seed)
+        res["extra_worlds"] = extra_world_scores(cfg, bb, picked, log)
+
+
+def transfer_scores(cfg: EvalConfig, log=print) -> dict:
+    """Every demo under each folder of `cfg.transfer` (none used for tuning), scored with the
+    config file `cfg.transfer_config` as it is: uniform vs changepoint, overall and per task."""
+    from configs.loader import load_config
+
+    picked = load_config(SegmenterConfig, cfg.transfer_config)
+    out: dict = {"config": cfg.transfer_config, "picked": dataclasses.asdict(picked)}
+    for root in cfg.transfer:
+        _, seqs = demo_sets(root, [], 0)
+        uni, cp = [uniform_split(s.n, len(s.steps)) for s in seqs], cp_predict(seqs, picked, True)
+        per_task = {}
+        for g in sorted({s.group for s in seqs}):
+            k = [i for i, s in enumerate(seqs) if s.group == g]
+            sub = [seqs[i] for i in k]
+            per_task[g] = {"uniform": score([uni[i] for i in k], sub, cfg.tol_frac),
+                           "changepoint": score([cp[i] for i in k], sub, cfg.tol_frac),
+                           "steps": float(np.mean([len(s.steps) for s in sub])), "frames": float(np.mean([s.n for s in sub]))}
+        out[root] = {"uniform": score(uni, seqs, cfg.tol_frac), "changepoint": score(cp, seqs, cfg.tol_frac),
+                     "changepoint_minus_uniform": paired(cp, uni, seqs, cfg.seed), "per_task": per_task}
+        log(f"{root}: {len(seqs)} demos; uniform {out[root]['uniform']['mae']:.2f}, "
+            f"changepoint {out[root]['changepoint']['mae']:.2f} ({cfg.transfer_config})")
+    return out
+
+
 def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
     """Every table row of docs/results/segmentation.md: {set: {method: metrics}} + tuning + seconds."""
     t0 = time.perf_counter()
@@ -301,35 +362,10 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
                                       "changepoint_minus_uniform": paired(cp, uni, eh, cfg.seed)},
                          "tuned": dataclasses.asdict(own), "n_tuning": len(et)}
             log(f"{name}: {len(et)} tuning / {len(eh)} held-out demos; picked {own}")
-    # atomic world
-    from encoders import build_backbone, build_text_encoder
-
-    bb = build_backbone("efficientnet_lite0")
-    world = world_sets(cfg, bb)
-    wt, wh = world["train"]["seqs"], world["val"]["seqs"]
-    wbest, wgrid = tune(wt, False, cfg.tol_frac)
-    log(f"world: {len(wt)} tuning / {len(wh)} held-out keystep takes; picked {wbest}")
-    uni, cp = [uniform_split(s.n, len(s.steps)) for s in wh], cp_predict(wh, wbest, False)
-    wres = {"uniform": score(uni, wh, cfg.tol_frac), "changepoint": score(cp, wh, cfg.tol_frac),
-            "changepoint_minus_uniform": paired(cp, uni, wh, cfg.seed)}
-    if cfg.dtw:
-        te = build_text_encoder("minilm")
-        model, _, pred = dtw_world(cfg, world, bb, te, log)
-        wres["dtw"] = score(pred["dtw"], wh, cfg.tol_frac)
-        wres["dtw_centered"] = score(pred["dtw_centered"], wh, cfg.tol_frac)
-    if cfg.dtw and cfg.libero:
-        sub = [s for s in lh if s.frames is not None]
-        res["libero"]["dtw_subset"] = {
-            "dtw_centered": score(dtw_libero(sub, model, te, bb, 12), sub, cfg.tol_frac),
-            "uniform": score([uniform_split(len(s.frames), len(s.steps)) for s in sub], sub, cfg.tol_frac),
-            "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
-    res["world"] = {"held_out": wres, "tuned": dataclasses.asdict(wbest), "grid": wgrid,
-                    "mean_frames": float(np.mean([s.n for s in wh]))}
-    if cfg.extra_worlds:  # + the ablation of the jump reward, which the world's cropped joins favour
-        picked = {"changepoint": wbest, "changepoint_no_jump": no_jump_choice(wgrid)}
-        res["world"]["held_out_no_jump"] = world_scores(wh, {"changepoint_no_jump": picked["changepoint_no_jump"]},
-                                                        cfg.tol_frac, cfg.seed)
-        res["extra_worlds"] = extra_world_scores(cfg, bb, picked, log)
+    if cfg.world:
+        world_rows(cfg, res, lh, best if cfg.libero else None, log)
+    if cfg.transfer:
+        res["transfer"] = transfer_scores(cfg, log)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["load_avg"] = list(os.getloadavg())
     if cfg.out:

@@ -239,6 +239,18 @@ def dtw_libero(seqs: list[Seq], model, text_encoder, backbone, fps: int) -> list
     return out
 
 
+def per_task_scores(seqs: list[Seq], uni: list[list[int]], cp: list[list[int]], tol_frac: float) -> dict:
+    """Uniform and changepoint scores of the predictions `uni` / `cp` (one per sequence) per group
+    (task), with the group's mean number of steps and frames."""
+    out = {}
+    for g in sorted({s.group for s in seqs}):
+        k = [i for i, s in enumerate(seqs) if s.group == g]
+        sub = [seqs[i] for i in k]
+        out[g] = {"uniform": score([uni[i] for i in k], sub, tol_frac), "changepoint": score([cp[i] for i in k], sub, tol_frac),
+                  "steps": float(np.mean([len(s.steps) for s in sub])), "frames": float(np.mean([s.n for s in sub]))}
+    return out
+
+
 def no_jump_choice(grid: list[dict]) -> SegmenterConfig:
     """The best tuning-grid config without the jump reward (`jump_weight=0`): the ablation of that term."""
     return SegmenterConfig(**min((r for r in grid if r["config"]["jump_weight"] == 0.0),
@@ -282,9 +294,7 @@ def world_rows(cfg: EvalConfig, res: dict, lh: list[Seq], best: SegmenterConfig 
     wt, wh = world["train"]["seqs"], world["val"]["seqs"]
     wbest, wgrid = tune(wt, False, cfg.tol_frac)
     log(f"world: {len(wt)} tuning / {len(wh)} held-out keystep takes; picked {wbest}")
-    uni, cp = [uniform_split(s.n, len(s.steps)) for s in wh], cp_predict(wh, wbest, False)
-    wres = {"uniform": score(uni, wh, cfg.tol_frac), "changepoint": score(cp, wh, cfg.tol_frac),
-            "changepoint_minus_uniform": paired(cp, uni, wh, cfg.seed)}
+    wres = world_scores(wh, {"changepoint": wbest}, cfg.tol_frac, cfg.seed)
     if cfg.dtw:
         te = build_text_encoder("minilm")
         model, _, pred = dtw_world(cfg, world, bb, te, log)
@@ -315,15 +325,9 @@ def transfer_scores(cfg: EvalConfig, log=print) -> dict:
     for root in cfg.transfer:
         _, seqs = demo_sets(root, [], 0)
         uni, cp = [uniform_split(s.n, len(s.steps)) for s in seqs], cp_predict(seqs, picked, True)
-        per_task = {}
-        for g in sorted({s.group for s in seqs}):
-            k = [i for i, s in enumerate(seqs) if s.group == g]
-            sub = [seqs[i] for i in k]
-            per_task[g] = {"uniform": score([uni[i] for i in k], sub, cfg.tol_frac),
-                           "changepoint": score([cp[i] for i in k], sub, cfg.tol_frac),
-                           "steps": float(np.mean([len(s.steps) for s in sub])), "frames": float(np.mean([s.n for s in sub]))}
         out[root] = {"uniform": score(uni, seqs, cfg.tol_frac), "changepoint": score(cp, seqs, cfg.tol_frac),
-                     "changepoint_minus_uniform": paired(cp, uni, seqs, cfg.seed), "per_task": per_task}
+                     "changepoint_minus_uniform": paired(cp, uni, seqs, cfg.seed),
+                     "per_task": per_task_scores(seqs, uni, cp, cfg.tol_frac)}
         log(f"{root}: {len(seqs)} demos; uniform {out[root]['uniform']['mae']:.2f}, "
             f"changepoint {out[root]['changepoint']['mae']:.2f} ({cfg.transfer_config})")
     return out
@@ -341,11 +345,7 @@ def run_segmentation_eval(cfg: EvalConfig, log=print) -> dict:
         uni, cp = [uniform_split(s.n, len(s.steps)) for s in lh], cp_predict(lh, best, True)
         lib = {"uniform": score(uni, lh, cfg.tol_frac), "changepoint": score(cp, lh, cfg.tol_frac),
                "changepoint_minus_uniform": paired(cp, uni, lh, cfg.seed)}
-        per_task = {}
-        for g in sorted({s.group for s in lh}):
-            sub = [s for s in lh if s.group == g]
-            per_task[g] = {"uniform": score([uniform_split(s.n, len(s.steps)) for s in sub], sub,
-                                            cfg.tol_frac), "changepoint": score(cp_predict(sub, best, True), sub, cfg.tol_frac)}
+        per_task = per_task_scores(lh, uni, cp, cfg.tol_frac)
         res["libero"] = {"held_out": lib, "per_task": per_task, "tuned": dataclasses.asdict(best), "grid": grid}
         # the same demos at instruction-step granularity (tuning: task 6 demos 0..tune_demos-1, the only task
         # with 2+ instruction steps), and Kitchen (tuning: its demos 0..kitchen_tune_demos-1 of every task);

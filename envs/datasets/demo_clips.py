@@ -114,9 +114,8 @@ def segments(skills: list[str]) -> list[tuple[str, int, int]]:
 def nominal_runs(run_labels: Sequence[Sequence[str]]) -> tuple[str, ...]:
     """The most common run-label sequence among a task's demos (ties: the fewest runs, then the
     first seen): what the expert does when no skill has to be attempted again."""
-    count = Counter(tuple(r) for r in run_labels)
-    first = {seq: k for k, seq in reversed(list(enumerate(tuple(r) for r in run_labels)))}
-    return min(count, key=lambda seq: (-count[seq], len(seq), first[seq])) if count else ()
+    count = Counter(tuple(r) for r in run_labels)  # keys in first-seen order, which min() keeps on ties
+    return min(count, key=lambda seq: (-count[seq], len(seq))) if count else ()
 
 
 def retried_runs(observed: Sequence[str], nominal: Sequence[str]) -> set[int]:
@@ -230,21 +229,20 @@ def process_file(path: Path, first_take: int, cfg: DemoClipsConfig, out: Path, s
     with DemoReader(path) as r:
         scene, task = scene_and_task(path, r.env_args, cfg.scene)
         views = camera_views(r.env_args, file_info(path)[1])
-        labels = []  # every demo's run labels first: the task's nominal sequence is their mode
+        demo_runs = []  # every demo's skill runs first (no images): the task's nominal sequence is their mode
         for i in range(len(r)):
             d = r.read(i, obs_keys=set())
             if d.skills is None:
                 raise ValueError(f"{path}: {r.keys[i]} has no skill labels (data/{r.keys[i]}/skills + skill_vocab); "
                                  "segment it instead with encoders/instraction/segment.py (DTW against verb phrases)")
-            labels.append([s for s, _, _ in segments(d.skills)])
-        nominal = nominal_runs(labels)
-        for i in range(len(r)):
+            demo_runs.append(segments(d.skills))
+        nominal = nominal_runs([[s for s, _, _ in runs] for runs in demo_runs])
+        for i, runs in enumerate(demo_runs):
             d = r.read(i, obs_keys=set(views))
             take_id = first_take + i
             obj = object_of(r.env_args, d.instruction)
             ok = bool(d.rewards[-1] > 0 or d.dones[-1] > 0) if len(d) else False
-            runs = segments(d.skills)
-            retried = retried_runs(labels[i], nominal)
+            retried = retried_runs([s for s, _, _ in runs], nominal)
             verbs = [verb_of(s, d.instruction, f"{path} {r.keys[i]}") for s, _, _ in runs]
             keystep = d.instruction if cfg.keysteps and sum(v is not None for v in verbs) >= 2 else ""
             split = split_of(scene, task, i)

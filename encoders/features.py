@@ -131,6 +131,28 @@ def cached_arrays(
     return CachedArrays(index, arrays, cache_dir, False)
 
 
+def stream_arrays(cache_dir: Path, split: str | None, n_rows: int,
+                  parts: Iterator[tuple[int, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """Write `(start, {name: (B, ...)})` batches into memory-mapped partial files of `n_rows` rows
+    (a cache entry's arrays of real datasets can exceed RAM); `cached_arrays` publishes them by rename."""
+    out: dict[str, np.ndarray] = {}
+    s = _split_name(split)
+    # one partial file per process: two runs filling the same entry at once must not share one
+    tag = f"{os.getpid()}.partial"
+    try:
+        for start, batch in parts:
+            for n, a in batch.items():
+                if n not in out:
+                    out[n] = np.lib.format.open_memmap(cache_dir / f".{s}.{n}.{tag}.npy", mode="w+",
+                                                       dtype=a.dtype, shape=(n_rows, *a.shape[1:]))
+                out[n][start : start + len(a)] = a
+    except BaseException:
+        for n in out:
+            (cache_dir / f".{s}.{n}.{tag}.npy").unlink(missing_ok=True)
+        raise
+    return out
+
+
 def backbone_features(
     backbone,
     root: str | Path,
@@ -151,29 +173,17 @@ def backbone_features(
     cache_dir = Path(cache_root or default_cache_root()) / "features" / backbone.cache_key() / dataset_key(root) / f"{backbone.image_size}px"
     names = ("pooled", "tokens") if tokens else ("pooled",)
 
+    def parts():
+        for start, video in iter_clip_batches(root, full, batch_size, desc=f"features {backbone.spec}"):
+            tk, pl = backbone.extract(video, batch_size=frame_batch, tokens=tokens)
+            # float16 tokens halve disk/RAM for the largest array; they are frozen inputs, not targets
+            out = {"pooled": pl.numpy().astype(np.float32)}
+            if tokens:
+                out["tokens"] = tk.numpy().astype(np.float16)
+            yield start, out
+
     def compute() -> dict[str, np.ndarray]:
-        # Stream into memory-mapped partial files: token arrays of real datasets can exceed RAM.
-        out: dict[str, np.ndarray] = {}
-        s = _split_name(split)
-        # one partial file per process: two runs filling the same entry at once must not share one
-        tag = f"{os.getpid()}.partial"
-        try:
-            for start, video in iter_clip_batches(root, full, batch_size, desc=f"features {backbone.spec}"):
-                tk, pl = backbone.extract(video, batch_size=frame_batch, tokens=tokens)
-                # float16 tokens halve disk/RAM for the largest array; they are frozen inputs, not targets
-                parts = {"pooled": pl.numpy().astype(np.float32)}
-                if tokens:
-                    parts["tokens"] = tk.numpy().astype(np.float16)
-                for n, a in parts.items():
-                    if n not in out:
-                        out[n] = np.lib.format.open_memmap(cache_dir / f".{s}.{n}.{tag}.npy", mode="w+",
-                                                           dtype=a.dtype, shape=(len(full), *a.shape[1:]))
-                    out[n][start : start + len(a)] = a
-        except BaseException:
-            for n in out:
-                (cache_dir / f".{s}.{n}.{tag}.npy").unlink(missing_ok=True)
-            raise
-        return out
+        return stream_arrays(cache_dir, split, len(full), parts())
 
     info = {"backbone": backbone.spec, "dataset": str(root.resolve()), "image_size": backbone.image_size}
     res = cached_arrays(cache_dir, split, full, names, compute, info)
@@ -222,7 +232,8 @@ def small_frames(
     cache_dir = Path(cache_root or default_cache_root()) / "small_frames" / dataset_key(root) / f"{size}px"
 
     def compute() -> dict[str, np.ndarray]:
-        return {"frames": np.concatenate([shrink(v, size).numpy() for _, v in iter_clip_batches(root, full, 64)])}
+        return stream_arrays(cache_dir, split, len(full),
+                             ((i, {"frames": shrink(v, size).numpy()}) for i, v in iter_clip_batches(root, full, 64)))
 
     info = {"dataset": str(root.resolve()), "size": size}
     return _select_views(cached_arrays(cache_dir, split, full, ("frames",), compute, info), views)

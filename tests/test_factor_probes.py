@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encoders.probes.factors import FEATURES, feature_set, probe_all, select_rows
+from encoders.probes.factors import FEATURES, feature_set, probe_all, select_rows, thin_fit
 from encoders.probes.factors_report import markdown_report
 from encoders.probes.ridge import accuracy, chance, kernel_probe, zscored_kernel
 
@@ -92,6 +92,23 @@ def test_select_rows_roles_are_disjoint_and_split_by_take():
     assert not fit_takes & set(rows["take_id"].iloc[roles["train_scene_test"]])
     with pytest.raises(ValueError, match="empty"):
         select_rows(_index(2), test_every=3, take_stride=1)
+
+
+def test_thin_fit_keeps_the_test_sets_and_thins_only_the_fit_rows():
+    rows, roles = select_rows(_index(48), test_every=3, take_stride=1)
+    scenes = rows["scene"].to_numpy()
+    one = thin_fit(rows, roles, scenes=1)
+    assert len(set(scenes[one["fit"]])) == 1 and set(one["fit"]) < set(roles["fit"])
+    assert set(scenes[one["fit"]]) < set(scenes[roles["fit"]])  # 3 training scenes, one kept
+    half = thin_fit(rows, roles, take_stride=2)
+    takes = rows["take_id"].to_numpy()
+    n_fit = len(set(takes[roles["fit"]]))
+    assert len(set(takes[half["fit"]])) == -(-n_fit // 2)
+    for r in ("train_scene_test", "heldout_scene"):
+        assert np.array_equal(one[r], roles[r]) and np.array_equal(half[r], roles[r])
+    assert np.array_equal(thin_fit(rows, roles)["fit"], roles["fit"])
+    with pytest.raises(ValueError, match="fit_scenes"):
+        thin_fit(rows, roles, scenes=9)
 
 
 def test_probe_all_and_report():

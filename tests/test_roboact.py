@@ -332,7 +332,7 @@ def test_train_resume_export_and_use(factor_world, tmp_path):
 
     # held-out scene: the action head (motion direction) must be well above chance (25%)
     index, feats = enc.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
-    probs = enc.classify_features(torch.from_numpy(feats))
+    probs = enc.classify_features(torch.from_numpy(feats[:]))
     y = np.array([ACTIONS.index(a) for a in index["action"]])
     assert (probs["action"].argmax(-1).numpy() == y).mean() >= 0.6
 
@@ -372,7 +372,7 @@ def test_batches_depend_on_seed_and_step_and_scene_swap_keeps_differences(factor
     m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, loss={"scene_swap": 1.0}))
     assert np.array_equal(m.batch(3), m.batch(3)) and not np.array_equal(m.batch(3), m.batch(4))
     rows, x = m.batch_inputs(3)
-    raw = m.feats[rows]
+    raw = torch.from_numpy(m.feats[rows])
     assert not torch.allclose(x, raw)  # every clip moved to another scene's prototype
     assert torch.allclose(x[:, 1:] - x[:, :-1], raw[:, 1:] - raw[:, :-1], atol=1e-4)  # Eq. 6 inputs unchanged
     assert m.model.triplets.shape == (15, 3) and m.desc_text.shape == (15, 384)
@@ -390,8 +390,8 @@ def test_motion_stem_trains_exports_and_generalises(factor_world, tmp_path):
     m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, model=model))
     rows, x = m.batch_inputs(3)
     c = m.model.feature_dim
-    assert x.shape[-1] == c + 3 * 16 * 16 and torch.equal(x[..., :c], m.feats[rows][..., :c])
-    assert not torch.equal(x[..., c:], m.feats[rows][..., c:])  # shifted / brightened small frames
+    assert x.shape[-1] == c + 3 * 16 * 16 and torch.equal(x[..., :c], torch.from_numpy(m.feats[rows][..., :c]))
+    assert not torch.equal(x[..., c:], torch.from_numpy(m.feats[rows][..., c:]))  # shifted / brightened small frames
     out = train(_train_cfg(factor_world, tmp_path / "run", 60, model=model), progress=False)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     import json
@@ -400,7 +400,7 @@ def test_motion_stem_trains_exports_and_generalises(factor_world, tmp_path):
     enc = build_encoder(str(out / "encoder"))
     assert enc.cfg.motion == "diff" and enc.pixels == 3 * 16 * 16
     index, feats = enc.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
-    probs = enc.classify_features(torch.from_numpy(feats))
+    probs = enc.classify_features(torch.from_numpy(feats[:]))
     y = np.array([ACTIONS.index(a) for a in index["action"]])
     assert (probs["action"].argmax(-1).numpy() == y).mean() >= 0.6
 
@@ -435,17 +435,34 @@ def test_object_stem_batches_train_and_export(factor_world, tmp_path):
     rows, x = m.batch_inputs(3)
     c, sl = m.model.feature_dim, m.model.pixel_slices()
     assert x.shape[-1] == c + 3 * 16 * 16 + 3 * 32 * 32 and sl["object"] == slice(c + 768, c + 768 + 3072)
-    assert torch.equal(x[..., :c], m.feats[rows][..., :c])
+    assert torch.equal(x[..., :c], torch.from_numpy(m.feats[rows][..., :c]))
     for name in ("motion", "object"):
-        assert not torch.equal(x[..., sl[name]], m.feats[rows][..., sl[name]])
+        assert not torch.equal(x[..., sl[name]], torch.from_numpy(m.feats[rows][..., sl[name]]))
     out = train(_train_cfg(factor_world, tmp_path / "run", 20, model=model), progress=False)
     enc = build_encoder(str(out / "encoder"))
     assert enc.cfg.object_input == "pixels" and enc.pixel_sizes == {"motion": 16, "object": 32}
     index, feats = enc.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
     assert feats.shape[-1] == c + 768 + 3072
-    probs = enc.classify_features(torch.from_numpy(feats))["object"]
+    probs = enc.classify_features(torch.from_numpy(feats[:]))["object"]
     assert probs.shape == (len(index), len(enc.cfg.objects))
     # the object stem is trained: a gradient of the object loss reaches it and no other pixel block
     enc.train().requires_grad_(True)  # an export is frozen
     enc.forward_features(torch.from_numpy(feats[:4]))["logits_object"].sum().backward()
     assert enc.object_stem.stem[0].weight.grad.abs().sum() > 0 and enc.motion.stem[0].weight.grad is None
+
+
+def test_frame_rows_concatenate_only_the_rows_read():
+    from encoders.roboact.frame_rows import FrameRows
+
+    rng = np.random.default_rng(0)
+    frozen = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    pix = [rng.integers(0, 256, (5, 3, 6), dtype=np.uint8), rng.integers(0, 256, (5, 3, 2), dtype=np.uint8)]
+    rows = FrameRows(frozen, pix)
+    full = np.concatenate([frozen, *(p.astype(np.float32) for p in pix)], -1)
+    assert rows.shape == full.shape and len(rows) == 5 and rows.pixels[0].dtype == np.uint8
+    for key in (np.array([4, 0, 2]), slice(1, 3), 3):
+        assert np.array_equal(rows[key], full[key]) and rows[key].dtype == np.float32
+    assert np.array_equal(np.asarray(rows), full)
+    assert np.array_equal(FrameRows(frozen)[[1, 2]], frozen[[1, 2]])
+    with pytest.raises(ValueError, match="pixel block"):
+        FrameRows(frozen, [pix[0][:4]])

@@ -104,6 +104,29 @@ def select_rows(index, test_every: int, take_stride: int, seed: int = 0) -> tupl
     return rows, roles
 
 
+def thin_fit(rows, roles: dict[str, np.ndarray], take_stride: int = 1, scenes: int = 0, seed: int = 0
+             ) -> dict[str, np.ndarray]:
+    """`roles` with only the `fit` rows thinned, the test sets untouched, for data-scale curves.
+
+    `scenes > 0` keeps the fit takes of that many training scenes (a seeded draw); `take_stride > 1`
+    then keeps every `take_stride`-th of the remaining fit takes in a seeded order (1/stride of them).
+    """
+    fit = roles["fit"]
+    if scenes > 0:
+        names = np.array(sorted(set(rows["scene"].to_numpy()[fit])))
+        if scenes > len(names):
+            raise ValueError(f"fit_scenes: {scenes} > the {len(names)} training scenes of the fit rows")
+        keep = np.random.default_rng([seed, 24]).permutation(names)[:scenes]
+        fit = fit[np.isin(rows["scene"].to_numpy()[fit], keep)]
+    if take_stride > 1:
+        takes = np.array(sorted(set(rows["take_id"].to_numpy()[fit])))
+        kept = np.random.default_rng([seed, 25]).permutation(takes)[:: take_stride]
+        fit = fit[np.isin(rows["take_id"].to_numpy()[fit], kept)]
+    if len(fit) == 0:
+        raise ValueError(f"fit rows: none left after fit_scenes={scenes}, fit_take_stride={take_stride}")
+    return {**roles, "fit": fit}
+
+
 def frame_tokens(backbone, root: str | Path, rows, frames: int, batch_size: int = 16,
                  cache_root: str | None = None, log=print) -> np.ndarray:
     """Tokens `(M, frames, N, C)` float16 of `rows`' clips at `frames` uniform frames (cached per rows)."""

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from encoders.pixel_motion import conv_stem, ends_input, mean_max_pool
 from encoders.probes.data import frame_indices
-from encoders.probes.factors import probe_rows, write_probe_outputs
+from encoders.probes.factors import probe_rows, thin_fit, write_probe_outputs
 
 MODES = ("rgb", "diff", "masked", "ends")
 ROLES = ("fit", "train_scene_test", "heldout_scene")
@@ -60,6 +60,8 @@ class MotionProbeConfig:
     test_every: int = 3  # as factors.py: a random 1/test_every of the train-split takes is the train-scene test set
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     eval_every: int = 500
+    fit_scenes: int = 0  # > 0: fit on the takes of this many training scenes only (the test sets stay)
+    fit_take_stride: int = 1  # > 1: fit on 1/stride of the fit takes (the test sets stay)
     threads: int = 1
     out: str = "runs/probe/motion"
 
@@ -71,6 +73,9 @@ class MotionProbeConfig:
             raise ValueError(f"frames: need >= 2 (first and last), got {self.frames}")
         if self.steps < 1 or self.batch_size < 1 or not self.seeds:
             raise ValueError("steps and batch_size must be >= 1, and seeds non-empty")
+        if self.fit_scenes < 0 or self.fit_take_stride < 1:
+            raise ValueError(f"fit_scenes must be >= 0 and fit_take_stride >= 1, got {self.fit_scenes}, "
+                             f"{self.fit_take_stride}")
 
 
 def motion_input(frames: torch.Tensor, mode: str, mask_threshold: float = 0.08) -> torch.Tensor:
@@ -108,22 +113,32 @@ def load_frames(root: str | Path, rows, frames: int) -> torch.Tensor:
     """`(M, frames, 3, H, W)` uint8 of `rows`' clips at `frames` uniformly spaced frames."""
     from encoders.features import iter_clip_batches
 
-    out, idx = [], None
-    for _, video in iter_clip_batches(root, rows, 64):
-        if idx is None:
+    out, idx = None, None
+    for start, video in iter_clip_batches(root, rows, 64):
+        if out is None:  # filled in place: a list then a concatenation would hold the clips twice
             idx = torch.from_numpy(frame_indices(video.shape[1], frames))
-        out.append(video[:, idx])
-    return torch.cat(out)
+            out = torch.empty((len(rows), frames, *video.shape[2:]), dtype=video.dtype)
+        out[start:start + len(video)] = video[:, idx]
+    return out
 
 
-def _scores(model: MotionCNN, x: torch.Tensor, ys: torch.Tensor, roles: dict[str, np.ndarray], batch: int = 128
-            ) -> dict[str, list[float]]:
+def _inputs(video: torch.Tensor, rows: torch.Tensor, mode: str, cfg: MotionProbeConfig) -> torch.Tensor:
+    """The CNN input of `video[rows]` (uint8 clips), made per batch so that memory stays at the clips'."""
+    return motion_input(video[rows].float() / 255.0, mode, cfg.mask_threshold)
+
+
+def _scores(model: MotionCNN, video: torch.Tensor, ys: torch.Tensor, roles: dict[str, np.ndarray], mode: str,
+            cfg: MotionProbeConfig, batch: int = 128) -> dict[str, list[float]]:
+    scored = np.unique(np.concatenate(list(roles.values())))
+    preds = torch.zeros(len(video), ys.shape[1], dtype=torch.long)
     model.eval()
     with torch.no_grad():
-        preds = [torch.cat(p) for p in zip(*(
-            [o.argmax(1) for o in model(x[i:i + batch])] for i in range(0, len(x), batch)))]
+        for i in range(0, len(scored), batch):
+            b = torch.from_numpy(scored[i:i + batch])
+            preds[b] = torch.stack([o.argmax(1) for o in model(_inputs(video, b, mode, cfg))], 1)
     model.train()
-    return {r: [float((p[v] == ys[v, j]).float().mean()) for j, p in enumerate(preds)] for r, v in roles.items()}
+    return {r: [float((preds[v, j] == ys[v, j]).float().mean()) for j in range(ys.shape[1])]
+            for r, v in roles.items()}
 
 
 def train_mode(video: torch.Tensor, ys: torch.Tensor, classes: list[int], roles: dict[str, np.ndarray], mode: str,
@@ -131,15 +146,14 @@ def train_mode(video: torch.Tensor, ys: torch.Tensor, classes: list[int], roles:
     """Train one MotionCNN on the fit rows; accuracies per role and label at every `eval_every` steps."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    x = torch.cat([motion_input(video[i:i + 64].float() / 255.0, mode, cfg.mask_threshold)
-                   for i in range(0, len(video), 64)])
-    model = MotionCNN(x.shape[1], classes, cfg.width)
+    in_ch = int(_inputs(video, torch.arange(1), mode, cfg).shape[1])
+    model = MotionCNN(in_ch, classes, cfg.width)
     opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     fit = torch.from_numpy(roles["fit"])
     curve, t0 = [], time.perf_counter()
     for step in range(1, cfg.steps + 1):
         b = fit[torch.randint(len(fit), (cfg.batch_size,))]
-        xb = x[b] * (0.8 + 0.4 * torch.rand(len(b), 1, 1, 1))  # brightness: scenes differ in lighting
+        xb = _inputs(video, b, mode, cfg) * (0.8 + 0.4 * torch.rand(len(b), 1, 1, 1))  # brightness: scenes differ in lighting
         dx, dy = (int(v) for v in rng.integers(-cfg.shift, cfg.shift + 1, 2))
         xb = torch.roll(xb, (dx, dy), (2, 3))
         loss = sum(F.cross_entropy(o, ys[b, j]) for j, o in enumerate(model(xb)))
@@ -147,12 +161,12 @@ def train_mode(video: torch.Tensor, ys: torch.Tensor, classes: list[int], roles:
         loss.backward()
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            acc = _scores(model, x, ys, roles)
+            acc = _scores(model, video, ys, roles, mode, cfg)
             curve.append({"step": step, "loss": round(loss.item(), 4), **acc})
             log(f"  {mode} seed {seed} step {step}: loss {loss.item():.3f}  " + "  ".join(
                 f"{lab} {acc['train_scene_test'][j]:.2f}/{acc['heldout_scene'][j]:.2f}"
                 for j, lab in enumerate(cfg.labels)) + f"  ({time.perf_counter() - t0:.0f}s)")
-    return {"final": curve[-1], "curve": curve, "in_channels": int(x.shape[1]),
+    return {"final": curve[-1], "curve": curve, "in_channels": in_ch,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -180,6 +194,7 @@ def run_motion_probe(cfg: MotionProbeConfig, log=print) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     t0, load0 = time.perf_counter(), os.getloadavg()
     meta, rows, roles = probe_rows(cfg.data, cfg.labels, cfg.test_every)
+    roles = thin_fit(rows, roles, cfg.fit_take_stride, cfg.fit_scenes)
     classes = [len(meta["vocab"][lab]) for lab in cfg.labels]
     ys = torch.tensor(np.stack([[meta["vocab"][lab].index(v) for v in rows[lab]] for lab in cfg.labels], 1))
     video = load_frames(cfg.data, rows, cfg.frames)

@@ -95,15 +95,14 @@ class RoboActMethod:
         self.model = RoboActEncoder(self.model_cfg)
         self.model.hold_frozen("backbone", tmp.backbone())  # reuse the frozen backbone
         self.model.triplets.copy_(torch.from_numpy(self.triplets))
-        f = torch.from_numpy(feats)
-        c = tmp.feature_dim  # frozen features; with motion "diff" the small frames' pixels follow them
-        self.model.feat_mean.copy_(f[..., :c].mean((0, 1)))
-        self.model.feat_std.copy_(f[..., :c].std((0, 1)).clamp(min=1e-3))
-        self.feats = f
+        f = torch.from_numpy(feats.frozen)  # the frozen features; pixel options' small frames stay uint8 in `feats`
+        self.model.feat_mean.copy_(f.mean((0, 1)))
+        self.model.feat_std.copy_(f.std((0, 1)).clamp(min=1e-3))
+        self.feats = feats
         scenes = sorted(set(self.index["scene"]))
         self.scene_id = torch.tensor(self.index["scene"].map({s: i for i, s in enumerate(scenes)}).to_numpy(), dtype=torch.long)
         # per-scene mean feature (n frames averaged too): the scene prototypes of `loss.scene_swap`
-        self.scene_mu = torch.stack([f[self.scene_id == i][..., :c].mean((0, 1)) for i in range(len(scenes))])
+        self.scene_mu = torch.stack([f[self.scene_id == i].mean((0, 1)) for i in range(len(scenes))])
         names = [(vocab["subject"][s], vocab["action"][a], vocab["object"][o]) for s, a, o in self.triplets]
         enc = build_text_encoder(self.model_cfg.text_encoder)
         desc = enc.encode([compose_description(*n) for n in names])  # Eq. 1 text per triplet (Algorithm 1)
@@ -132,7 +131,7 @@ class RoboActMethod:
         full = self.batch(step)
         part = rank_slice(len(full), rank, world)
         rows = full[part]
-        x = self.feats[rows]
+        x = torch.from_numpy(self.feats[rows])
         if lc.scene_swap > 0 and len(self.scene_mu) > 1:
             rng = np.random.default_rng([self.cfg.seed, step, 2])
             own = self.scene_id[rows]

@@ -388,20 +388,20 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         return index, out
 
     def dataset_features(self, root, split=None, views=None, cache_root=None):
-        """(index, `(M, n, C)` float32 frame features at this model's n uniformly sampled frames;
-        `(M, n, C + P)` with small frames: each row's small frames appended, as `with_pixels`)."""
+        """(index, `FrameRows` `(M, n, C)` frozen frame features at this model's n uniformly sampled
+        frames; `(M, n, C + P)` with small frames: each row's small frames appended, as `with_pixels`,
+        kept uint8 until a row is read)."""
         from encoders.features import backbone_features
+        from encoders.roboact.frame_rows import FrameRows
 
         res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root)
         pooled = res.arrays["pooled"]
         idx = frame_indices(pooled.shape[1], self.cfg.frames)
-        feats = np.asarray(pooled[:, idx], dtype=np.float32)
+        blocks = []
         if self.pixels:
             from encoders.features import small_frames
 
-            parts = [feats]
             for s in self.pixel_sizes.values():
                 px = small_frames(root, split, views, s, cache_root).arrays["frames"][:, idx]
-                parts.append(px.reshape(*px.shape[:2], -1).astype(np.float32))
-            feats = np.concatenate(parts, -1)
-        return res.index, feats
+                blocks.append(px.reshape(*px.shape[:2], -1))
+        return res.index, FrameRows(pooled[:, idx], blocks)

@@ -97,7 +97,8 @@ def all_triplets(model) -> list[tuple[str, str, str]]:
 @torch.no_grad()
 def accuracies(model, index, feats: np.ndarray, texts: torch.Tensor, trip: list[tuple[str, str, str]]) -> dict:
     """Head and zero-shot text accuracy (%) per factor on `feats (M, n, C)`."""
-    out = model.forward_features(torch.from_numpy(feats))
+    parts = [model.forward_features(torch.from_numpy(feats[s : s + 256])) for s in range(0, len(feats), 256)]
+    out = {k: torch.cat([p[k] for p in parts]) for k in ("embedding", *(f"logits_{f}" for f in FACTORS))}
     res: dict = {"head": {}, "text": {}}
     for f in FACTORS:
         names = getattr(model.cfg, f + "s")

@@ -95,8 +95,9 @@ def all_triplets(model) -> list[tuple[str, str, str]]:
 
 
 @torch.no_grad()
-def accuracies(model, index, feats: np.ndarray, texts: torch.Tensor, trip: list[tuple[str, str, str]]) -> dict:
-    """Head and zero-shot text accuracy (%) per factor on `feats (M, n, C)`."""
+def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, str, str]]) -> dict:
+    """Head and zero-shot text accuracy (%) per factor on frame rows `feats (M, n, C)` (`FrameRows` or an
+    array), read 256 rows at a time."""
     parts = [model.forward_features(torch.from_numpy(feats[s : s + 256])) for s in range(0, len(feats), 256)]
     out = {k: torch.cat([p[k] for p in parts]) for k in ("embedding", *(f"logits_{f}" for f in FACTORS))}
     res: dict = {"head": {}, "text": {}}

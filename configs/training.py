@@ -265,6 +265,25 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
     return out
 
 
+def logged_seconds(metrics: str | Path) -> float | None:
+    """Training wall time in seconds from a run's metrics.jsonl, summed over its resumed segments.
+
+    `fit` logs "s" from the start of each call, so a run resumed once logs two rising series; a row whose
+    "s" is below its predecessor's starts a new segment. None when no row carries "s"."""
+    p = Path(metrics)
+    if not p.is_file():
+        return None
+    total, prev, seen = 0.0, 0.0, False
+    for line in p.read_text().splitlines():
+        s = json.loads(line).get("s") if line.strip() else None
+        if s is None:
+            continue
+        if s < prev:
+            total += prev
+        prev, seen = float(s), True
+    return round(total + prev, 2) if seen else None
+
+
 def broadcast_parameters(model: nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (same seed should already agree)."""
     import torch.distributed as dist

@@ -42,23 +42,49 @@ def mean_max_pool(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
 
 
+POOLS = {"mean_max": 2, "moments": 4}  # pooling name -> output channels per feature channel
+
+
+def moments_pool(h: torch.Tensor) -> torch.Tensor:
+    """`(B, C, h, w)` -> `(B, 4C)`: mean, max, and each channel's first moments along x and y
+    (coordinates in [-1, 1] from the grid centre).
+
+    Mean and max forget where a response was. A rotation's direction lives only there: clockwise and
+    counterclockwise fields hold the same local motions at mirrored places (the ego camera turning with
+    the wrist moves the whole frame so), and both pool to the same mean and max; the moments differ in sign.
+    """
+    _, _, hh, ww = h.shape
+    y = torch.linspace(-1.0, 1.0, hh, dtype=h.dtype, device=h.device)[:, None] if hh > 1 else h.new_zeros(1, 1)
+    x = torch.linspace(-1.0, 1.0, ww, dtype=h.dtype, device=h.device)[None, :] if ww > 1 else h.new_zeros(1, 1)
+    return torch.cat([mean_max_pool(h), (h * x).mean((2, 3)), (h * y).mean((2, 3))], 1)
+
+
+def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
+    """`(B, C, h, w)` -> `(B, POOLS[pool] * C)`."""
+    return moments_pool(h) if pool == "moments" else mean_max_pool(h)
+
+
 class MotionStem(nn.Module):
     """Per-step motion tokens: `frames (B, n, 3, s, s)` in [0, 1] -> `(B, n-1, d)`.
 
     Step i (i = 1..n-1) sees [f_i - f_(i-1), f_i - f_0]: the step's own motion (Eq. 6 in pixel
     space) and the motion so far, so the last token already holds the whole displacement. One CNN
-    is shared by every step; a static background cancels in both differences.
+    is shared by every step; a static background cancels in both differences. `pool` "moments" also
+    keeps where each response was (`moments_pool`), which a rotation's direction needs.
     """
 
-    def __init__(self, dim: int, width: int = 16) -> None:
+    def __init__(self, dim: int, width: int = 16, pool: str = "mean_max") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"motion pool {pool!r} is not one of {sorted(POOLS)}")
+        self.pool = pool
         self.stem = conv_stem(6, width)
-        self.proj = nn.Linear(8 * width, dim)
+        self.proj = nn.Linear(POOLS[pool] * 4 * width, dim)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, n, c, h, w = frames.shape
         x = torch.cat([frames[:, 1:] - frames[:, :-1], frames[:, 1:] - frames[:, :1]], 2)  # (B, n-1, 6, s, s)
-        z = mean_max_pool(self.stem(x.reshape(b * (n - 1), 2 * c, h, w)))
+        z = pool_features(self.stem(x.reshape(b * (n - 1), 2 * c, h, w)), self.pool)
         return self.proj(z).reshape(b, n - 1, -1)
 
 

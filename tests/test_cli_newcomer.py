@@ -191,6 +191,34 @@ def test_resume_without_checkpoint_is_said_once(tmp_path, capsys):
     assert capsys.readouterr().out.count(f"--resume: no checkpoint in {other}") == 1
 
 
+def test_logged_seconds_sums_the_segments_of_a_resumed_run(tmp_path):
+    """`fit` restarts its "s" clock on --resume; the run's training time is both segments together."""
+    import time
+
+    import torch
+
+    from configs.training import LoopConfig, fit, logged_seconds
+
+    class Slow:
+        def __init__(self) -> None:
+            self.model = torch.nn.Linear(2, 1)
+
+        def loss(self, model, step, device, rank=0, world=1):
+            time.sleep(0.02)
+            return (model(torch.ones(4, 2, device=device)) ** 2).mean(), {}
+
+    out = tmp_path / "run"
+    assert logged_seconds(out / "metrics.jsonl") is None
+    fit(Slow(), out, LoopConfig(steps=3, ckpt_every=3, log_every=1), progress=False)
+    first = logged_seconds(out / "metrics.jsonl")
+    fit(Slow(), out, LoopConfig(steps=6, ckpt_every=3, log_every=1, resume=True), progress=False)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[3]["s"] < rows[2]["s"]  # the clock restarted
+    assert first == rows[2]["s"] and first >= 0.04
+    assert logged_seconds(out / "metrics.jsonl") == round(rows[2]["s"] + rows[5]["s"], 2)
+
+
 # -- every entry point: one line for a bad name or a missing input, --help lists keys / defaults ----
 
 

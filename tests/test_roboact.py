@@ -164,6 +164,29 @@ def test_motion_stem_reads_pixel_differences_only():
         tiny_cfg(object_input="pixels")  # no small frames without motion "diff"
 
 
+def test_moments_pool_keeps_where_a_response_was():
+    """motion_pool "moments": a response map and its mirror image pool to the same mean and max (so
+    clockwise and counterclockwise rotation fields can look alike), but to x-moments of opposite sign."""
+    from encoders.pixel_motion import MotionStem, mean_max_pool, moments_pool
+
+    torch.manual_seed(0)
+    h = torch.rand(2, 5, 3, 3)
+    h[:, :, :, 0] += 2.0  # stronger on the left
+    mirror = h.flip(-1)
+    assert torch.allclose(mean_max_pool(h), mean_max_pool(mirror))
+    a, b = moments_pool(h), moments_pool(mirror)
+    assert a.shape == (2, 20) and torch.allclose(a[:, :10], b[:, :10])
+    assert torch.allclose(a[:, 10:15], -b[:, 10:15], atol=1e-6) and (a[:, 10:15] < 0).all()  # x-moment: left is negative
+    assert torch.allclose(a[:, 15:], b[:, 15:], atol=1e-6)  # y-moment unchanged by a left-right mirror
+    assert torch.allclose(moments_pool(h.flip(-2))[:, 15:], -a[:, 15:], atol=1e-6)
+    stem = MotionStem(16, 4, "moments")
+    assert stem(torch.rand(2, 5, 3, 16, 16)).shape == (2, 4, 16) and stem.proj.in_features == 4 * 16
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, motion_pool="moments")).eval()
+    assert m.encode(torch.randint(0, 255, (2, 6, 3, 32, 32), dtype=torch.uint8)).shape == (2, 24)
+    with pytest.raises(ConfigError, match="motion_pool"):
+        tiny_cfg(motion="diff", motion_pool="median")
+
+
 def test_frozen_backbone_is_not_saved_or_trained():
     m = RoboActEncoder(tiny_cfg())
     m.backbone()

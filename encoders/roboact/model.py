@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import ActionEncoder, frame_indices, register_encoder
-from encoders.pixel_motion import MotionStem, ObjectStem, shrink
+from encoders.pixel_motion import POOLS, MotionStem, ObjectStem, shrink
 from encoders.roboact.banks import FACTORS, FeatureBanks
 
 TEMPORAL = ("diff", "endpoints", "raw")
@@ -74,6 +74,9 @@ class RoboActConfig:
     motion: str = "none"  # "none" | "diff"
     motion_size: int = 48
     motion_width: int = 16
+    # how the motion stem pools its grid (encoders/pixel_motion.py POOLS): "mean_max", or "moments",
+    # which adds each channel's x/y first moments so a rotation's direction survives pooling
+    motion_pool: str = "mean_max"
     # Not in the paper (issue 23): "temporal" feeds the action branch (Eq. 12) and the action classifier
     # (Eq. 22) from Tem_vn, the last Eq. 7 output, instead of F_v_attn, so the action cannot be read
     # off the frozen F_v1 / F_vn (the scene); "fused" is the paper's
@@ -108,6 +111,8 @@ class RoboActConfig:
                 self.motion != "diff" or not self.disentangle)):
             raise ValueError(f"roboact_clip.object_input: {self.object_input!r} must be 'fused', or 'pixels' "
                              "with motion 'diff' and disentangle true")
+        if self.motion_pool not in POOLS:
+            raise ValueError(f"roboact_clip.motion_pool: {self.motion_pool!r} is not one of {sorted(POOLS)}")
         if self.output not in ("concat", "action"):
             raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
         if self.frames < 2:
@@ -163,7 +168,7 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
             self.pixel_sizes["object"] = cfg.object_size
         self.pixels = sum(3 * s * s for s in self.pixel_sizes.values())
         if cfg.motion == "diff":
-            self.motion = MotionStem(d, cfg.motion_width)
+            self.motion = MotionStem(d, cfg.motion_width, cfg.motion_pool)
         if cfg.object_input == "pixels":
             self.object_stem = ObjectStem(d, cfg.object_width)
         if cfg.temporal == "diff":

@@ -18,6 +18,7 @@ import torch
 
 from configs.runs import atomic_write_json, atomic_write_text
 from configs.threads import apply_threads
+from configs.training import logged_seconds
 
 ABL = "configs/encoder/roboact_ablations"
 VARIANTS = [  # (name, config, what it is)
@@ -38,6 +39,8 @@ VARIANTS = [  # (name, config, what it is)
      "motion stem + action from Tem_vn + object from a pixel stem"),
     ("object_pixels_a3", f"{ABL}/object_pixels_a3.yaml",
      "the same, object loss x3 (alpha_o), no colour tint"),
+    ("object_pixels_a3_moments", f"{ABL}/object_pixels_a3_moments.yaml",
+     "the same, motion stem pooled with x/y moments"),
 ]
 FACTORS = ("subject", "action", "object")
 
@@ -78,12 +81,8 @@ def train_variant(tc) -> tuple[Path, float | None]:
     from encoders.train import train
 
     out = Path(tc.out)
-    if (out / "encoder" / "config.json").is_file():  # reuse; the training time is the last logged "s"
-        import json
-
-        m = out / "metrics.jsonl"
-        lines = m.read_text().splitlines() if m.is_file() else []
-        return out / "encoder", (json.loads(lines[-1]).get("s") if lines else None)
+    if (out / "encoder" / "config.json").is_file():  # reuse; the training time is the logged one
+        return out / "encoder", logged_seconds(out / "metrics.jsonl")
     t0 = time.time()
     train(tc, progress=False)
     return out / "encoder", time.time() - t0

@@ -187,6 +187,34 @@ def test_moments_pool_keeps_where_a_response_was():
         tiny_cfg(motion="diff", motion_pool="median")
 
 
+def test_accuracies_break_down_by_class_and_view():
+    """scripts/roboact_results.py's per-class / per-view head accuracy: the counts cover every row and
+    the n-weighted class accuracies give back the overall head accuracy."""
+    import pandas as pd
+
+    from encoders.roboact.results import accuracies, all_triplets, per_class_tables
+
+    torch.manual_seed(0)
+    m = RoboActEncoder(tiny_cfg()).eval()
+    rng = np.random.default_rng(0)
+    n = 40
+    index = pd.DataFrame({"subject": rng.choice(SUBJECTS, n), "action": rng.choice(ACTIONS, n),
+                          "object": rng.choice(OBJECTS, n), "view": rng.choice(["ego", "exo_left"], n)})  # fmt: skip
+    video = torch.randint(0, 255, (n, 4, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        feats = m.frame_features(video).numpy()
+        trip = all_triplets(m)
+        res = accuracies(m, index, feats, torch.randn(len(trip), m.dim), trip)
+    for f in ("subject", "action", "object"):
+        pc = res["per_class"][f]
+        assert sum(c["n"] for c in pc.values()) == n and set(pc) == set(index[f])
+        assert sum(c["acc"] * c["n"] for c in pc.values()) / n == pytest.approx(res["head"][f])
+        by_view = sum(res["per_view"][v][f] * (index["view"] == v).sum() for v in res["per_view"]) / n
+        assert by_view == pytest.approx(res["head"][f])
+    lines = per_class_tables([{"name": "tiny", "accuracy": res}])
+    assert f"| {ACTIONS[0]} | {res['per_class']['action'][ACTIONS[0]]['n']} |" in "\n".join(lines)
+
+
 def test_frozen_backbone_is_not_saved_or_trained():
     m = RoboActEncoder(tiny_cfg())
     m.backbone()

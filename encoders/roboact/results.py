@@ -99,11 +99,18 @@ def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, s
     array), read 256 rows at a time."""
     parts = [model.forward_features(torch.from_numpy(feats[s : s + 256])) for s in range(0, len(feats), 256)]
     out = {k: torch.cat([p[k] for p in parts]) for k in ("embedding", *(f"logits_{f}" for f in FACTORS))}
-    res: dict = {"head": {}, "text": {}}
+    res: dict = {"head": {}, "text": {}, "per_class": {}, "per_view": {}}
+    views = index["view"].to_numpy() if "view" in index else np.full(len(index), "all")
     for f in FACTORS:
         names = getattr(model.cfg, f + "s")
         y = np.array([names.index(v) for v in index[f]])
-        res["head"][f] = float((out[f"logits_{f}"].argmax(-1).numpy() == y).mean() * 100)
+        ok = out[f"logits_{f}"].argmax(-1).numpy() == y
+        res["head"][f] = float(ok.mean() * 100)
+        # where the errors are: head accuracy per true class (n rows) and per camera view
+        res["per_class"][f] = {names[c]: {"acc": float(ok[y == c].mean() * 100), "n": int((y == c).sum())}
+                               for c in sorted(set(y.tolist()))}  # fmt: skip
+        for v in sorted(set(views.tolist())):
+            res["per_view"].setdefault(v, {})[f] = float(ok[views == v].mean() * 100)
     sim = torch.nn.functional.normalize(out["embedding"], dim=-1) @ torch.nn.functional.normalize(texts, dim=-1).T
     best = sim.argmax(-1).numpy()
     for i, f in enumerate(FACTORS):
@@ -215,6 +222,28 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def per_class_tables(variants: list[dict]) -> list[str]:
+    """Markdown lines: head accuracy (%) per true action / object class and per view, one column per variant."""
+    vs = [v for v in variants if "per_class" in v.get("accuracy", {})]
+    if not vs:
+        return []
+    head = "| " + " | ".join(v["name"] for v in vs) + " |"
+    L = ["", "Head accuracy (%) per true class on the held-out scenes (n: clip-views) and per view:", ""]
+    for f in ("action", "object"):
+        classes = list(vs[0]["accuracy"]["per_class"][f])
+        L += [f"| {f} | n {head}", "|---|---|" + "---|" * len(vs)]
+        for c in classes:
+            cells = " | ".join(fmt(v["accuracy"]["per_class"][f].get(c, {}).get("acc")) for v in vs)
+            L.append(f"| {c} | {vs[0]['accuracy']['per_class'][f][c]['n']} | {cells} |")
+        L.append("")
+    L += [f"| view | factor {head}", "|---|---|" + "---|" * len(vs)]
+    for view in vs[0]["accuracy"]["per_view"]:
+        for f in ("action", "object"):
+            cells = " | ".join(fmt(v["accuracy"]["per_view"].get(view, {}).get(f)) for v in vs)
+            L.append(f"| {view} | {f} | {cells} |")
+    return L
+
+
 def markdown(res: dict, command: str) -> str:
     L = ["# RoboAct-CLIP on the embedded atomic world (held-out scenes)", "",
          f"Command: `{command}`", "",
@@ -234,6 +263,7 @@ def markdown(res: dict, command: str) -> str:
         L.append(f"| {v['label']} | {v['frames']} | " + " | ".join(fmt(a["head"][f]) for f in ("action", "subject", "object"))
                  + " | " + " | ".join(fmt(a["text"][f]) for f in ("action", "subject", "object", "triplet"))
                  + f" | {fmt(v.get('train_seconds'))} |")
+    L += per_class_tables(res["variants"])
     L += ["", "Recombination (Eq. 18) of triplets never seen together in training: the recombined bank "
           "features must retrieve their own Eq. 19 text among all vocabulary triplets.", "",
           "| variant | group | n | top-1 % | top-5 % | chance top-1 % | chance top-5 % |", "|---|---|---|---|---|---|---|"]

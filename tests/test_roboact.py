@@ -192,7 +192,8 @@ def test_accuracies_break_down_by_class_and_view():
     the n-weighted class accuracies give back the overall head accuracy."""
     import pandas as pd
 
-    from encoders.roboact.results import accuracies, all_triplets, per_class_tables
+    from encoders.roboact.report import markdown, per_class_tables
+    from encoders.roboact.results import accuracies, all_triplets
 
     torch.manual_seed(0)
     m = RoboActEncoder(tiny_cfg()).eval()
@@ -213,6 +214,14 @@ def test_accuracies_break_down_by_class_and_view():
         assert by_view == pytest.approx(res["head"][f])
     lines = per_class_tables([{"name": "tiny", "accuracy": res}])
     assert f"| {ACTIONS[0]} | {res['per_class']['action'][ACTIONS[0]]['n']} |" in "\n".join(lines)
+    # train_stride: every k-th training row, and its tables in the report
+    with torch.no_grad():
+        seen = accuracies(m, index, feats, torch.randn(len(trip), m.dim), trip, np.arange(0, n, 4))
+    assert sum(c["n"] for c in seen["per_class"]["action"].values()) == 10
+    row = {"name": "tiny", "label": "tiny", "frames": 4, "accuracy": res, "accuracy_train": {**seen, "rows": 10}}
+    md = markdown({"data": "d", "n_train": n, "n_val": n, "val_scenes": ["s1"], "frames_per_clip": 4,
+                   "n_vocab_triplets": len(trip), "train_stride": 4, "variants": [row]}, "cmd")  # fmt: skip
+    assert "per true class on the held-out scenes" in md and "trained on (10, every 4-th)" in md
 
 
 def test_frozen_backbone_is_not_saved_or_trained():

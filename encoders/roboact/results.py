@@ -19,6 +19,7 @@ import torch
 from configs.runs import atomic_write_json, atomic_write_text
 from configs.threads import apply_threads
 from configs.training import logged_seconds
+from encoders.roboact.report import markdown
 
 ABL = "configs/encoder/roboact_ablations"
 VARIANTS = [  # (name, config, what it is)
@@ -62,6 +63,7 @@ class ResultsConfig:
     seeded: list[str] = dataclasses.field(default_factory=lambda: ["full_n16"])  # ... these variants
     # frame-count study 2/8/16/32 on a dataset rendered with >= 32 frames per clip ("" = skip)
     frame_study_data: str = ""
+    train_stride: int = 0  # > 0: also score every k-th training clip-view (seen clips: under- vs over-fitting)
     frame_study_overrides: list[str] = dataclasses.field(default_factory=lambda: ["model.backbone_size=64"])
 
 
@@ -94,10 +96,13 @@ def all_triplets(model) -> list[tuple[str, str, str]]:
 
 
 @torch.no_grad()
-def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, str, str]]) -> dict:
+def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, str, str]],
+               rows: np.ndarray | None = None) -> dict:
     """Head and zero-shot text accuracy (%) per factor on frame rows `feats (M, n, C)` (`FrameRows` or an
-    array), read 256 rows at a time."""
-    parts = [model.forward_features(torch.from_numpy(feats[s : s + 256])) for s in range(0, len(feats), 256)]
+    array; only `rows` of them and of `index` when given), read 256 rows at a time."""
+    rows = np.arange(len(feats)) if rows is None else np.asarray(rows)
+    index = index.iloc[rows]
+    parts = [model.forward_features(torch.from_numpy(feats[rows[s : s + 256]])) for s in range(0, len(rows), 256)]
     out = {k: torch.cat([p[k] for p in parts]) for k in ("embedding", *(f"logits_{f}" for f in FACTORS))}
     res: dict = {"head": {}, "text": {}, "per_class": {}, "per_view": {}}
     views = index["view"].to_numpy() if "view" in index else np.full(len(index), "all")
@@ -155,8 +160,10 @@ def recombination(model, train_index, val_index, rec_texts: torch.Tensor, trip: 
     return res
 
 
-def evaluate_variant(row: dict, enc_dir: Path, data: str, train_index, val_index, cache_dir: str = "") -> list:
-    """Fill row["accuracy"] (and row["recombination"]) for the encoder in `enc_dir` on `data`'s val split."""
+def evaluate_variant(row: dict, enc_dir: Path, data: str, train_index, val_index, cache_dir: str = "",
+                     train_stride: int = 0) -> list:
+    """Fill row["accuracy"] (and row["recombination"]) for the encoder in `enc_dir` on `data`'s val split,
+    and row["accuracy_train"] on every `train_stride`-th training clip-view when > 0."""
     from encoders.base import build_encoder
     from envs.datasets.annotations import compose_description, recombination_text
 
@@ -166,6 +173,11 @@ def evaluate_variant(row: dict, enc_dir: Path, data: str, train_index, val_index
     with torch.no_grad():
         texts = model.text_embed([compose_description(*t) for t in trip])
         row["accuracy"] = accuracies(model, index, feats, texts, trip)
+        if train_stride > 0:  # the clips it trained on: under-fitting (low here too) or over-fitting
+            tr_index, tr_feats = model.dataset_features(data, "train", cache_root=cache_dir or None)
+            rows = np.arange(0, len(tr_index), train_stride)
+            row["accuracy_train"] = accuracies(model, tr_index, tr_feats, texts, trip, rows)
+            row["accuracy_train"]["rows"] = len(rows)
         if model.cfg.disentangle:
             rec = model.text_embed([recombination_text(*t) for t in trip])
             row["recombination"] = recombination(model, train_index, val_index, rec, trip)
@@ -218,95 +230,6 @@ def retrieval(cfg: ResultsConfig, main_dir: Path) -> list[dict]:
     return rows
 
 
-def fmt(v) -> str:
-    return "—" if v is None else f"{v:.2f}"
-
-
-def per_class_tables(variants: list[dict]) -> list[str]:
-    """Markdown lines: head accuracy (%) per true action / object class and per view, one column per variant."""
-    vs = [v for v in variants if "per_class" in v.get("accuracy", {})]
-    if not vs:
-        return []
-    head = "| " + " | ".join(v["name"] for v in vs) + " |"
-    L = ["", "Head accuracy (%) per true class on the held-out scenes (n: clip-views) and per view:", ""]
-    for f in ("action", "object"):
-        classes = list(vs[0]["accuracy"]["per_class"][f])
-        L += [f"| {f} | n {head}", "|---|---|" + "---|" * len(vs)]
-        for c in classes:
-            cells = " | ".join(fmt(v["accuracy"]["per_class"][f].get(c, {}).get("acc")) for v in vs)
-            L.append(f"| {c} | {vs[0]['accuracy']['per_class'][f][c]['n']} | {cells} |")
-        L.append("")
-    L += [f"| view | factor {head}", "|---|---|" + "---|" * len(vs)]
-    for view in vs[0]["accuracy"]["per_view"]:
-        for f in ("action", "object"):
-            cells = " | ".join(fmt(v["accuracy"]["per_view"].get(view, {}).get(f)) for v in vs)
-            L.append(f"| {view} | {f} | {cells} |")
-    return L
-
-
-def markdown(res: dict, command: str) -> str:
-    L = ["# RoboAct-CLIP on the embedded atomic world (held-out scenes)", "",
-         f"Command: `{command}`", "",
-         f"Data: `{res['data']}` — train on the train split ({res['n_train']} clip-views), evaluate on val "
-         f"({res['n_val']} clip-views, scenes {', '.join(res['val_scenes'])}, never seen in training). "
-         f"Frames per clip in the dataset: {res['frames_per_clip']}.", "",
-         "Accuracy (%) per factor. *head*: auxiliary classifiers (Eq. 22); *text*: zero-shot, best of the "
-         f"{res['n_vocab_triplets']} Algorithm-1 descriptions of the vocabulary product (Eq. 24-25 space). "
-         "Paper (16 frames): action 99.49 / subject 99.88 / object 97.43.", "",
-         "| variant | n | head action | head subject | head object | text action | text subject | text object | text triplet | train s |",
-         "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for v in res["variants"]:
-        if "skipped" in v:
-            L.append(f"| {v['label']} | {v['frames']} | not measurable: {v['skipped']} |||||||| |")
-            continue
-        a = v["accuracy"]
-        L.append(f"| {v['label']} | {v['frames']} | " + " | ".join(fmt(a["head"][f]) for f in ("action", "subject", "object"))
-                 + " | " + " | ".join(fmt(a["text"][f]) for f in ("action", "subject", "object", "triplet"))
-                 + f" | {fmt(v.get('train_seconds'))} |")
-    L += per_class_tables(res["variants"])
-    L += ["", "Recombination (Eq. 18) of triplets never seen together in training: the recombined bank "
-          "features must retrieve their own Eq. 19 text among all vocabulary triplets.", "",
-          "| variant | group | n | top-1 % | top-5 % | chance top-1 % | chance top-5 % |", "|---|---|---|---|---|---|---|"]
-    for v in res["variants"]:
-        r = v.get("recombination")
-        if not r:
-            continue
-        for g in ("val_unseen", "product_unseen", "train_seen"):
-            x = r[g]
-            if x.get("n"):
-                L.append(f"| {v['label']} | {g} | {x['n']} | {fmt(x['top1'])} | {fmt(x['top5'])} | "
-                         f"{fmt(r['chance_top1'])} | {fmt(r['chance_top5'])} |")
-    main = next((v for v in res["variants"] if v["name"] == "full_n16" and "recombination" in v), None)
-    if main:
-        x = main["recombination"]["val_unseen"]
-        if x.get("n"):
-            L += ["", "Val-only triplets and the rank of their own text (0 = first): "
-                  + "; ".join(f"{t}: {r}" for t, r in zip(x["triplets"], x["rank"]))]
-    fs = res.get("frame_study")
-    if fs:
-        L += ["", f"## Frame-count study on a {fs['frames_per_clip']}-frame dataset", "",
-              f"`{fs['data']}` ({fs['n_train']} train / {fs['n_val']} val clip-views, val = held-out scenes), full model, "
-              f"overrides {fs['overrides']}. Head / text accuracy (%), recombination of val-only triplets.", "",
-              "| n | head action | head subject | head object | text action | text subject | text object | "
-              "recomb val-unseen top-1 % (n) | train s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in fs["rows"]:
-            if "skipped" in r:
-                L.append(f"| {r['frames']} | not measurable: {r['skipped']} |||||||")
-                continue
-            a, rc = r["accuracy"], r.get("recombination", {}).get("val_unseen", {})
-            L.append(f"| {r['frames']} | " + " | ".join(fmt(a["head"][f]) for f in ("action", "subject", "object"))
-                     + " | " + " | ".join(fmt(a["text"][f]) for f in ("action", "subject", "object"))
-                     + f" | {fmt(rc.get('top1'))} ({rc.get('n', 0)}) | {fmt(r.get('train_seconds'))} |")
-    if res.get("retrieval"):
-        from encoders.benchmark.tables import markdown_table
-
-        L += ["", "## Video-to-video retrieval (encoders/evaluate.py protocol, val split)", "",
-              markdown_table(res["retrieval"], k=1), "", markdown_table(res["retrieval"], k=10)]
-    if res.get("notes"):
-        L += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
-    return "\n".join(L) + "\n"
-
-
 def roboact_results(cfg: ResultsConfig, command: str = "") -> dict:
     """Train (or reuse) every variant, score the val split, write `<doc>.json` and `<doc>.md` (`command`
     quoted in both); returns the JSON payload."""
@@ -321,6 +244,7 @@ def roboact_results(cfg: ResultsConfig, command: str = "") -> dict:
     t_clip = load_clip(Path(cfg.data) / val_index["path"].iloc[0]).shape[0]
     res: dict = {"command": command, "data": cfg.data, "n_train": len(train_index), "n_val": len(val_index),
                  "val_scenes": sorted(set(val_index["scene"])), "frames_per_clip": int(t_clip), "variants": [],
+                 "train_stride": cfg.train_stride,
                  "notes": []}  # fmt: skip
     wanted = set(cfg.variants) if cfg.variants else None
     main_dir = None
@@ -343,7 +267,7 @@ def roboact_results(cfg: ResultsConfig, command: str = "") -> dict:
         enc_dir, secs = train_variant(tc)
         row["encoder"] = str(enc_dir)
         row["train_seconds"] = secs
-        trip = evaluate_variant(row, enc_dir, cfg.data, train_index, val_index, cfg.cache_dir)
+        trip = evaluate_variant(row, enc_dir, cfg.data, train_index, val_index, cfg.cache_dir, cfg.train_stride)
         res["n_vocab_triplets"] = len(trip)
         a = row["accuracy"]
         print(f"[{name}] head acc a/s/o {a['head']['action']:.2f}/{a['head']['subject']:.2f}/{a['head']['object']:.2f}"

@@ -193,7 +193,7 @@ def test_accuracies_break_down_by_class_and_view():
     import pandas as pd
 
     from encoders.roboact.report import markdown, per_class_tables
-    from encoders.roboact.results import accuracies, all_triplets
+    from encoders.roboact.results import accuracies, all_triplets, share_rows
 
     torch.manual_seed(0)
     m = RoboActEncoder(tiny_cfg()).eval()
@@ -218,10 +218,13 @@ def test_accuracies_break_down_by_class_and_view():
     with torch.no_grad():
         seen = accuracies(m, index, feats, torch.randn(len(trip), m.dim), trip, np.arange(0, n, 4))
     assert sum(c["n"] for c in seen["per_class"]["action"].values()) == 10
+    draw = share_rows(900, 1 / 3)  # rows list a clip's 3 views in a row: every view must be drawn
+    assert len(draw) == 300 and (np.diff(draw) > 0).all() and set(draw % 3) == {0, 1, 2}
+    assert np.array_equal(draw, share_rows(900, 1 / 3)) and len(share_rows(5, 2.0)) == 5
     row = {"name": "tiny", "label": "tiny", "frames": 4, "accuracy": res, "accuracy_train": {**seen, "rows": 10}}
     md = markdown({"data": "d", "n_train": n, "n_val": n, "val_scenes": ["s1"], "frames_per_clip": 4,
-                   "n_vocab_triplets": len(trip), "train_stride": 4, "variants": [row]}, "cmd")  # fmt: skip
-    assert "per true class on the held-out scenes" in md and "trained on (10, every 4-th)" in md
+                   "n_vocab_triplets": len(trip), "train_share": 0.25, "variants": [row]}, "cmd")  # fmt: skip
+    assert "per true class on the held-out scenes" in md and "per true class on 10 of the training clip-views" in md
 
 
 def test_frozen_backbone_is_not_saved_or_trained():

@@ -54,8 +54,8 @@ def markdown(res: dict, command: str) -> str:
     tr = [v for v in res["variants"] if "accuracy_train" in v]
     if tr:
         n = tr[0]["accuracy_train"]["rows"]
-        L += per_class_tables(tr, "accuracy_train", f"training clip-views it was trained on ({n}, every "
-                                                    f"{res.get('train_stride')}-th)")  # fmt: skip
+        L += per_class_tables(tr, "accuracy_train", f"{n} of the training clip-views it was trained on "
+                                                    "(a seeded random draw, train_share)")  # fmt: skip
     L += ["", "Recombination (Eq. 18) of triplets never seen together in training: the recombined bank "
           "features must retrieve their own Eq. 19 text among all vocabulary triplets.", "",
           "| variant | group | n | top-1 % | top-5 % | chance top-1 % | chance top-5 % |", "|---|---|---|---|---|---|---|"]

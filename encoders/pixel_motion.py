@@ -49,9 +49,10 @@ def moments_pool(h: torch.Tensor) -> torch.Tensor:
     """`(B, C, h, w)` -> `(B, 4C)`: mean, max, and each channel's first moments along x and y
     (coordinates in [-1, 1] from the grid centre).
 
-    Mean and max forget where a response was. A rotation's direction lives only there: clockwise and
-    counterclockwise fields hold the same local motions at mirrored places (the ego camera turning with
-    the wrist moves the whole frame so), and both pool to the same mean and max; the moments differ in sign.
+    Mean and max forget where a response was: a response map and its mirror image pool alike, the
+    moments differ in sign. Tried for the rotations' direction (clockwise and counterclockwise fields
+    hold the same local motions at mirrored places); on the 8x world it lifted slide left / right
+    instead and left the rotations wrong (docs/results/roboact_diagnosis.md).
     """
     _, _, hh, ww = h.shape
     y = torch.linspace(-1.0, 1.0, hh, dtype=h.dtype, device=h.device)[:, None] if hh > 1 else h.new_zeros(1, 1)
@@ -70,7 +71,7 @@ class MotionStem(nn.Module):
     Step i (i = 1..n-1) sees [f_i - f_(i-1), f_i - f_0]: the step's own motion (Eq. 6 in pixel
     space) and the motion so far, so the last token already holds the whole displacement. One CNN
     is shared by every step; a static background cancels in both differences. `pool` "moments" also
-    keeps where each response was (`moments_pool`), which a rotation's direction needs.
+    keeps where each response was (`moments_pool`).
     """
 
     def __init__(self, dim: int, width: int = 16, pool: str = "mean_max") -> None:

@@ -75,7 +75,7 @@ class RoboActConfig:
     motion_size: int = 48
     motion_width: int = 16
     # how the motion stem pools its grid (encoders/pixel_motion.py POOLS): "mean_max", or "moments",
-    # which adds each channel's x/y first moments so a rotation's direction survives pooling
+    # which adds each channel's x/y first moments (where in the frame the motion is)
     motion_pool: str = "mean_max"
     # Not in the paper (issue 23): "temporal" feeds the action branch (Eq. 12) and the action classifier
     # (Eq. 22) from Tem_vn, the last Eq. 7 output, instead of F_v_attn, so the action cannot be read

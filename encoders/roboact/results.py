@@ -63,10 +63,10 @@ class ResultsConfig:
     seeded: list[str] = dataclasses.field(default_factory=lambda: ["full_n16"])  # ... these variants
     # frame-count study 2/8/16/32 on a dataset rendered with >= 32 frames per clip ("" = skip)
     frame_study_data: str = ""
+    frame_study_overrides: list[str] = dataclasses.field(default_factory=lambda: ["model.backbone_size=64"])
     # > 0: also score this share of the training clip-views, a seeded random draw (the index lists a clip's
     # views in a row, so a stride would pick one view): seen clips tell under- from over-fitting
     train_share: float = 0.0
-    frame_study_overrides: list[str] = dataclasses.field(default_factory=lambda: ["model.backbone_size=64"])
 
 
 def variant_config(cfg: ResultsConfig, name: str, yaml: str, extra: tuple[str, ...] = ()):

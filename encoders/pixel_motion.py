@@ -71,39 +71,62 @@ class MotionStem(nn.Module):
     Step i (i = 1..n-1) sees [f_i - f_(i-1), f_i - f_0]: the step's own motion (Eq. 6 in pixel
     space) and the motion so far, so the last token already holds the whole displacement. One CNN
     is shared by every step; a static background cancels in both differences. `pool` "moments" also
-    keeps where each response was (`moments_pool`).
+    keeps where each response was (`moments_pool`). `frame` True adds f_i itself (9 channels): a
+    difference alone is the temporal derivative I_t, and the brightness-constancy equation
+    I_x u + I_y v + I_t = 0 needs the image's own gradient to give the motion its sign, since a light
+    object turning one way and a dark one turning the other leave the same differences.
     """
 
-    def __init__(self, dim: int, width: int = 16, pool: str = "mean_max") -> None:
+    def __init__(self, dim: int, width: int = 16, pool: str = "mean_max", frame: bool = False) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"motion pool {pool!r} is not one of {sorted(POOLS)}")
-        self.pool = pool
-        self.stem = conv_stem(6, width)
+        self.pool, self.frame = pool, frame
+        self.stem = conv_stem(9 if frame else 6, width)
         self.proj = nn.Linear(POOLS[pool] * 4 * width, dim)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, n, c, h, w = frames.shape
-        x = torch.cat([frames[:, 1:] - frames[:, :-1], frames[:, 1:] - frames[:, :1]], 2)  # (B, n-1, 6, s, s)
-        z = pool_features(self.stem(x.reshape(b * (n - 1), 2 * c, h, w)), self.pool)
+        parts = [frames[:, 1:] - frames[:, :-1], frames[:, 1:] - frames[:, :1]] + ([frames[:, 1:]] if self.frame else [])
+        x = torch.cat(parts, 2)  # (B, n-1, 6 or 9, s, s)
+        z = pool_features(self.stem(x.reshape(b * (n - 1), len(parts) * c, h, w)), self.pool)
         return self.proj(z).reshape(b, n - 1, -1)
+
+
+OBJECT_POOLS = ("mean_max", "attn")
+OBJECT_ATTN_HEADS = 2  # 2 heads x 4 width channels: the same 8 width features as mean_max, so the proj matches
+
+
+def attention_pool(h: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """`h (B, C, h, w)`, `score (B, K, h, w)` -> `(B, K C)`: per head k, the mean of h weighted by
+    softmax(score_k) over the grid cells."""
+    a = score.flatten(2).softmax(-1)  # (B, K, hw)
+    return torch.einsum("bkn,bcn->bkc", a, h.flatten(2)).flatten(1)
 
 
 class ObjectStem(nn.Module):
     """The manipulated object from pixels: `frames (B, n, 3, s, s)` in [0, 1] -> `(B, d)`.
 
     Reads [f_0, f_(n//2), f_(n-1), f_(n-1) - f_0] (12 channels): the object's colour and shape in the
-    frames and where the scene changed. The max pool keeps a small object's response, which a
-    global mean dilutes (the frozen pooled features: 45-53 % held-out object, roboact_diagnosis.md).
+    frames and where the scene changed. `pool` "mean_max": the max keeps a small object's response,
+    which a global mean dilutes (the frozen pooled features: 45-53 % held-out object,
+    roboact_diagnosis.md), but it keeps a static distractor's as strongly. "attn": a 1x1 conv scores
+    each grid cell and `attention_pool` averages the cells by those weights, so the stem can read the
+    cell where the scene changed and leave out the distractors (random-coloured shapes, 1-3 a scene) and
+    the textured table.
     """
 
-    def __init__(self, dim: int, width: int = 24) -> None:
+    def __init__(self, dim: int, width: int = 24, pool: str = "mean_max") -> None:
         super().__init__()
+        if pool not in OBJECT_POOLS:
+            raise ValueError(f"object pool {pool!r} is not one of {list(OBJECT_POOLS)}")
         self.stem = conv_stem(12, width)
+        self.score = nn.Conv2d(4 * width, OBJECT_ATTN_HEADS, 1) if pool == "attn" else None
         self.proj = nn.Sequential(nn.Linear(8 * width, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.proj(mean_max_pool(self.stem(ends_input(frames))))
+        h = self.stem(ends_input(frames))
+        return self.proj(mean_max_pool(h) if self.score is None else attention_pool(h, self.score(h)))
 
 
 def ends_input(frames: torch.Tensor) -> torch.Tensor:

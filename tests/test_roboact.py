@@ -187,6 +187,54 @@ def test_moments_pool_keeps_where_a_response_was():
         tiny_cfg(motion="diff", motion_pool="median")
 
 
+def test_motion_frame_tells_a_motion_from_its_mirror_in_brightness():
+    """motion_frame: a light square on dark moving right and a dark square on light moving left leave
+    the same frame differences, so the 6-channel stem gives them the same tokens; with the frame
+    itself (9 channels) they differ."""
+    from encoders.pixel_motion import MotionStem
+
+    def clip(light: bool, cols: tuple[int, int]) -> torch.Tensor:
+        v = torch.full((1, 2, 3, 16, 16), 0.0 if light else 1.0)
+        for i, c in enumerate(cols):
+            v[0, i, :, 6:10, c : c + 4] = 1.0 if light else 0.0
+        return v
+
+    a, b = clip(True, (4, 6)), clip(False, (6, 4))  # light moving right, dark moving left
+    assert torch.equal(a[:, 1] - a[:, 0], b[:, 1] - b[:, 0]) and not torch.equal(a, b)
+    torch.manual_seed(0)
+    plain, framed = MotionStem(8, 4, "moments").eval(), MotionStem(8, 4, "moments", frame=True).eval()
+    assert plain.stem[0].in_channels == 6 and framed.stem[0].in_channels == 9
+    with torch.no_grad():
+        assert torch.allclose(plain(a), plain(b))
+        assert not torch.allclose(framed(a), framed(b), atol=1e-4)
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, motion_frame=True)).eval()
+    assert m.encode(torch.randint(0, 255, (2, 6, 3, 32, 32), dtype=torch.uint8)).shape == (2, 24)
+
+
+def test_object_attention_pool_reads_the_scored_cell_and_not_a_brighter_one():
+    """object_pool "attn": with the score peaked on one grid cell the pool returns that cell's features,
+    where max pooling returns a brighter cell elsewhere (a static distractor's); the stem's output
+    width matches mean_max's, and an unknown pool is one config error."""
+    from encoders.pixel_motion import ObjectStem, attention_pool, mean_max_pool
+
+    h = torch.zeros(1, 3, 4, 4)
+    h[0, :, 1, 2] = torch.tensor([1.0, 2.0, 3.0])  # the moved object's cell
+    h[0, :, 3, 0] = 10.0  # a brighter distractor
+    score = torch.full((1, 2, 4, 4), -30.0)
+    score[0, :, 1, 2] = 30.0
+    assert torch.allclose(attention_pool(h, score), torch.tensor([[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]]), atol=1e-4)
+    assert (mean_max_pool(h)[0, 3:] == 10.0).all()
+    uniform = attention_pool(h, torch.zeros(1, 2, 4, 4))
+    assert torch.allclose(uniform[0, :3], h.mean((2, 3))[0])
+    stem = ObjectStem(16, 4, "attn")
+    assert stem(torch.rand(2, 5, 3, 32, 32)).shape == (2, 16) and stem.proj[0].in_features == 8 * 4
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, object_input="pixels",
+                                object_width=4, object_size=16, object_pool="attn")).eval()
+    assert m.encode(torch.randint(0, 255, (2, 6, 3, 32, 32), dtype=torch.uint8)).shape == (2, 24)
+    with pytest.raises(ConfigError, match="object_pool"):
+        tiny_cfg(motion="diff", object_input="pixels", object_pool="median")
+
+
 def test_accuracies_break_down_by_class_and_view():
     """scripts/roboact_results.py's per-class / per-view head accuracy: the counts cover every row and
     the n-weighted class accuracies give back the overall head accuracy."""

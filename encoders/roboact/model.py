@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import ActionEncoder, frame_indices, register_encoder
-from encoders.pixel_motion import POOLS, MotionStem, ObjectStem, shrink
+from encoders.pixel_motion import OBJECT_POOLS, POOLS, MotionStem, ObjectStem, shrink
 from encoders.roboact.banks import FACTORS, FeatureBanks
 
 TEMPORAL = ("diff", "endpoints", "raw")
@@ -77,6 +77,9 @@ class RoboActConfig:
     # how the motion stem pools its grid (encoders/pixel_motion.py POOLS): "mean_max", or "moments",
     # which adds each channel's x/y first moments (where in the frame the motion is)
     motion_pool: str = "mean_max"
+    # True: each motion step also sees its frame f_i beside the differences (MotionStem): the image
+    # gradient that gives a difference its direction (a rotation's sense, on or off for the knob)
+    motion_frame: bool = False
     # Not in the paper (issue 23): "temporal" feeds the action branch (Eq. 12) and the action classifier
     # (Eq. 22) from Tem_vn, the last Eq. 7 output, instead of F_v_attn, so the action cannot be read
     # off the frozen F_v1 / F_vn (the scene); "fused" is the paper's
@@ -87,6 +90,9 @@ class RoboActConfig:
     object_input: str = "fused"
     object_size: int = 96  # the object stem's frames (px): the atomic world's own size; at 48 px an object is 3-5 px
     object_width: int = 24
+    # how the object stem pools its grid (encoders/pixel_motion.py OBJECT_POOLS): "mean_max", or "attn",
+    # learned attention over the grid cells, so a static distractor's colour need not reach the object head
+    object_pool: str = "mean_max"
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)
     subjects: list[str] = dataclasses.field(default_factory=lambda: ["robot", "human"])
@@ -113,6 +119,8 @@ class RoboActConfig:
                              "with motion 'diff' and disentangle true")
         if self.motion_pool not in POOLS:
             raise ValueError(f"roboact_clip.motion_pool: {self.motion_pool!r} is not one of {sorted(POOLS)}")
+        if self.object_pool not in OBJECT_POOLS:
+            raise ValueError(f"roboact_clip.object_pool: {self.object_pool!r} is not one of {list(OBJECT_POOLS)}")
         if self.output not in ("concat", "action"):
             raise ValueError(f"roboact_clip.output: {self.output!r} is not 'concat' or 'action'")
         if self.frames < 2:
@@ -168,9 +176,9 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
             self.pixel_sizes["object"] = cfg.object_size
         self.pixels = sum(3 * s * s for s in self.pixel_sizes.values())
         if cfg.motion == "diff":
-            self.motion = MotionStem(d, cfg.motion_width, cfg.motion_pool)
+            self.motion = MotionStem(d, cfg.motion_width, cfg.motion_pool, cfg.motion_frame)
         if cfg.object_input == "pixels":
-            self.object_stem = ObjectStem(d, cfg.object_width)
+            self.object_stem = ObjectStem(d, cfg.object_width, cfg.object_pool)
         if cfg.temporal == "diff":
             layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, activation="gelu",
                                                batch_first=True, norm_first=True)  # fmt: skip

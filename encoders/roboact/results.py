@@ -42,6 +42,10 @@ VARIANTS = [  # (name, config, what it is)
      "the same, object loss x3 (alpha_o), no colour tint"),
     ("object_pixels_a3_moments", f"{ABL}/object_pixels_a3_moments.yaml",
      "the same, motion stem pooled with x/y moments"),
+    ("object_pixels_a3_moments_attn", f"{ABL}/object_pixels_a3_moments_attn.yaml",
+     "the same, object stem pooled by learned attention over its grid"),
+    ("object_pixels_a3_moments_frame", f"{ABL}/object_pixels_a3_moments_frame.yaml",
+     "moments, and each motion step also sees its frame"),
 ]
 FACTORS = ("subject", "action", "object")
 

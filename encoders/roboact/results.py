@@ -46,6 +46,8 @@ VARIANTS = [  # (name, config, what it is)
      "the same, object stem pooled by learned attention over its grid"),
     ("object_pixels_a3_moments_frame", f"{ABL}/object_pixels_a3_moments_frame.yaml",
      "moments, and each motion step also sees its frame"),
+    ("object_pixels_a3_moments_w48", f"{ABL}/object_pixels_a3_moments_w48.yaml",
+     "moments, and the object stem twice as wide"),
 ]
 FACTORS = ("subject", "action", "object")
 

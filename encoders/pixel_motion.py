@@ -113,7 +113,8 @@ class ObjectStem(nn.Module):
     roboact_diagnosis.md), but it keeps a static distractor's as strongly. "attn": a 1x1 conv scores
     each grid cell and `attention_pool` averages the cells by those weights, so the stem can read the
     cell where the scene changed and leave out the distractors (random-coloured shapes, 1-3 a scene) and
-    the textured table.
+    the textured table. Measured on the 8x world (roboact_diagnosis.md): it fits the objects more slowly
+    than mean_max (a softmax starts as a plain mean), 64.8 against 77.3 % held out at 2000 steps.
     """
 
     def __init__(self, dim: int, width: int = 24, pool: str = "mean_max") -> None:

@@ -92,6 +92,7 @@ class RoboActConfig:
     object_width: int = 24
     # how the object stem pools its grid (encoders/pixel_motion.py OBJECT_POOLS): "mean_max", or "attn",
     # learned attention over the grid cells, so a static distractor's colour need not reach the object head
+    # (measured: it fits more slowly; docs/results/roboact_diagnosis.md)
     object_pool: str = "mean_max"
     # class names per factor (training overwrites them with the dataset's vocabulary; the defaults
     # are the atomic world's, so `build_encoder("roboact_clip")` gives an untrained model)

@@ -413,6 +413,18 @@ def factor_world(tmp_path_factory):
     return root
 
 
+def test_equal_small_frame_sizes_share_one_array(factor_world):
+    """motion_size == object_size: dataset_features reads the small frames once and gives both blocks
+    the same array (at 96 px on the 8x world each copy is 4 GB), and every row carries them twice."""
+    m = RoboActEncoder(tiny_cfg(motion="diff", motion_size=16, motion_width=4, object_input="pixels",
+                                object_width=4, object_size=16, actions=ACTIONS)).eval()
+    index, feats = m.dataset_features(factor_world, "val", cache_root=factor_world.parent / "cache")
+    assert len(feats.pixels) == 2 and feats.pixels[0] is feats.pixels[1]
+    row, c, p = feats[:2], m.feature_dim, 3 * 16 * 16
+    assert row.shape == (2, 4, c + 2 * p) and np.array_equal(row[..., c : c + p], row[..., c + p :])
+    assert m.forward_features(torch.from_numpy(row))["logits_action"].shape == (2, len(ACTIONS))
+
+
 def _train_cfg(root, out, steps, **kw):
     from encoders.train import TrainConfig
 

@@ -411,11 +411,12 @@ class RoboActEncoder(FeatureBanks, ActionEncoder):
         res = backbone_features(self.backbone(), root, split, views, cache_root=cache_root)
         pooled = res.arrays["pooled"]
         idx = frame_indices(pooled.shape[1], self.cfg.frames)
-        blocks = []
+        by_size: dict[int, np.ndarray] = {}  # motion_size == object_size: one array for both blocks
         if self.pixels:
             from encoders.features import small_frames
 
             for s in self.pixel_sizes.values():
-                px = small_frames(root, split, views, s, cache_root).arrays["frames"][:, idx]
-                blocks.append(px.reshape(*px.shape[:2], -1))
-        return res.index, FrameRows(pooled[:, idx], blocks)
+                if s not in by_size:
+                    px = small_frames(root, split, views, s, cache_root).arrays["frames"][:, idx]
+                    by_size[s] = px.reshape(*px.shape[:2], -1)
+        return res.index, FrameRows(pooled[:, idx], [by_size[s] for s in self.pixel_sizes.values()])

@@ -48,6 +48,8 @@ VARIANTS = [  # (name, config, what it is)
      "moments, and each motion step also sees its frame"),
     ("object_pixels_a3_moments_w48", f"{ABL}/object_pixels_a3_moments_w48.yaml",
      "moments, and the object stem twice as wide"),
+    ("object_pixels_a3_moments_m96", f"{ABL}/object_pixels_a3_moments_m96.yaml",
+     "moments, and the motion stem at 96 px"),
 ]
 FACTORS = ("subject", "action", "object")
 

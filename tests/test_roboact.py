@@ -260,6 +260,9 @@ def test_accuracies_break_down_by_class_and_view():
         assert sum(c["acc"] * c["n"] for c in pc.values()) / n == pytest.approx(res["head"][f])
         by_view = sum(res["per_view"][v][f] * (index["view"] == v).sum() for v in res["per_view"]) / n
         assert by_view == pytest.approx(res["head"][f])
+        for c, x in pc.items():  # each class's per-view accuracies weight back to its own
+            nv = {v: ((index[f] == c) & (index["view"] == v)).sum() for v in x["views"]}
+            assert sum(x["views"][v] * nv[v] for v in nv) / x["n"] == pytest.approx(x["acc"])
     lines = per_class_tables([{"name": "tiny", "accuracy": res}])
     assert f"| {ACTIONS[0]} | {res['per_class']['action'][ACTIONS[0]]['n']} |" in "\n".join(lines)
     # train_stride: every k-th training row, and its tables in the report

@@ -109,7 +109,8 @@ def all_triplets(model) -> list[tuple[str, str, str]]:
 def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, str, str]],
                rows: np.ndarray | None = None) -> dict:
     """Head and zero-shot text accuracy (%) per factor on frame rows `feats (M, n, C)` (`FrameRows` or an
-    array; only `rows` of them and of `index` when given), read 256 rows at a time."""
+    array; only `rows` of them and of `index` when given), read 256 rows at a time; head accuracy also
+    per true class (and per class and view: a sense of motion can be clear in the ego view only) and per view."""
     rows = np.arange(len(feats)) if rows is None else np.asarray(rows)
     index = index.iloc[rows]
     parts = [model.forward_features(torch.from_numpy(feats[rows[s : s + 256]])) for s in range(0, len(rows), 256)]
@@ -122,7 +123,9 @@ def accuracies(model, index, feats, texts: torch.Tensor, trip: list[tuple[str, s
         ok = out[f"logits_{f}"].argmax(-1).numpy() == y
         res["head"][f] = float(ok.mean() * 100)
         # where the errors are: head accuracy per true class (n rows) and per camera view
-        res["per_class"][f] = {names[c]: {"acc": float(ok[y == c].mean() * 100), "n": int((y == c).sum())}
+        res["per_class"][f] = {names[c]: {"acc": float(ok[y == c].mean() * 100), "n": int((y == c).sum()),
+                                          "views": {v: float(ok[(y == c) & (views == v)].mean() * 100)
+                                                    for v in sorted(set(views[y == c].tolist()))}}
                                for c in sorted(set(y.tolist()))}  # fmt: skip
         for v in sorted(set(views.tolist())):
             res["per_view"].setdefault(v, {})[f] = float(ok[views == v].mean() * 100)

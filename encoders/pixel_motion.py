@@ -75,6 +75,8 @@ class MotionStem(nn.Module):
     difference alone is the temporal derivative I_t, and the brightness-constancy equation
     I_x u + I_y v + I_t = 0 needs the image's own gradient to give the motion its sign, since a light
     object turning one way and a dark one turning the other leave the same differences.
+    Measured on the 8x world (roboact_diagnosis.md): the rotation senses stayed as wrong; they are lost
+    in the exo views, where the motion is a few pixels.
     """
 
     def __init__(self, dim: int, width: int = 16, pool: str = "mean_max", frame: bool = False) -> None:

@@ -235,6 +235,20 @@ def test_object_attention_pool_reads_the_scored_cell_and_not_a_brighter_one():
         tiny_cfg(motion="diff", object_input="pixels", object_pool="median")
 
 
+def test_every_results_variant_config_loads_and_validates():
+    """Each variant scripts/roboact_results.py can train (VARIANTS) names a YAML that loads into the
+    training config and gives a valid RoboActConfig; the file named is the one on disk."""
+    from pathlib import Path
+
+    from encoders.roboact.results import VARIANTS, ResultsConfig, variant_config
+
+    root = Path(__file__).resolve().parents[1]
+    for name, yaml, _ in VARIANTS:
+        assert (root / yaml).is_file(), yaml
+        tc = variant_config(ResultsConfig(), name, str(root / yaml))
+        from_dict(RoboActConfig, tc.model, source=yaml).validate()
+
+
 def test_accuracies_break_down_by_class_and_view():
     """scripts/roboact_results.py's per-class / per-view head accuracy: the counts cover every row and
     the n-weighted class accuracies give back the overall head accuracy."""

@@ -14,6 +14,8 @@ File layout (what LIBERO's own datasets use; extras marked +):
     data/demo_i/states        (T, S) flattened MuJoCo states
     data/demo_i/rewards, dones (T,)
   + data/demo_i/skills        (T,) int16 index into skill_vocab (the atomic action of each step)
+  + data/demo_i/skill_objects (T,) int16 index into the demo's `skill_object_names` attr (json list):
+                              the sim name of the object each step's skill acts on ("" for none)
 
 `DemoWriter` writes atomically (a copy is extended and renamed into place) and resumes from an
 existing file; `DemoReader` reads both these files and official LIBERO ones.
@@ -38,7 +40,8 @@ SKILL_VOCAB = ("idle", "reach", "grasp", "lift", "place", "push", "open", "close
 
 @dataclass
 class Demo:
-    """One demonstration. actions (T, 7); obs[key] (T, ...); states (T, S); skills: T labels or None."""
+    """One demonstration. actions (T, 7); obs[key] (T, ...); states (T, S); skills: T labels or None;
+    skill_objects: T sim object names (what each step's skill acts on, "" for none) or None."""
 
     actions: np.ndarray
     obs: dict[str, np.ndarray]
@@ -47,6 +50,7 @@ class Demo:
     dones: np.ndarray
     instruction: str = ""
     skills: list[str] | None = None
+    skill_objects: list[str] | None = None
     init_state: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +65,8 @@ class Demo:
                 raise ValueError(f"demo field {name} has {arr.shape[0]} steps, actions have {T}")
         if self.skills is not None and len(self.skills) != T:
             raise ValueError(f"demo has {len(self.skills)} skill labels for {T} steps")
+        if self.skill_objects is not None and len(self.skill_objects) != T:
+            raise ValueError(f"demo has {len(self.skill_objects)} skill objects for {T} steps")
         for s in self.skills or []:
             if s not in SKILL_VOCAB:
                 raise ValueError(f"unknown skill label {s!r}; vocabulary: {SKILL_VOCAB}")
@@ -142,6 +148,10 @@ class DemoWriter:
             obs.create_dataset(k, data=v, **(kw if v.ndim == 4 else {}))
         if demo.skills is not None:
             g.create_dataset("skills", data=np.array([SKILL_VOCAB.index(s) for s in demo.skills], dtype=np.int16))
+        if demo.skill_objects is not None:
+            names = sorted(set(demo.skill_objects))
+            g.attrs["skill_object_names"] = json.dumps(names)
+            g.create_dataset("skill_objects", data=np.array([names.index(o) for o in demo.skill_objects], dtype=np.int16))
 
 
 class DemoReader:
@@ -194,6 +204,10 @@ class DemoReader:
         skills = None
         if "skills" in g and self.skill_vocab is not None:
             skills = [self.skill_vocab[j] for j in np.asarray(g["skills"])]
+        objects = None
+        if "skill_objects" in g and "skill_object_names" in g.attrs:
+            names = json.loads(g.attrs["skill_object_names"])
+            objects = [names[j] for j in np.asarray(g["skill_objects"])]
         T = g["actions"].shape[0]
         instr = g.attrs.get("language_instruction", self.instruction)
         return Demo(
@@ -204,6 +218,7 @@ class DemoReader:
             dones=np.asarray(g["dones"]) if "dones" in g else np.zeros(T),
             instruction=str(instr.decode() if isinstance(instr, bytes) else instr),
             skills=skills,
+            skill_objects=objects,
             init_state=np.asarray(g.attrs["init_state"]) if "init_state" in g.attrs else None,
         )
 
@@ -237,7 +252,8 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
     """Run the expert `policy` once in `env` (LIBERO or Kitchen) from init state `trial` through the
     rollout loop; returns (Demo, success, stopped), `stopped` = why the loop ended ("success", "done":
     the expert gave up, "max_steps"). Both cameras are rendered at every step for the file
-    (`(T, H, W, 3)` images) whatever the policy reads; the per-step skill label is `policy.label()`."""
+    (`(T, H, W, 3)` images) whatever the policy reads; the per-step skill label is `policy.label()`, its
+    object `policy.label_object()` (not stored when the policy gives None)."""
     from envs.rollout import EnvStepper, run_loop
 
     stepper = EnvStepper(env)
@@ -246,13 +262,14 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
     cams = ("agentview_rgb", "eye_in_hand_rgb")
     keys = (*cams, "ee_pos", "ee_ori", "gripper_states", "joint_states")
     buf: dict[str, list] = {k: [] for k in keys}
-    actions, states, labels = [], [], []
+    actions, states, labels, objects = [], [], [], []
 
     def record(t: int, obs: dict, action: np.ndarray) -> None:
         for k in keys:
             buf[k].append(obs[k])
         states.append(env.get_state())
         labels.append(policy.label())
+        objects.append(policy.label_object())
         actions.append(action)
 
     res = run_loop(stepper, policy, env.instruction, max_steps, seed=seed, bind=env, every_step=cams,
@@ -267,6 +284,7 @@ def record_episode(env, policy, trial: int, seed: int, max_steps: int):
         rewards[-1] = dones[-1] = 1
     demo = Demo(actions=np.stack(actions), obs=o, states=np.stack(states), rewards=rewards, dones=dones,
                 instruction=env.instruction, skills=labels, init_state=init_state,
+                skill_objects=None if any(o is None for o in objects) else objects,
                 attrs={"attempt_seed": seed, "init_trial": trial})
     return demo, success, res.stopped
 

@@ -106,7 +106,7 @@ class Policy(abc.ABC):
     hooks, in this order:
 
     `seed_episode(seed)` -> `reset()` -> `bind_env(env)` -> (`observe(obs, t)` on steps whose frames
-    it declared, `act(obs, instr)` when its chunk is used up, then `label()` / `done()`) x steps ->
+    it declared, `act(obs, instr)` when its chunk is used up, then `label()` / `label_object()` / `done()`) x steps ->
     `episode_info()`.
 
     Declared, per class or instance:
@@ -162,6 +162,10 @@ class Policy(abc.ABC):
 
     def label(self) -> str | None:
         """The atomic skill the last action belongs to (scripted experts; demo labels), or None."""
+        return None
+
+    def label_object(self) -> str | None:
+        """The sim name of the object that skill acts on (scripted experts; demo labels), or None."""
         return None
 
     def done(self) -> bool | None:

@@ -18,7 +18,7 @@ counters); the rollout loop's `reset()` resets it at every episode start.
 Batching: the server waits on every connection; the `act` requests pending at the same moment are
 answered by one `policy.act_batch([(session, obs, instruction), ...])` call (one batched forward
 pass; equal to calling each session's `act` in turn), every other hook (`seed_episode`, `reset`,
-`observe`, `done`, `label`, `episode_info`) one by one in each connection's order. `seed_episode`,
+`observe`, `done`, `label`, `label_object`, `episode_info`) one by one in each connection's order. `seed_episode`,
 `reset` and `observe` are one-way messages (no reply to wait for; an error they raise is answered to
 the session's next request). A policy without `act_batch` is served with one `session.act` per
 request (still one model copy). A policy without `session()`, or one that reads the simulator through
@@ -110,7 +110,7 @@ class _Session:
 
 def _overrides(policy: Policy) -> list[str]:
     """The optional hooks the policy implements (the client asks the server only for those)."""
-    return [h for h in ("done", "label", "episode_info") if getattr(type(policy), h) is not getattr(Policy, h)]
+    return [h for h in ("done", "label", "label_object", "episode_info") if getattr(type(policy), h) is not getattr(Policy, h)]
 
 
 def _serve(spec: str, build_kwargs: dict, address: str, threads: int, workers: int, ready: Connection) -> None:
@@ -195,7 +195,7 @@ def _handle(conn: Connection, s: _Session, msg: tuple, hello: dict, stats: dict)
             value = hello
         elif op == "stats":
             value = dict(stats)
-        elif op in ("done", "label", "episode_info"):
+        elif op in ("done", "label", "label_object", "episode_info"):
             value = getattr(s.policy, op)()
         else:
             err = f"ValueError: unknown policy server message {op!r}"

@@ -1,7 +1,7 @@
 """The worker side of the policy server (envs/policy_server.py): `RemotePolicy`, a `Policy` whose
 model lives in the server process, reached over a local socket (`multiprocessing.connection`,
 AF_UNIX). Each rollout hook is one message: `seed_episode`, `reset` and `observe` are one-way,
-`act`, `done`, `label` and `episode_info` wait for the answer, at most `ServerSpec.timeout_s`.
+`act`, `done`, `label`, `label_object` and `episode_info` wait for the answer, at most `ServerSpec.timeout_s`.
 A dead or silent server raises `PolicyServerError` (one line); the next call reconnects.
 """
 
@@ -41,8 +41,8 @@ def _stopped_reason(stopped: str) -> str:
 
 
 class RemotePolicy(Policy):
-    """A Policy whose model lives in the server process. `act`, `done`, `label` and `episode_info`
-    wait for the answer (at most `spec.timeout_s`); a dead or silent server raises
+    """A Policy whose model lives in the server process. `act`, `done`, `label`, `label_object`
+    and `episode_info` wait for the answer (at most `spec.timeout_s`); a dead or silent server raises
     `PolicyServerError` (one line), after which the next episode's first hook reconnects."""
 
     def __init__(self, spec: ServerSpec) -> None:
@@ -120,6 +120,9 @@ class RemotePolicy(Policy):
 
     def label(self) -> str | None:
         return self._request("label") if "label" in self._hooks else None
+
+    def label_object(self) -> str | None:
+        return self._request("label_object") if "label_object" in self._hooks else None
 
     def episode_info(self) -> dict[str, Any]:
         return self._request("episode_info") if "episode_info" in self._hooks else {}

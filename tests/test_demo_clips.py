@@ -128,6 +128,43 @@ def test_retried_segment_is_derived_failed_and_dropped(tmp_path):
     assert segments(["a", "a", "b", "a"]) == [("a", 0, 2), ("b", 2, 3), ("a", 3, 4)]
 
 
+def test_each_segment_is_labelled_with_the_object_its_skill_acted_on(tmp_path):
+    """The writer logs each step's sim object (data/demo_i/skill_objects): the second pick-and-place of
+    a two-object task is the second object, a drawer skill the drawer. A file without them (written
+    before the writer logged objects) gives every segment the instruction's first noun phrase."""
+    from envs.atomic_world.dataset import read_index
+    from envs.datasets.demo_clips import sim_noun
+
+    instr = "put both the alphabet soup and the tomato sauce in the basket"
+    pick = [("reach", 3), ("grasp", 2), ("lift", 2), ("place", 3)]
+    names = ["alphabet_soup_1"] * 10 + ["tomato_sauce_1"] * 10
+    drawer = [("reach", 4), ("open", 4), ("reach", 3), ("grasp", 2), ("lift", 2), ("place", 3)]
+    bowl = ["top_drawer"] * 8 + ["akita_black_bowl_1"] * 10
+    for logged in (True, False):
+        root = tmp_path / f"d{logged}"
+        for task, (text, runs, objs) in {0: (instr, pick * 2, names),
+                                         1: ("open the top drawer and put the bowl inside", drawer, bowl)}.items():
+            w = DemoWriter(root / "libero_10" / f"task{task}_demo.hdf5", env_args={"suite": "libero_10", "task_id": task},
+                           problem_info={"language_instruction": text})
+            d = _demo(text, runs)
+            d.skill_objects = objs if logged else None
+            w.add(d)
+            w.flush()
+        demo_clips(_cfg(root, tmp_path / f"o{logged}", split_by="demo"))
+        idx = read_index(tmp_path / f"o{logged}").drop_duplicates("clip_id").sort_values("clip_id")
+        got = {sc: list(zip(g["action"], g["object"])) for sc, g in idx.groupby("scene")}
+        if logged:
+            assert [o for _, o in got["libero_10_t0"]] == ["alphabet soup"] * 4 + ["tomato sauce"] * 4
+            assert got["libero_10_t1"] == [("reach", "drawer"), ("open", "drawer"), ("reach", "black bowl"),
+                                           ("grasp", "black bowl"), ("pick up", "black bowl"), ("put down", "black bowl")]
+            assert set(idx["caption"]) >= {"the robot picks up the tomato sauce"}
+        else:
+            assert [o for _, o in got["libero_10_t0"]] == ["alphabet soup"] * 8
+            assert [o for _, o in got["libero_10_t1"]] == ["drawer"] * 6
+    assert [sim_noun(n) for n in ("moka_pot_2", "microwave_1_microjoint", "porcelain_mug_1", "bottom_drawer")] == [
+        "moka pot", "microwave", "white mug", "bottom drawer"]
+
+
 def test_nominal_runs_and_the_runs_left_over():
     from envs.datasets.demo_clips import nominal_runs, retried_runs
 

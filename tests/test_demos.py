@@ -27,6 +27,7 @@ def _demo(T: int, seed: int) -> Demo:
         dones=np.r_[np.zeros(T - 1), 1].astype(np.uint8),
         instruction="turn on the stove",
         skills=["reach"] * (T // 2) + ["turn"] * (T - T // 2),
+        skill_objects=[""] + ["flat_stove_1"] * (T - 1),
         init_state=rng.normal(size=11),
     )
 
@@ -55,6 +56,7 @@ def test_hdf5_round_trip_and_resume(tmp_path: Path):
             np.testing.assert_array_equal(back.dones, d.dones)
             np.testing.assert_array_equal(back.init_state, d.init_state)
             assert back.skills == d.skills and back.instruction == d.instruction
+            assert back.skill_objects == d.skill_objects
     with h5py.File(path) as f:
         assert f["data"].attrs["num_demos"] == 3 and f["data"].attrs["total"] == 16
         assert f["data/demo_1/obs/agentview_rgb"].shape == (7, 8, 8, 3)

@@ -94,6 +94,22 @@ def test_every_registered_program_names_objects_of_its_bddl():
                 assert atom[1] in touched, (suite, task_id, atom)
 
 
+def test_every_skill_names_an_object_its_instruction_names():
+    """`Skill.acts_on` is what the demo writer logs per step (data/demo_i/skill_objects) and the clip
+    adapter names through `sim_noun`: for every program, that noun shares a word with the task's
+    instruction, so a new program whose object would be labelled by a name no instruction uses fails."""
+    from envs.datasets.demo_clips import sim_noun
+    from envs.libero_env import get_task
+    from policies.scripted.programs import PROGRAMS
+
+    for (suite, task_id), factory in sorted(PROGRAMS.items()):
+        words = set(get_task(suite, task_id).instruction.lower().replace("pots", "pot").split())
+        for skill in factory():
+            if skill.acts_on:  # "" only for a skill that moves the hand alone (TurnDown)
+                noun = sim_noun(skill.acts_on)
+                assert set(noun.split()) & words, f"{suite} {task_id}: {type(skill).__name__} acts on {noun!r}"
+
+
 def test_articulated_skills_name_joints_of_bddl_objects():
     """Skills driving a joint (CloseHingedDoor) name it after an object or fixture of the task's BDDL
     (LIBERO prefixes every joint with its object's name)."""

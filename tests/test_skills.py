@@ -49,16 +49,18 @@ def test_turn_knob_skill_success_predicate_through_simulator():
         skill = TurnKnob("flat_stove_1")
         scene = Scene(env)
         assert not skill.success(scene) and not env.success()
-        labels = []
+        labels, objects = [], []
         for _ in range(150):
             a = policy.act(obs, env.instruction)
             labels.append(policy.label())
+            objects.append(policy.label_object())  # what the demo writer logs as data/demo_i/skill_objects
             assert a.shape == (7,) and np.all(np.abs(a) <= 1.0)
             obs, _, _, info = env.step(a)
             if info["success"]:
                 break
         assert skill.success(scene) and env.success()
         assert labels[0] == "reach" and "turn" in labels
+        assert set(objects) == {"flat_stove_1"}  # the reach phase belongs to the turn skill's object too
 
 
 @pytest.mark.slow

@@ -14,8 +14,11 @@ world uses (envs/atomic_world/dataset.py: index.parquet + meta.json + one `(T, H
   `segment_index` its order in the demo. `frames` steps are sampled uniformly over the segment,
   centre-cropped and resized to `size` x `size` (the atomic world's 16 frames at 96 px by default,
   so the two can be mixed: encoders/train.py `data=[...] data_weights=[...]`).
-- verb: the skill label through `VERBS` (the one mapping, below); object: `object_of` (the Kitchen
-  element, else the instruction's first noun phrase, through `OBJECTS`); subject `robot`.
+- verb: the skill label through `VERBS` (the one mapping, below); object: `object_of` per segment
+  (the Kitchen element; else the sim object the expert's skill acted on, `data/demo_i/skill_objects`,
+  named by `sim_noun`; else the instruction's first noun phrase; through `OBJECTS`): so the second
+  pick of "put both the alphabet soup and the tomato sauce in the basket" is the tomato sauce;
+  subject `robot`.
 - views: the demo's cameras (`camera_views`): a camera on the hand is `ego`, a static one `exo_<camera>`.
 - scene = `<suite>_t<task id>` (`scene=task`) or `<suite>` (`scene=suite`); split by task, by scene
   (`val` names the held-out tasks `<suite>/<id>` or scenes; empty: the last of each suite) or by
@@ -149,12 +152,35 @@ def verb_of(skill: str, instruction: str, where: str) -> str | None:
     return verb
 
 
-def object_of(env_args: dict, instruction: str) -> str:
-    """The task's object: the Kitchen element, else the instruction's first noun phrase, through OBJECTS."""
+# LIBERO sim object categories (a body name less its `_<n>` instance suffix) whose words are not the
+# instructions' noun for the object; every other category reads as its words ("alphabet_soup").
+SIM_NOUNS: dict[str, str] = {
+    "akita_black_bowl": "black bowl", "porcelain_mug": "white mug", "white_yellow_mug": "yellow and white mug",
+    "black_book": "book", "flat_stove": "stove", "cream_cheese": "cream cheese box",
+}  # fmt: skip
+_INSTANCE = re.compile(r"^(.*?)(?:_\d+(?:_[a-z]+)?)?$")  # akita_black_bowl_1, microwave_1_microjoint
+
+
+def sim_noun(name: str) -> str:
+    """The object noun of a sim body or joint name: "akita_black_bowl_1" -> "black bowl", "moka_pot_2"
+    -> "moka pot", "microwave_1_microjoint" -> "microwave", "top_drawer" -> "top drawer"."""
+    category = _INSTANCE.match(name.lower()).group(1)
+    return SIM_NOUNS.get(category, category.replace("_", " "))
+
+
+def object_of(env_args: dict, instruction: str, sim_names: Sequence[str] = ()) -> str:
+    """A segment's object, through OBJECTS: the Kitchen element; else `sim_noun` of the sim object the
+    expert's skill acted on (`sim_names`: the segment's per-step `skill_objects`, their most frequent
+    non-empty one); else (a file written before the demos logged objects, or a skill acting on
+    nothing) the instruction's first noun phrase."""
     noun = str(env_args.get("element") or "")
     if not noun:
-        m = _NOUN.search(instruction.lower())
-        noun = m.group(1) if m else "none"
+        named = Counter(n for n in sim_names if n).most_common(1)
+        if named:
+            noun = sim_noun(named[0][0])
+        else:
+            m = _NOUN.search(instruction.lower())
+            noun = m.group(1) if m else "none"
     return OBJECTS.get(noun, noun)
 
 
@@ -240,13 +266,13 @@ def process_file(path: Path, first_take: int, cfg: DemoClipsConfig, out: Path, s
         for i, runs in enumerate(demo_runs):
             d = r.read(i, obs_keys=set(views))
             take_id = first_take + i
-            obj = object_of(r.env_args, d.instruction)
             ok = bool(d.rewards[-1] > 0 or d.dones[-1] > 0) if len(d) else False
             retried = retried_runs([s for s, _, _ in runs], nominal)
             verbs = [verb_of(s, d.instruction, f"{path} {r.keys[i]}") for s, _, _ in runs]
             keystep = d.instruction if cfg.keysteps and sum(v is not None for v in verbs) >= 2 else ""
             split = split_of(scene, task, i)
             for k, ((skill, a, b), verb) in enumerate(zip(runs, verbs)):
+                obj = object_of(r.env_args, d.instruction, d.skill_objects[a:b] if d.skill_objects else ())
                 success = ok and k not in retried
                 keep = verb is not None and b - a >= cfg.min_steps and (success or cfg.keep_failed)
                 reason = ("not an action" if verb is None else "shorter than min_steps" if b - a < cfg.min_steps

@@ -154,6 +154,10 @@ class CloseHingedDoor(Skill):
         self.lead, self.closed, self.overshoot = lead, closed, overshoot
         self.via = via  # optional (3,) offset from the hand's position, a waypoint before the reach
 
+    @property
+    def acts_on(self) -> str:
+        return self.joint  # the door's hinge joint, named after its body (microwave_1_microjoint)
+
     def _frame(self, s: Scene, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hinge anchor (3,), door direction (3,), outward normal (3,)) at hinge angle q (rad)."""
         j = s.sim.model.joint_name2id(self.joint)

@@ -274,6 +274,12 @@ class Skill:
 
     label = "skill"
 
+    @property
+    def acts_on(self) -> str:
+        """The sim name of what the skill acts on (an object body; `<level>_drawer` for a drawer, the
+        hinge joint of a door), "" for none: the per-step object label of a recorded demo."""
+        return str(getattr(self, "obj", "") or "")
+
     def phases(self, scene: Scene, rng: np.random.Generator) -> list[Phase]:
         raise NotImplementedError
 
@@ -324,6 +330,11 @@ class SkillRunner:
         if self.done:
             return "idle"
         return self.phases[self.p].label or self.skills[self.k].label
+
+    @property
+    def acts_on(self) -> str:
+        """The current skill's `Skill.acts_on` ("" once done)."""
+        return "" if self.done else self.skills[self.k].acts_on
 
     def _next_skill(self) -> None:
         if 0 <= self.k < len(self.skills):

@@ -339,6 +339,10 @@ class _Drawer(Skill):
         self.cabinet, self.level = cabinet, level
 
     @property
+    def acts_on(self) -> str:
+        return f"{self.level}_drawer"  # the instruction names the drawer ("the top drawer of the cabinet")
+
+    @property
     def region(self) -> str:
         return f"{self.cabinet}_{self.level}_region"
 
@@ -483,6 +487,10 @@ class TurnKnob(Skill):
 
     def __init__(self, stove: str, on: bool = True, angle: float = 1.1, grasp_dz: float = 0.03) -> None:
         self.stove, self.on, self.angle, self.grasp_dz = stove, on, angle, grasp_dz
+
+    @property
+    def acts_on(self) -> str:
+        return self.stove
 
     def joint(self) -> str:
         return f"{self.stove}_button"

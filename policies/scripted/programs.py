@@ -321,6 +321,9 @@ class ScriptedPolicy(Policy):
     def label(self) -> str:
         return self.runner.label if self.runner is not None else "idle"
 
+    def label_object(self) -> str:
+        return self.runner.acts_on if self.runner is not None else ""
+
     def episode_info(self) -> dict[str, Any]:
         """Extra fields for the evaluator's episode record: each skill attempt and its outcome."""
         return {"skills": list(self.runner.log) if self.runner is not None else []}

@@ -227,6 +227,16 @@ def test_cli_and_preview_sheet(tmp_path):
     img = Image.open(sheet)
     # 2 take rows, 3 views x 3 frames of 32 px (+ gaps)
     assert img.width >= 3 * 3 * 32 and img.height >= 2 * 32
+    # --where keeps the takes with a matching clip: one take per split here (2 scenes, one held out)
+    split = read_index(out).groupby("take_id")["split"].first()
+    one = tmp_path / "one.png"
+    r = subprocess.run([sys.executable, str(root / "scripts/preview_dataset.py"), str(out), "--out", str(one),
+                        "--where", f"split={split.iloc[0]}"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert Image.open(one).height < img.height and Image.open(one).width == img.width
+    r = subprocess.run([sys.executable, str(root / "scripts/preview_dataset.py"), str(out), "--where", "colour=red"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode != 0 and "no column 'colour'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run([sys.executable, str(root / "scripts/make_atomic_videos.py"), "--out", str(out), "world.size=9"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode != 0 and "world.size" in r.stderr

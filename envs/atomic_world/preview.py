@@ -1,6 +1,8 @@
 """Contact sheet of a generated dataset: one row per take, its views side by side (the library behind
 scripts/preview_dataset.py). Each view shows `frames` frames (first, ..., last) of the take's first
 clip; the row is labelled with the take's scene, split, subject and the caption (or keystep) of its clips.
+`where` ({index column: value}) keeps the clips that match, e.g. one object class in one split, and
+each row then shows its take's first matching clip.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from PIL import Image, ImageDraw
 from envs.atomic_world.dataset import load_clip, read_index
 
 
-def contact_sheet(root: str | Path, takes: int = 12, frames: int = 3, gap: int = 4) -> Image.Image:
-    """RGB image: rows = the first `takes` takes, columns = views x `frames` frames, with a label strip."""
+def contact_sheet(root: str | Path, takes: int = 12, frames: int = 3, gap: int = 4,
+                  where: dict[str, str] | None = None) -> Image.Image:
+    """RGB image: rows = the first `takes` takes (with a clip matching `where`), columns = views x
+    `frames` frames, with a label strip."""
     df = read_index(root)
     views = list(dict.fromkeys(df["view"]))
+    match = df
+    for col, value in (where or {}).items():
+        if col not in df.columns:
+            raise ValueError(f"{Path(root) / 'index.parquet'}: no column {col!r} to select on; columns: {list(df.columns)}")
+        match = match[match[col].astype(str) == str(value)]
+    if match.empty:
+        raise ValueError(f"{Path(root) / 'index.parquet'}: no clip has {where}")
     rows = []
-    for take_id in sorted(set(df["take_id"]))[:takes]:
+    for take_id in sorted(set(match["take_id"]))[:takes]:
         t = df[df["take_id"] == take_id]
-        first = t[t["segment_index"] == t["segment_index"].min()]
+        seg = match[match["take_id"] == take_id]["segment_index"].min()
+        first = t[t["segment_index"] == seg]
         tiles = []
         for v in views:
             clip = load_clip(Path(root) / first[first["view"] == v]["path"].iloc[0])

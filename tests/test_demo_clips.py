@@ -270,6 +270,30 @@ def test_verb_outside_the_vocabulary_without_mapping_is_one_line(toy, clips, tmp
     assert "\n" not in str(e.value)
 
 
+def test_roboact_clip_trains_on_a_mix_with_the_robot_verbs_and_objects(toy, clips, tmp_path):
+    """RoboAct-CLIP reads the mix folder like one dataset: its classifiers cover the joined
+    vocabularies (the robot clips add reach / grasp, subject robot and the demo objects), and its
+    batches draw each source by its weight."""
+    from encoders.base import build_encoder
+    from encoders.roboact.method import RoboActMethod
+    from encoders.train import TrainConfig, resolve_data, train
+
+    cfg = from_dict(TrainConfig, {
+        "method": "roboact_clip", "data": [str(toy), str(clips)], "data_weights": [0.5, 0.5], "steps": 3,
+        "out": str(tmp_path / "run"), "batch_quads": 2, "threads": 1, "cache_dir": str(tmp_path / "cache"),
+        "model": {"dim": 32, "heads": 2, "attn_tokens": 2, "branch_dim": 16, "depth": 1, "frames": 4,
+                  "backbone": "pixels", "backbone_size": 16}}, source="test")  # fmt: skip
+    out = train(cfg, progress=False)
+    enc = build_encoder(str(out / "encoder"))
+    assert {"reach", "grasp", "push"} <= set(enc.cfg.actions) and "robot" in enc.cfg.subjects
+    assert {"drawer", "knob", "cream cheese"} <= set(enc.cfg.objects)
+    m = RoboActMethod(resolve_data(cfg))  # data: the mix folder train() made
+    src = m.index["dataset"].to_numpy()
+    share = np.mean([src[m.batch(step)] == 1 for step in range(200)])
+    natural = float(np.mean(src == 1))  # what uniform row sampling would give
+    assert abs(share - 0.5) < 0.05 and abs(natural - 0.5) > 0.15, (share, natural)
+
+
 # ------------------------------------------------------------------------------------- retrieval
 def test_retrieval_benchmark_runs_on_demo_segments_and_on_a_mix(toy, clips, tmp_path):
     from encoders.evaluate import main

@@ -222,6 +222,15 @@ class DemoReader:
             init_state=np.asarray(g.attrs["init_state"]) if "init_state" in g.attrs else None,
         )
 
+    def skill_object_names(self) -> list[str]:
+        """The sorted union of every demo's `skill_object_names` (attrs only, no arrays read)."""
+        names: set[str] = set()
+        for k in self.keys:
+            raw = self._f["data"][k].attrs.get("skill_object_names")
+            if raw is not None:
+                names.update(json.loads(raw))
+        return sorted(names)
+
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]

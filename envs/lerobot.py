@@ -136,20 +136,23 @@ def read_lerobot(src: str | Path, mapping: str | Path | LeRobotMapping = "auto"
             streams = _episode_streams(src, info, plan, rows, e, ep_meta, video_cache, problems, name, rel)
             task_idx = int(rows.column("task_index")[0].as_py())
             episodes.append(StreamEpisode(name, tasks.get(task_idx, ""), streams, skills=_skills(info, streams),
+                                          skill_objects=_skills(info, streams, "skill_object_index", ""),
                                           attrs={"fps": fps, "robot": str(info.get("robot_type", "")),
                                                  "lerobot_episode": int(e), "mapping": plan.mapping.name,
                                                  **_env_columns(ep_meta, e)}))
     return episodes, problems
 
 
-def _skills(info: dict, streams: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str] | None:
-    """A `skill_index` feature whose names are the skill vocabulary (envs/lerobot_writer.py writes one)
-    -> per-frame skill labels; the stream itself is dropped (the labels carry it)."""
-    names = info["features"].get("skill_index", {}).get("names")
-    if "skill_index" not in streams or not names:
+def _skills(info: dict, streams: dict[str, tuple[np.ndarray, np.ndarray]], key: str = "skill_index",
+            missing: str = "idle") -> list[str] | None:
+    """An int feature whose names are its labels (envs/lerobot_writer.py writes `skill_index` over the
+    skill vocabulary and `skill_object_index` over sim object names) -> per-frame labels (`missing` for
+    an index outside the names); the stream itself is dropped (the labels carry it)."""
+    names = info["features"].get(key, {}).get("names")
+    if key not in streams or not names:
         return None
-    idx = streams.pop("skill_index")[1].reshape(-1).astype(int)
-    return [str(names[i]) if 0 <= i < len(names) else "idle" for i in idx]
+    idx = streams.pop(key)[1].reshape(-1).astype(int)
+    return [str(names[i]) if 0 <= i < len(names) else missing for i in idx]
 
 
 def _env_columns(ep_meta: Any, e: int) -> dict[str, Any]:

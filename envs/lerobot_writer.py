@@ -28,7 +28,8 @@ concatenated (LIBERO: ee_pos 3, ee_ori 3 axis-angle, gripper_states 2 -- the 8-d
 LIBERO LeRobot sets; Kitchen: its own keys), action = the env action (float32 of the stored float64),
 cameras agentview_rgb -> observation.images.front, eye_in_hand_rgb -> observation.images.wrist (what
 `envs/lerobot.py` reads back as agentview_rgb / eye_in_hand_rgb), skill_index (int64, names = the
-skill vocabulary) when the demo has labels, task = the demo's instruction; meta/episodes names the
+skill vocabulary) when the demo has labels, skill_object_index (int64, names = the sorted union of the
+files' sim object names) when every demo logged what each skill acted on, task = the demo's instruction; meta/episodes names the
 source file's env/suite and env/task_id, so a head trained on the dataset selects tasks as it does on
 the hdf5 files. The gripper dims of the state are named left_gripper / right_gripper, so the auto
 mapping splits them off as gripper_state and ingestion returns the same (T, 6) + (T, 2).
@@ -240,6 +241,11 @@ def export_demos(src: str | Path, out: str | Path, fps: int = 20, robot_type: st
     from envs.episodes import episode_files, proprio_keys
 
     paths = list(files) if files is not None else [p for p in episode_files(src) if p.suffix in (".hdf5", ".h5")]
+    objects: set[str] = set()  # the int feature's names are fixed when the writer opens: collect them first
+    for path in paths:
+        with DemoReader(path) as r:
+            objects.update(r.skill_object_names())
+    object_names = sorted(objects)
     writer: LeRobotWriter | None = None
     pkeys_first: tuple[str, ...] = ()
     for path in paths:
@@ -253,11 +259,16 @@ def export_demos(src: str | Path, out: str | Path, fps: int = 20, robot_type: st
                 if missing:
                     raise ValueError(f"{path}: demo {i} has no obs {missing} (its proprio keys are {list(pkeys)})")
                 parts = [d.obs[k].reshape(len(d), -1) for k in pkeys]
+                ints = {"skill_index": np.array([SKILL_VOCAB.index(s) for s in d.skills])} if d.skills else {}
+                if ints and object_names:
+                    if d.skill_objects is None:
+                        raise ValueError(f"{path}: demo {i} has no skill_objects where others have them")
+                    ints["skill_object_index"] = np.array([object_names.index(o) for o in d.skill_objects])
                 ep = LeRobotEpisode(
                     d.instruction or r.instruction,
                     {"observation.state": np.concatenate(parts, 1), "action": d.actions.reshape(len(d), -1)},
                     {cam: d.obs[k] for k, cam in DEMO_CAMERAS.items() if k in d.obs},
-                    {"skill_index": np.array([SKILL_VOCAB.index(s) for s in d.skills])} if d.skills else {},
+                    ints,
                     {"env/suite": str(r.env_args.get("suite", "")), "env/task_id": int(r.env_args.get("task_id", -1)),
                      "env/source": f"{path.name}:{r.keys[i]}"})
                 if writer is None:
@@ -265,7 +276,7 @@ def export_demos(src: str | Path, out: str | Path, fps: int = 20, robot_type: st
                     writer = LeRobotWriter(out, fps, robot_type, {
                         "observation.state": state_names(pkeys, [p.shape[1] for p in parts]),
                         "action": action_names(ep.floats["action"].shape[1]),
-                        "skill_index": list(SKILL_VOCAB)})
+                        "skill_index": list(SKILL_VOCAB), "skill_object_index": object_names})
                 writer.add(ep)
     if writer is None:
         raise ValueError(f"{src}: no demos to export")

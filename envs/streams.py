@@ -31,6 +31,7 @@ class StreamEpisode:
     streams: dict[str, tuple[np.ndarray, np.ndarray]]
     markers: list[tuple[float, str]] = field(default_factory=list)
     skills: list[str] | None = None  # per-sample labels given by the source (robomimic)
+    skill_objects: list[str] | None = None  # per-sample sim object each skill acts on, beside `skills`
     attrs: dict[str, Any] = field(default_factory=dict)
 
 

@@ -100,7 +100,8 @@ def read_robomimic(src: str | Path, rate: float) -> tuple[list[StreamEpisode], l
                 name = {"agentview_rgb": "cam_front", "eye_in_hand_rgb": "cam_wrist",
                         "gripper_states": "gripper_state"}.get(k, k)  # fmt: skip
                 streams[name] = (t, v)
-            episodes.append(StreamEpisode(f"demo_{i}", demo.instruction, streams, skills=demo.skills))
+            episodes.append(StreamEpisode(f"demo_{i}", demo.instruction, streams, skills=demo.skills,
+                                          skill_objects=demo.skill_objects))
     return episodes, []
 
 
@@ -174,8 +175,12 @@ def align(ep: StreamEpisode, rate: float, segmenter: Segmenter | None = None) ->
     grid, obs, actions = on_grid(ep, rate)
     T = len(grid)
     cams = [v for k, v in obs.items() if k.endswith("_rgb")]
+    objects = None
     if ep.skills is not None:
         skills = list(resample(np.arange(len(ep.skills)) / rate, np.array(ep.skills), grid - grid[0], True))
+        if ep.skill_objects is not None and len(ep.skill_objects) == len(ep.skills):
+            objects = [str(o) for o in resample(np.arange(len(ep.skill_objects)) / rate, np.array(ep.skill_objects),
+                                                grid - grid[0], True)]
     elif ep.markers:
         labels = [decompose(label)[0].skill for _, label in ep.markers]
         times = np.array([m[0] for m in ep.markers])
@@ -200,7 +205,7 @@ def align(ep: StreamEpisode, rate: float, segmenter: Segmenter | None = None) ->
     dones = np.zeros(T)
     dones[-1] = 1
     return Demo(actions=actions, obs=obs, states=np.concatenate(low, axis=1) if low else np.zeros((T, 0)),
-                rewards=np.zeros(T), dones=dones, instruction=ep.instruction, skills=skills,
+                rewards=np.zeros(T), dones=dones, instruction=ep.instruction, skills=skills, skill_objects=objects,
                 attrs={"source_episode": ep.name, "rate_hz": float(rate), "t0": float(grid[0]),
                        **{k: v for k, v in ep.attrs.items() if isinstance(v, (str, int, float))}, **seg_err})
 

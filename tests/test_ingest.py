@@ -171,7 +171,7 @@ def test_robomimic_round_trip(tmp_path):
                 obs={"agentview_rgb": np.zeros((T, 8, 8, 3), np.uint8), "joint_states": np.ones((T, 7)),
                      "gripper_states": np.zeros((T, 2))},
                 states=np.zeros((T, 3)), rewards=np.zeros(T), dones=np.zeros(T), instruction="open the drawer",
-                skills=["reach"] * 4 + ["open"] * 8)  # fmt: skip
+                skills=["reach"] * 4 + ["open"] * 8, skill_objects=[""] * 2 + ["top_drawer"] * 10)  # fmt: skip
     w = DemoWriter(tmp_path / "src.hdf5")
     w.add(demo)
     w.flush()
@@ -180,6 +180,7 @@ def test_robomimic_round_trip(tmp_path):
     with DemoReader(tmp_path / "out/demos.hdf5") as r:
         d = r[0]
     assert np.array_equal(d.actions, demo.actions) and d.skills == demo.skills and d.instruction == "open the drawer"
+    assert d.skill_objects == demo.skill_objects  # what each skill acted on survives ingestion
 
 
 def test_resample_exact_on_grid_linear_between_and_held_for_commands():

@@ -39,7 +39,8 @@ def write_libero_like_demos(root: Path, demos: int = 2, T: int = 9) -> dict[tupl
                           "ee_pos": rng.normal(size=(T, 3)), "ee_ori": rng.normal(size=(T, 3)),
                           "gripper_states": rng.normal(size=(T, 2)), "joint_states": rng.normal(size=(T, 7))},
                      states=rng.normal(size=(T, 5)), rewards=np.zeros(T), dones=np.r_[np.zeros(T - 1), 1],
-                     instruction=instr, skills=["reach"] * 4 + ["open"] * (T - 4))
+                     instruction=instr, skills=["reach"] * 4 + ["open"] * (T - 4),
+                     skill_objects=[""] * 2 + [f"obj_{tid}_{i}"] * (T - 2))
             w.add(d)
             truth[(tid, i)] = d
         w.flush()
@@ -58,6 +59,7 @@ def test_libero_demos_round_trip_through_lerobot_and_ingestion(tmp_path: Path) -
     assert info["features"]["observation.state"]["names"] == ["x", "y", "z", "ax", "ay", "az", "left_gripper",
                                                               "right_gripper"]
     assert info["features"]["action"]["shape"] == [7] and info["features"]["skill_index"]["dtype"] == "int64"
+    assert info["features"]["skill_object_index"]["names"] == sorted({"", *(f"obj_{t}_{i}" for t, i in truth)})
     assert (tmp_path / "lr/videos/observation.images.wrist/chunk-000/file-000.mp4").is_file()
 
     got = ingest(tmp_path / "lr", "lerobot", tmp_path / "back")
@@ -67,7 +69,7 @@ def test_libero_demos_round_trip_through_lerobot_and_ingestion(tmp_path: Path) -
     assert len(back) == 4
     for b, key in zip(back, sorted(truth)):  # export order: files sorted (task 0, task 5), demos in order
         d = truth[key]
-        assert b.instruction == d.instruction and b.skills == d.skills
+        assert b.instruction == d.instruction and b.skills == d.skills and b.skill_objects == d.skill_objects
         f32 = lambda a: np.asarray(a, np.float32).astype(np.float64)  # noqa: E731 - LeRobot stores float32
         np.testing.assert_array_equal(b.actions, f32(d.actions))
         np.testing.assert_array_equal(b.obs["joint_states"], f32(np.concatenate([d.obs["ee_pos"], d.obs["ee_ori"]], 1)))
@@ -75,6 +77,22 @@ def test_libero_demos_round_trip_through_lerobot_and_ingestion(tmp_path: Path) -
         for k in ("agentview_rgb", "eye_in_hand_rgb"):  # h264 crf 18, yuv420p: a few grey levels
             err = np.abs(b.obs[k].astype(int) - d.obs[k].astype(int))
             assert b.obs[k].shape == d.obs[k].shape and err.mean() < 2.0 and err.max() <= 24, (k, err.mean(), err.max())
+
+
+def test_export_refuses_a_demo_without_skill_objects_beside_ones_with_them(tmp_path: Path) -> None:
+    from envs.lerobot_writer import export_demos
+
+    write_libero_like_demos(tmp_path / "demos", demos=1)
+    w = DemoWriter(tmp_path / "demos/libero_goal/task9_demo.hdf5",
+                   env_args={"type": 1, "suite": "libero_goal", "task_id": 9, "proprio_keys": list(PROPRIO_KEYS)},
+                   problem_info={"language_instruction": "open the top drawer"})
+    with DemoReader(tmp_path / "demos/libero_goal/task0_demo.hdf5") as r:
+        d = r[0]
+    d.skill_objects = None
+    w.add(d)
+    w.flush()
+    with pytest.raises(ValueError, match=r"task9_demo.hdf5: demo 0 has no skill_objects where others have them"):
+        export_demos(tmp_path / "demos", tmp_path / "lr")
 
 
 def test_head_demo_reader_selects_tasks_of_the_export_and_a_head_trains_on_it(tmp_path: Path) -> None:

@@ -591,6 +591,33 @@ def test_object_stem_batches_train_and_export(factor_world, tmp_path):
     assert enc.object_stem.stem[0].weight.grad.abs().sum() > 0 and enc.motion.stem[0].weight.grad is None
 
 
+def test_jitter_is_a_per_clip_roll_and_gain_of_each_ranks_frames(factor_world, tmp_path):
+    """The training jitter (shift on the uint8 frames, rows joined once) equals rolling and scaling the
+    joined float rows clip by clip, for each rank's part of a batch; the frozen columns are untouched."""
+    from configs.training import rank_slice
+    from encoders.roboact.method import RoboActMethod
+
+    model = {"motion": "diff", "motion_size": 16, "motion_width": 4, "action_input": "temporal",
+             "object_input": "pixels", "object_size": 32, "object_width": 4}
+    m = RoboActMethod(_train_cfg(factor_world, tmp_path / "x", 5, model=model, loss={"motion_tint": 0.1}))
+    c, full = m.model.feature_dim, m.batch(3)
+    for rank in (0, 1):
+        rows, x = m.batch_inputs(3, rank, 2)
+        part = rank_slice(len(full), rank, 2)
+        assert np.array_equal(rows, full[part])
+        g, shift = m.jitter_draws(3, part, len(full))
+        assert g.shape == (len(rows), 3, 1, 1) and len(np.unique(g.numpy().reshape(len(rows), 3), axis=0)) > 1
+        raw = m.feats[rows]
+        assert np.array_equal(x[..., :c].numpy(), raw[..., :c])
+        for name, sl in m.model.pixel_slices().items():
+            s = m.model.pixel_sizes[name]
+            k = s / 16
+            want = np.stack([np.roll(raw[i][..., sl].reshape(-1, 3, s, s), (round(dy * k), round(dx * k)), (-2, -1))
+                             for i, (dy, dx) in enumerate(shift)])
+            want = np.clip(want * g.numpy()[:, None], 0, 255).reshape(len(rows), -1, 3 * s * s)
+            assert np.array_equal(x[..., sl].numpy(), want), name
+
+
 def test_frame_rows_concatenate_only_the_rows_read():
     from encoders.roboact.frame_rows import FrameRows
 

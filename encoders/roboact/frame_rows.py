@@ -39,6 +39,11 @@ class FrameRows:
             return self.frozen[rows]
         return np.concatenate([self.frozen[rows], *(p[rows].astype(np.float32) for p in self.pixels)], -1)
 
+    def parts(self, rows) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(frozen `(N, n, C)` float32, pixel blocks `(N, n, P_k)` uint8) of `rows`, not joined: for a
+        reader that changes the pixels first (the training jitter) and joins once."""
+        return self.frozen[rows], [p[rows] for p in self.pixels]
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)

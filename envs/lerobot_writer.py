@@ -29,9 +29,9 @@ LIBERO LeRobot sets; Kitchen: its own keys), action = the env action (float32 of
 cameras agentview_rgb -> observation.images.front, eye_in_hand_rgb -> observation.images.wrist (what
 `envs/lerobot.py` reads back as agentview_rgb / eye_in_hand_rgb), skill_index (int64, names = the
 skill vocabulary) when the demo has labels, skill_object_index (int64, names = the sorted union of the
-files' sim object names) when every demo logged what each skill acted on, task = the demo's instruction; meta/episodes names the
-source file's env/suite and env/task_id, so a head trained on the dataset selects tasks as it does on
-the hdf5 files. The gripper dims of the state are named left_gripper / right_gripper, so the auto
+files' sim object names) when every demo logged what each skill acted on, task = the demo's
+instruction; meta/episodes names the source file's env/suite and env/task_id, so a head trained on the
+dataset selects tasks as it does on the hdf5 files. The gripper dims of the state are named left_gripper / right_gripper, so the auto
 mapping splits them off as gripper_state and ingestion returns the same (T, 6) + (T, 2).
 """
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from configs.allocator import keep_freed_memory
 from configs.runs import atomic_write, atomic_write_json
 from configs.threads import ThreadResizer
 
@@ -189,6 +190,7 @@ def fit(method: Any, out: str | Path, loop: LoopConfig, *, desc: str = "train", 
     fixed N or $ATOMVLA_THREADS keeps them as they are, None leaves them alone."""
     from tqdm import tqdm
 
+    keep_freed_memory()  # a step's tensors reuse the last step's memory instead of faulting it in again
     out = Path(out)
     acc = accelerator or make_accelerator()
     ckpt = prepare_out(out, loop.resume)

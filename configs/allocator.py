@@ -4,8 +4,9 @@ A training step allocates and frees about the same tensors every step. With glib
 above the (dynamic) mmap threshold is mapped fresh each time, and freed memory at the top of the heap
 is handed back to the kernel once it passes the trim threshold; the next step then touches that
 memory again page by page. For RoboAct-CLIP's wide object stem (`object_pixels_a3_moments_w48`, batch
-64) that was 220 000 page faults a step, 0.63 s of kernel time in a 1.6 s step; with the settings
-below 1 900 faults, 0.007 s, and 1.12 s a step (1 thread, measured side by side in one session, load ~3).
+64) that was 220 000 page faults a step, 0.63 s of kernel time in a 1.6 s step; with the thresholds
+below (given as MALLOC_* environment variables, with a 1 GiB top pad as well) 1 900 faults, 0.007 s,
+and 1.12 s a step (1 thread, measured side by side in one session, load ~3).
 
     from configs.allocator import keep_freed_memory
     keep_freed_memory()          # True where glibc took the settings; a no-op elsewhere

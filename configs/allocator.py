@@ -27,15 +27,20 @@ MMAP_THRESHOLD_MAX = 32 * 2**20  # HEAP_MAX_SIZE / 2 on 64-bit glibc: mallopt re
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
 
-def keep_freed_memory() -> bool:
-    """Set the module docstring's malloc parameters for this process; True where glibc took them
-    (Linux with glibc), False elsewhere (macOS, musl: nothing is changed)."""
+def mallopt(param: int, value: int) -> bool:
+    """glibc's mallopt(param, value) for this process; True where glibc took it, False elsewhere
+    (macOS, musl: nothing is changed)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(fn(param, value))
+
+
+def keep_freed_memory() -> bool:
+    """Set the module docstring's malloc parameters for this process; True where glibc took them
+    (Linux with glibc), False elsewhere (macOS, musl: nothing is changed)."""
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

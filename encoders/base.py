@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 # the defining module; only project packages may be imported from it (Registry.import_trusted), so
 # a directory from elsewhere cannot make us import arbitrary code.
 ENCODERS: Registry[type[ActionEncoder]] = Registry(
-    "encoder", modules=("encoders.baselines", "encoders.invact", "encoders.roboact"),
+    "encoder", modules=("encoders.baselines", "encoders.invact", "encoders.roboact", "encoders.with_frame"),
     hint="or pass a directory written by save_pretrained")
 
 

@@ -1,6 +1,7 @@
 """Streaming encoders (encoders/streaming.py): at every step the stream equals `encode` of the window.
 
-For each encoder with hooks (invact, roboact_clip, laq, backbone_mean, flow_mean) and the fallback (random):
+For each encoder with hooks (invact, roboact_clip, laq, backbone_mean, flow_mean, with_frame) and the fallback
+(random):
 2 cameras, episodes shorter and longer than the window span (clamped starts), window lengths equal
 to and different from the encoder's own frame count (lazy per-frame / per-pair work), after reset(),
 and `episode_features` against per-window `encode`.
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs.loader import from_dict
+from configs.loader import from_dict, to_dict
 from encoders.streaming import EncoderStream, episode_features, has_stream_hooks, window_steps
 
 TOL = 1e-5
@@ -45,6 +46,12 @@ def _build(name: str) -> torch.nn.Module:
             enc.feat_mean.uniform_(0.2, 0.6)
             enc.feat_std.uniform_(0.1, 0.3)
         return enc.freeze()
+    if name == "with_frame":  # the tiny InvAct's clip + the current frame's backbone_mean
+        from encoders.with_frame import WithFrameConfig, WithFrameEncoder
+
+        inv = _build("invact")
+        frame = {"name": "backbone_mean", "params": {"backbone": "efficientnet_lite0", "image_size": 64}}
+        return WithFrameEncoder(WithFrameConfig(action={"name": "invact", "params": to_dict(inv.cfg)}, frame=frame)).freeze()
     if name == "laq":
         from encoders.laq.model import LAQConfig, LAQEncoder
 
@@ -84,7 +91,8 @@ def _reference(enc, videos: list[np.ndarray], t: int, frames: int, stride: int) 
     return np.stack(rows)
 
 
-ENCODERS = ["invact", "invact_rgb", "roboact_clip", "roboact_clip_motion", "laq", "backbone_mean", "flow_mean", "random"]
+ENCODERS = ["invact", "invact_rgb", "roboact_clip", "roboact_clip_motion", "laq", "backbone_mean", "flow_mean", "random",
+            "with_frame"]
 
 
 @pytest.mark.parametrize("name", ENCODERS)
@@ -109,7 +117,7 @@ def test_stream_equals_encode_of_each_window(name, frames, stride):
     print(f"{name} frames={frames} stride={stride}: max abs error {worst:.2e}")
 
 
-@pytest.mark.parametrize("name", ["invact", "laq", "backbone_mean", "random"])
+@pytest.mark.parametrize("name", ["invact", "laq", "backbone_mean", "random", "with_frame"])
 def test_episode_features_equal_per_window_encode(name):
     enc = _build(name)
     videos = _episode(11, seed=3)

@@ -183,6 +183,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def newcombe_difference(s1: int, n1: int, s2: int, n2: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of the difference of two success rates s1/n1 - s2/n2 from their Wilson intervals
+    (Newcombe 1998, method 10, the hybrid score interval); (-1, 1) when either n is 0."""
+    if n1 <= 0 or n2 <= 0:
+        return (-1.0, 1.0)
+    p1, p2 = s1 / n1, s2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(s1, n1, z), wilson_interval(s2, n2, z)
+    d = p1 - p2
+    return (max(-1.0, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
+            min(1.0, d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)))
+
+
 def protocol_table() -> str:
     """Markdown table of the constants (for docs/results)."""
     rows = [("suite", "max steps")] + [(s, str(MAX_STEPS[s])) for s in SUITES]

@@ -58,6 +58,9 @@ class CompareConfig:
     # key=value are recipe overrides, plus `per_task=true|false` (this row's choice of per_task)
     rows: dict[str, str] = dataclasses.field(default_factory=lambda: dict(LIBERO_ROWS))
     references: tuple[str, ...] = ("scripted", "random")  # privileged expert and random actions
+    # [row label, label of the row it is compared with] pairs: the table adds each difference per task and
+    # overall, with Newcombe's 95 % interval (envs.protocol.newcombe_difference); references go by their label
+    differences: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     per_task: bool = False  # one head per training task (R3M) instead of one instruction-conditioned head
     trials: int = 50  # rollouts per task (roboact_clip Table II: 50)
     workers: int = 2  # evaluation worker processes
@@ -80,6 +83,10 @@ class CompareConfig:
             if ref not in ("scripted", "random"):
                 raise ValueError(f"references: {ref!r} is not scripted or random")
         known = {*self.rows, *self.references}
+        labels = {*self.rows, *(REFERENCE_LABELS[r] for r in self.references)}
+        for a, b in self.differences:
+            if a not in labels or b not in labels:
+                raise ValueError(f"differences: {a!r} - {b!r} names no row (rows: {sorted(labels)})")
         unknown = sorted(self.selected() - known)
         if unknown:
             raise ValueError(f"only: {unknown} name no row or reference (rows: {sorted(known)})")
@@ -255,6 +262,29 @@ def overall(cells: dict, keys: list[str]) -> dict:
     return _cell(s, n)
 
 
+def difference(a: dict | None, b: dict | None) -> dict | None:
+    """Cell a - cell b: the difference of the success rates and its Newcombe 95 % interval (None if either is empty)."""
+    from envs.protocol import newcombe_difference
+
+    if not a or not b or not a["n"] or not b["n"]:
+        return None
+    return {"difference": a["success_rate"] - b["success_rate"],
+            "ci95": list(newcombe_difference(a["successes"], a["n"], b["successes"], b["n"]))}
+
+
+def differences(cfg: CompareConfig, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> list[dict]:
+    """[{row, minus, cells: {key | 'overall': difference}}] for the config's `differences` whose rows are on disk."""
+    by = {r["label"]: r for r in rows}
+    out = []
+    for a, b in cfg.differences:
+        if a in by and b in by:
+            ca, cb = by[a]["cells"], by[b]["cells"]
+            cells = {k: difference(ca.get(k), cb.get(k)) for k, _ in cols}
+            cells["overall"] = difference(overall(ca, train_keys), overall(cb, train_keys))
+            out.append({"row": a, "minus": b, "cells": cells})
+    return out
+
+
 def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> str:
     def pct(c: dict | None) -> str:
         if not c or not c["n"]:
@@ -275,6 +305,21 @@ def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[s
         lines.append(f"| {r['label']} | `{r['spec']}` | " + " | ".join(pct(r["cells"].get(k)) for k, _ in cols)
                      + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} | "
                      f"{r.get('episode_s', 0):.0f} |")
+    diffs = differences(cfg, rows, cols, train_keys)
+    if diffs:
+        def pp(d: dict | None) -> str:
+            if d is None:
+                return "-"
+            lo, hi = d["ci95"]
+            return f"{100 * d['difference']:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+        lines += ["", "Differences, row minus the row it is compared with (percentage points [Newcombe's hybrid score 95 % "
+                  "interval]; an interval holding 0 does not resolve a difference):", "",
+                  "| row - compared with | " + " | ".join(h for _, h in cols) + " | overall |",
+                  "|---|" + "---:|" * (len(cols) + 1)]
+        for d in diffs:
+            lines.append(f"| {d['row']} - {d['minus']} | " + " | ".join(pp(d["cells"][k]) for k, _ in cols)
+                         + f" | **{pp(d['cells']['overall'])}** |")
     along = [r for r in rows if r.get("train_evals")]
     if along:
         lines += ["", "Evaluations along training (the row's own `eval_every` / `eval_episodes`; overall success):", ""]
@@ -400,6 +445,7 @@ def compare(cfg: CompareConfig) -> dict:
     res = {"config": to_dict(cfg), "recipe": to_dict(base), "columns": cols, "train_columns": train_keys, "rows": rows}
     for r in rows:
         r["overall"] = overall(r["cells"], train_keys)
+    res["differences"] = differences(cfg, rows, cols, train_keys)
     atomic_write_json(out / "results.json", res)
     atomic_write_text(out / "results.md", markdown(cfg, base, rows, cols, train_keys))
     if rows:

@@ -10,6 +10,8 @@ label to `<encoder> [key=value ...]`: a registered name, an exported encoder dir
 control, or `policy:<dir>` to evaluate a trained policy) and rolls the final head out `trials` times per
 task on the recipe's evaluation tasks (LIBERO: T1-T4 trained, T5/T6 held out, roboact_clip Tables
 II/III); the scripted expert and random actions are reference rows under the same evaluator.
+`differences:` lists [row, row it is compared with] pairs; the table adds their per-task and overall
+differences with Newcombe's 95 % interval.
 Everything resumes per row, task and episode: rerun the same command after a kill; `only=` runs some
 rows now and the table shows every row with records so far (n per cell). Output under `out=`:
 results.md / results.json / bar.png, rows/<row>/{train,eval,row.json,timing.json}; `publish=` copies the

@@ -110,6 +110,11 @@ def test_table_config_errors_are_one_line(tmp_path: Path):
     assert cfg.selected() == {"a, seed 1"}
     cfg.only = "b,scripted"
     assert cfg.selected() == {"b", "scripted"}
+    cfg.differences = [("b", "random actions")]  # a reference goes by its label
+    cfg.validate()
+    cfg.differences = [("b", "c")]
+    with pytest.raises(ValueError, match="differences: 'b' - 'c' names no row"):
+        cfg.validate()
     assert parse_row("runs/x/encoder frames=8 stride=2") == ("runs/x/encoder", ["frames=8", "stride=2"])
     with pytest.raises(ValueError):
         parse_row("invact frames")
@@ -142,3 +147,26 @@ def test_a_finished_head_is_kept_when_only_a_later_field_at_its_default_is_missi
     tcfg.proprio = False
     with pytest.raises(ValueError, match=r"another config \(fields \['proprio'\]\)"):
         train_head(tcfg, tmp_path)
+
+
+def test_differences_carry_newcombe_intervals_per_task_and_overall():
+    from configs.loader import load_config
+    from envs.protocol import newcombe_difference
+    from policies.compare import CompareConfig, _cell, differences, markdown
+    from policies.train import TrainHeadConfig
+
+    base = load_config(TrainHeadConfig, REPO / "configs/policy/head_libero.yaml")
+    cols = [("libero_goal:0", "T1"), ("libero_goal:5", "T2"), ("libero_10:7", "T5")]
+    train_keys = ["libero_goal:0", "libero_goal:5"]
+    rows = [{"label": "mix", "spec": "x", "cells": {"libero_goal:0": _cell(19, 50), "libero_goal:5": _cell(37, 50)}},
+            {"label": "world", "spec": "y", "cells": {"libero_goal:0": _cell(8, 50), "libero_goal:5": _cell(42, 50),
+                                                      "libero_10:7": _cell(0, 50)}}]
+    cfg = CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"), rows={"mix": "x", "world": "y"},
+                        differences=[("mix", "world"), ("mix", "not on disk")])
+    (d,) = differences(cfg, rows, cols, train_keys)  # a pair whose row has no records yet is left out
+    assert d["row"] == "mix" and d["minus"] == "world" and d["cells"]["libero_10:7"] is None
+    assert d["cells"]["libero_goal:0"]["difference"] == pytest.approx(0.22)
+    assert d["cells"]["libero_goal:0"]["ci95"] == pytest.approx(list(newcombe_difference(19, 50, 8, 50)))
+    assert d["cells"]["overall"]["ci95"] == pytest.approx(list(newcombe_difference(56, 100, 50, 100)))
+    md = markdown(cfg, base, rows, cols, train_keys)
+    assert "| mix - world | +22 [+5, +38] | -10 [-26, +6] | - | **+6 [-8, +19]** |" in md

@@ -190,6 +190,12 @@ def test_wilson_interval_and_task_parsing():
     assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9 and 0.28 < lo < 0.3
     assert protocol.wilson_interval(0, 0) == (0.0, 1.0)
     assert protocol.wilson_interval(20, 20)[1] == 1.0
+    # Newcombe's hybrid score interval of a difference (Newcombe 1998, Table II, example (a):
+    # 56/70 - 48/80 = 0.2000, method 10: 0.0524 to 0.3339)
+    lo, hi = protocol.newcombe_difference(56, 70, 48, 80)
+    assert abs(lo - 0.0524) < 5e-4 and abs(hi - 0.3339) < 5e-4
+    assert protocol.newcombe_difference(5, 10, 5, 10)[0] < 0 < protocol.newcombe_difference(5, 10, 5, 10)[1]
+    assert protocol.newcombe_difference(0, 0, 3, 10) == (-1.0, 1.0)
     assert parse_tasks("all", 3) == [0, 1, 2]
     assert parse_tasks("2,0,2", 10) == [0, 2]
     assert parse_tasks("1-3", 10) == [1, 2, 3]

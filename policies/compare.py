@@ -61,6 +61,9 @@ class CompareConfig:
     # [row label, label of the row it is compared with] pairs: the table adds each difference per task and
     # overall, with Newcombe's 95 % interval (envs.protocol.newcombe_difference); references go by their label
     differences: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # label -> [row labels]: one more line summing the rollouts of rows that differ only in their seed (head
+    # seeds); a member joins once every training task has `trials` rollouts. `differences` may name a pool
+    pools: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     per_task: bool = False  # one head per training task (R3M) instead of one instruction-conditioned head
     trials: int = 50  # rollouts per task (roboact_clip Table II: 50)
     workers: int = 2  # evaluation worker processes
@@ -84,6 +87,13 @@ class CompareConfig:
                 raise ValueError(f"references: {ref!r} is not scripted or random")
         known = {*self.rows, *self.references}
         labels = {*self.rows, *(REFERENCE_LABELS[r] for r in self.references)}
+        for name, members in self.pools.items():
+            if name in labels:
+                raise ValueError(f"pools: {name!r} is already a row label")
+            missing = [m for m in members if m not in labels]
+            if not members or missing:
+                raise ValueError(f"pools.{name}: {missing or 'an empty list'} names no row (rows: {sorted(labels)})")
+        labels |= set(self.pools)
         for a, b in self.differences:
             if a not in labels or b not in labels:
                 raise ValueError(f"differences: {a!r} - {b!r} names no row (rows: {sorted(labels)})")
@@ -272,9 +282,30 @@ def difference(a: dict | None, b: dict | None) -> dict | None:
             "ci95": list(newcombe_difference(a["successes"], a["n"], b["successes"], b["n"]))}
 
 
-def differences(cfg: CompareConfig, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> list[dict]:
-    """[{row, minus, cells: {key | 'overall': difference}}] for the config's `differences` whose rows are on disk."""
+def pools(cfg: CompareConfig, rows: list[dict], train_keys: list[str]) -> list[dict]:
+    """[{label, members, pending, cells, overall, member_overall}] for the config's `pools`: each task's
+    successes and rollouts summed over the members whose training tasks are all finished (`trials` rollouts
+    each), so a half-evaluated seed never tilts the pool. Its Wilson interval counts rollouts only: it does
+    not widen for the spread between head seeds, which `member_overall` shows."""
     by = {r["label"]: r for r in rows}
+    out = []
+    for name, members in cfg.pools.items():
+        done = [m for m in members if m in by and all(by[m]["cells"].get(k, {"n": 0})["n"] >= cfg.trials
+                                                     for k in train_keys)]
+        cells: dict[str, dict] = {}
+        for k in sorted({k for m in done for k in by[m]["cells"]}):
+            have = [by[m]["cells"][k] for m in done if k in by[m]["cells"]]
+            cells[k] = _cell(sum(c["successes"] for c in have), sum(c["n"] for c in have))
+        out.append({"label": name, "members": done, "pending": [m for m in members if m not in done],
+                    "cells": cells, "overall": overall(cells, train_keys),
+                    "member_overall": [overall(by[m]["cells"], train_keys)["success_rate"] for m in done]})
+    return out
+
+
+def differences(cfg: CompareConfig, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> list[dict]:
+    """[{row, minus, cells: {key | 'overall': difference}}] for the config's `differences` whose rows (or
+    pools, in `rows` beside them) are on disk."""
+    by = {r["label"]: r for r in rows if r["cells"]}
     out = []
     for a, b in cfg.differences:
         if a in by and b in by:
@@ -285,7 +316,9 @@ def differences(cfg: CompareConfig, rows: list[dict], cols: list[tuple[str, str]
     return out
 
 
-def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str]) -> str:
+def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[str, str]], train_keys: list[str],
+             diffs: list[dict], pooled: list[dict] | None = None) -> str:
+    """The table of `rows`, then the seed pools and the differences as `compare` computed them."""
     def pct(c: dict | None) -> str:
         if not c or not c["n"]:
             return "-"
@@ -305,7 +338,17 @@ def markdown(cfg: CompareConfig, base: Any, rows: list[dict], cols: list[tuple[s
         lines.append(f"| {r['label']} | `{r['spec']}` | " + " | ".join(pct(r["cells"].get(k)) for k, _ in cols)
                      + f" | **{pct(overall(r['cells'], train_keys))}** | {r.get('cpu_s', 0):.0f} | "
                      f"{r.get('episode_s', 0):.0f} |")
-    diffs = differences(cfg, rows, cols, train_keys)
+    if pooled:
+        lines += ["", "Pools: rows that differ only in their seed, each task's rollouts summed over the members whose "
+                  "training tasks are finished (the interval counts rollouts, not the spread between seeds: "
+                  "see each member's overall):", "",
+                  "| pool | members (overall %) | " + " | ".join(h for _, h in cols) + " | overall |",
+                  "|---|---|" + "---:|" * (len(cols) + 1)]
+        for p in pooled:
+            mem = ", ".join(f"{m} ({100 * v:.1f})" for m, v in zip(p["members"], p["member_overall"]))
+            mem += "".join(f"; pending: {m}" for m in p["pending"])
+            lines.append(f"| {p['label']} | {mem} | " + " | ".join(pct(p["cells"].get(k)) for k, _ in cols)
+                         + f" | **{pct(p['overall'])}** |")
     if diffs:
         def pp(d: dict | None) -> str:
             if d is None:
@@ -445,9 +488,10 @@ def compare(cfg: CompareConfig) -> dict:
     res = {"config": to_dict(cfg), "recipe": to_dict(base), "columns": cols, "train_columns": train_keys, "rows": rows}
     for r in rows:
         r["overall"] = overall(r["cells"], train_keys)
-    res["differences"] = differences(cfg, rows, cols, train_keys)
+    res["pools"] = pools(cfg, rows, train_keys)
+    res["differences"] = differences(cfg, rows + res["pools"], cols, train_keys)
     atomic_write_json(out / "results.json", res)
-    atomic_write_text(out / "results.md", markdown(cfg, base, rows, cols, train_keys))
+    atomic_write_text(out / "results.md", markdown(cfg, base, rows, cols, train_keys, res["differences"], res["pools"]))
     if rows:
         bar_plot(rows, cols, out / "bar.png")
     if cfg.publish:

@@ -11,7 +11,9 @@ control, or `policy:<dir>` to evaluate a trained policy) and rolls the final hea
 task on the recipe's evaluation tasks (LIBERO: T1-T4 trained, T5/T6 held out, roboact_clip Tables
 II/III); the scripted expert and random actions are reference rows under the same evaluator.
 `differences:` lists [row, row it is compared with] pairs; the table adds their per-task and overall
-differences with Newcombe's 95 % interval.
+differences with Newcombe's 95 % interval. `pools:` names rows that differ only in their seed; the table
+adds their rollouts summed per task (a seed joins once its training tasks are finished), and
+`differences:` may name a pool.
 Everything resumes per row, task and episode: rerun the same command after a kill; `only=` runs some
 rows now and the table shows every row with records so far (n per cell). Output under `out=`:
 results.md / results.json / bar.png, rows/<row>/{train,eval,row.json,timing.json}; `publish=` copies the

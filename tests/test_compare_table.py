@@ -168,5 +168,46 @@ def test_differences_carry_newcombe_intervals_per_task_and_overall():
     assert d["cells"]["libero_goal:0"]["difference"] == pytest.approx(0.22)
     assert d["cells"]["libero_goal:0"]["ci95"] == pytest.approx(list(newcombe_difference(19, 50, 8, 50)))
     assert d["cells"]["overall"]["ci95"] == pytest.approx(list(newcombe_difference(56, 100, 50, 100)))
-    md = markdown(cfg, base, rows, cols, train_keys)
+    md = markdown(cfg, base, rows, cols, train_keys, [d])
     assert "| mix - world | +22 [+5, +38] | -10 [-26, +6] | - | **+6 [-8, +19]** |" in md
+
+
+def test_pools_sum_finished_seeds_only_and_can_be_differenced():
+    from configs.loader import load_config
+    from envs.protocol import newcombe_difference, wilson_interval
+    from policies.compare import CompareConfig, _cell, differences, markdown, pools
+    from policies.train import TrainHeadConfig
+
+    base = load_config(TrainHeadConfig, REPO / "configs/policy/head_libero.yaml")
+    cols = [("libero_goal:0", "T1"), ("libero_goal:5", "T2"), ("libero_10:7", "T5")]
+    train_keys = ["libero_goal:0", "libero_goal:5"]
+    rows = [{"label": "a", "spec": "x", "cells": {"libero_goal:0": _cell(40, 50), "libero_goal:5": _cell(45, 50),
+                                                  "libero_10:7": _cell(1, 50)}},
+            {"label": "a, seed 1", "spec": "x seed=1", "cells": {"libero_goal:0": _cell(30, 50),
+                                                                "libero_goal:5": _cell(47, 50)}},
+            # seed 2 stopped inside T2: it must not join the pool (its T1 would outweigh its T2)
+            {"label": "a, seed 2", "spec": "x seed=2", "cells": {"libero_goal:0": _cell(50, 50),
+                                                                "libero_goal:5": _cell(3, 10)}},
+            {"label": "b", "spec": "y", "cells": {"libero_goal:0": _cell(20, 50), "libero_goal:5": _cell(40, 50)}}]
+    cfg = CompareConfig(recipe=str(REPO / "configs/policy/head_libero.yaml"),
+                        rows={r["label"]: r["spec"] for r in rows},
+                        pools={"a, seeds": ["a", "a, seed 1", "a, seed 2"], "b, seeds": ["b"]},
+                        differences=[("a, seeds", "b, seeds")])
+    cfg.validate()
+    pa, pb = pools(cfg, rows, train_keys)
+    assert pa["members"] == ["a", "a, seed 1"] and pa["pending"] == ["a, seed 2"]
+    assert pa["cells"]["libero_goal:0"] == _cell(70, 100) and pa["cells"]["libero_10:7"] == _cell(1, 50)
+    assert pa["overall"]["successes"] == 162 and pa["overall"]["n"] == 200
+    assert pa["overall"]["ci95"] == pytest.approx(list(wilson_interval(162, 200)))
+    assert pa["member_overall"] == pytest.approx([0.85, 0.77])
+    (d,) = differences(cfg, rows + [pa, pb], cols, train_keys)
+    assert d["cells"]["overall"]["ci95"] == pytest.approx(list(newcombe_difference(162, 200, 60, 100)))
+    md = markdown(cfg, base, rows, cols, train_keys, [d], [pa, pb])
+    assert "| a, seeds | a (85.0), a, seed 1 (77.0); pending: a, seed 2 |" in md
+    assert "| a, seeds - b, seeds |" in md
+    cfg.pools = {"a": ["b"]}
+    with pytest.raises(ValueError, match="pools: 'a' is already a row label"):
+        cfg.validate()
+    cfg.pools = {"c": ["b", "nope"]}
+    with pytest.raises(ValueError, match=r"pools.c: \['nope'\] names no row"):
+        cfg.validate()

@@ -292,6 +292,37 @@ def test_accuracies_break_down_by_class_and_view():
     assert "per true class on the held-out scenes" in md and "per true class on 10 of the training clip-views" in md
 
 
+def test_views_fused_average_a_clips_view_probabilities():
+    """A clip whose ego view is sure and whose two exo views lean the wrong way a little is right once
+    fused; a clip wrong in all views stays wrong; per class counts are per clip."""
+    import pandas as pd
+
+    from encoders.roboact.report import fused_tables
+    from encoders.roboact.results import views_fused
+
+    m = RoboActEncoder(tiny_cfg())
+    a0, a1 = m.cfg.actions[:2]
+    index = pd.DataFrame({"clip_id": ["c0"] * 3 + ["c1"] * 3, "view": ["ego", "exo_left", "exo_right"] * 2,
+                          "action": [a0] * 3 + [a1] * 3, "subject": m.cfg.subjects[0], "object": m.cfg.objects[0]})
+    k = len(m.cfg.actions)
+    act = torch.full((6, k), -20.0)
+    act[0, 0] = 10.0  # c0 ego: a0, sure
+    act[1:3, 0], act[1:3, 1] = 0.0, 0.5  # c0 exo: a1 a little more likely (wrong per view)
+    act[3:6, 0] = 5.0  # c1 (truly a1): a0 in every view
+    logits = {"logits_action": act, "logits_subject": torch.zeros(6, len(m.cfg.subjects)),
+              "logits_object": torch.zeros(6, len(m.cfg.objects))}
+    logits["logits_subject"][:, 0] = logits["logits_object"][:, 0] = 1.0
+    res = views_fused(m, index, logits)
+    assert res["clips"] == 2 and res["head"]["action"] == 50.0 and res["head"]["object"] == 100.0
+    assert res["per_class"]["action"] == {a0: {"acc": 100.0, "n": 1}, a1: {"acc": 0.0, "n": 1}}
+    per_view = (act.argmax(-1).numpy() == np.array([0, 0, 0, 1, 1, 1])).mean() * 100
+    assert per_view == pytest.approx(100 / 6)  # one clip-view of six right, one clip of two once fused
+    row = {"name": "tiny", "accuracy": {"head": {"action": per_view, "subject": 100.0, "object": 100.0},
+                                        "views_fused": res}}
+    md = "\n".join(fused_tables([row]))
+    assert "| **action**, views fused | 2 | 50.00 |" in md and f"| action: {a1} | 1 | 0.00 |" in md
+
+
 def test_frozen_backbone_is_not_saved_or_trained():
     m = RoboActEncoder(tiny_cfg())
     m.backbone()

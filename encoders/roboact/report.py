@@ -31,6 +31,29 @@ def per_class_tables(variants: list[dict], key: str = "accuracy", where: str = "
     return L
 
 
+def fused_tables(variants: list[dict]) -> list[str]:
+    """Markdown lines: held-out head accuracy (%) per clip with the class probabilities averaged over the
+    clip's views, overall and per true action / object class, beside the per-clip-view reading."""
+    vs = [v for v in variants if "views_fused" in v.get("accuracy", {})]
+    if not vs:
+        return []
+    head = " | ".join(v["name"] for v in vs)
+    n = vs[0]["accuracy"]["views_fused"]["clips"]
+    L = ["", f"Views fused: head accuracy (%) per held-out clip ({n} clips), the class probabilities of its "
+         "synchronised views averaged (a reading beside the per-clip-view one above, not the paper's protocol):", "",
+         f"| factor | n | {head} |", "|---|---|" + "---|" * len(vs)]
+    for f in ("action", "subject", "object"):
+        L.append(f"| **{f}**, per clip-view | | "
+                 + " | ".join(fmt(v["accuracy"]["head"][f]) for v in vs) + " |")
+        L.append(f"| **{f}**, views fused | {n} | " + " | ".join(fmt(v["accuracy"]["views_fused"]["head"][f]) for v in vs)
+                 + " |")
+    for f in ("action", "object"):
+        for c, x in vs[0]["accuracy"]["views_fused"]["per_class"][f].items():
+            cells = " | ".join(fmt(v["accuracy"]["views_fused"]["per_class"][f].get(c, {}).get("acc")) for v in vs)
+            L.append(f"| {f}: {c} | {x['n']} | {cells} |")
+    return L
+
+
 def markdown(res: dict, command: str) -> str:
     L = ["# RoboAct-CLIP on the embedded atomic world (held-out scenes)", "",
          f"Command: `{command}`", "",
@@ -51,6 +74,7 @@ def markdown(res: dict, command: str) -> str:
                  + " | " + " | ".join(fmt(a["text"][f]) for f in ("action", "subject", "object", "triplet"))
                  + f" | {fmt(v.get('train_seconds'))} |")
     L += per_class_tables(res["variants"])
+    L += fused_tables(res["variants"])
     tr = [v for v in res["variants"] if "accuracy_train" in v]
     if tr:
         n = tr[0]["accuracy_train"]["rows"]
